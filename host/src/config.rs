@@ -1,0 +1,120 @@
+//! Node configuration: defaults < TOML file < environment (`HOOKWIRE_*`) <
+//! command-line flags, merged by `figment`. Per-tenant settings live in
+//! [`TenantConfig`](crate::tenant::TenantConfig) and are changed at runtime
+//! over the admin API; `[tenant_defaults]` seeds new tenants.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::EngineLimits;
+use crate::tenant::TenantConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address for socket.io and the HTTP API.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store (created if missing).
+    pub data_dir: PathBuf,
+    /// Admin key; when unset, one is generated on first start and written to
+    /// `<data_dir>/admin.key`.
+    pub admin_key: Option<String>,
+    /// API key of the `default` tenant on first start; generated when unset.
+    pub default_api_key: Option<String>,
+    /// Largest Engine.IO packet, in bytes. Kept well above the largest
+    /// tenant `max_msg_bytes` so an oversized `msg` gets a clear error
+    /// instead of a closed connection.
+    pub max_payload_bytes: u64,
+    /// How long a group commit waits to gather more writes (µs). 0 = commit
+    /// as soon as the writer is free (writes arriving meanwhile still share
+    /// the next commit).
+    pub commit_delay_us: u64,
+    /// How long a server-to-client ack (pushes) is awaited.
+    pub ack_timeout_ms: u64,
+    /// `pretty` or `json` logs.
+    pub log_format: LogFormat,
+    /// Settings for tenants created from now on (and the `default` tenant on
+    /// first start).
+    pub tenant_defaults: TenantConfig,
+    /// Plugin engine limits (wasmtime).
+    pub plugins: EngineLimits,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "0.0.0.0:3000".parse().unwrap(),
+            data_dir: PathBuf::from("./data"),
+            admin_key: None,
+            default_api_key: None,
+            max_payload_bytes: 4 * 1024 * 1024,
+            commit_delay_us: 0,
+            ack_timeout_ms: 10_000,
+            log_format: LogFormat::Pretty,
+            tenant_defaults: TenantConfig::default(),
+            plugins: EngineLimits::default(),
+        }
+    }
+}
+
+/// Flags of `hookwire serve`. Every flag also reads `HOOKWIRE_<NAME>`.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct ServeArgs {
+    /// TOML config file (see README, "Configuration").
+    #[arg(long, short = 'c', env = "HOOKWIRE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for socket.io and HTTP [default: 0.0.0.0:3000].
+    #[arg(long, env = "HOOKWIRE_LISTEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded store [default: ./data].
+    #[arg(long, env = "HOOKWIRE_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Admin key for the admin REST API (generated on first start if unset).
+    #[arg(long, env = "HOOKWIRE_ADMIN_KEY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_key: Option<String>,
+    /// API key of the `default` tenant, used when it is first created.
+    #[arg(long, env = "HOOKWIRE_DEFAULT_API_KEY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_api_key: Option<String>,
+    /// Largest Engine.IO packet in bytes [default: 4194304].
+    #[arg(long, env = "HOOKWIRE_MAX_PAYLOAD_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_payload_bytes: Option<u64>,
+    /// Group-commit gathering delay in microseconds [default: 0].
+    #[arg(long, env = "HOOKWIRE_COMMIT_DELAY_US")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_delay_us: Option<u64>,
+    /// Log format [default: pretty].
+    #[arg(long, env = "HOOKWIRE_LOG_FORMAT", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Merges defaults, the TOML file, `HOOKWIRE_*` variables and flags.
+    pub fn load(args: &ServeArgs) -> Result<Config, figment::Error> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &args.config {
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        // Nested keys use `__`: HOOKWIRE_TENANT_DEFAULTS__AUTH_TIMEOUT_MS=500.
+        // CONFIG names the file itself and is not a setting.
+        fig = fig.merge(Env::prefixed("HOOKWIRE_").ignore(&["config"]).split("__"));
+        fig.merge(Serialized::defaults(args)).extract()
+    }
+}

@@ -1,0 +1,31 @@
+//! hookwire: a realtime room-sync and push server speaking socket.io, with
+//! tenant policies as sandboxed WebAssembly components.
+//!
+//! Map of the crate:
+//! - [`config`]: node configuration (flags, `HOOKWIRE_*`, TOML).
+//! - [`tenant`]: tenants (one namespace each), their config and policy.
+//! - [`policy`]: the hook trait of the event pipeline; its defaults are the
+//!   built-in behaviour.
+//! - [`runtime`]: the wasmtime component host that implements [`policy::Policy`]
+//!   with a tenant's plugin chain.
+//! - [`store`]: the durable state trait and its backends.
+//! - [`protocol`]: socket.io handlers (room sync, reliable push) and presence.
+//! - [`http`]: account, admin, push and operations endpoints.
+//! - [`telemetry`]: logs and Prometheus metrics.
+//!
+//! [`run`] serves one node on a bound listener until `shutdown` resolves.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod policy;
+pub mod protocol;
+pub mod runtime;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod tenant;
+
+pub use config::Config;
+pub use server::{AppState, run};

@@ -1,0 +1,172 @@
+//! The hook points of the event pipeline.
+//!
+//! Every tenant has one [`Policy`]. The host calls it at four places:
+//! `authenticate`, `on_join`, `on_msg` (+ `storage_mode`) and `route_push`.
+//! The trait's default bodies *are* the built-in behaviour of the seed
+//! services, so [`BuiltinPolicy`] is just the empty impl; the wasm
+//! `PluginChain` (see `runtime/`) overrides the hooks its plugins export.
+//!
+//! Hooks return `Result<_, HookError>`: the pipeline turns an error into a
+//! refusal with a clear status (fail closed) or ignores it (fail open), as
+//! the tenant configured.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::HookError;
+
+/// Who is calling a hook. Tenant-scoped: a policy never sees another tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct HookContext {
+    pub tenant: String,
+    /// Socket id, when the hook runs for a socket.
+    pub sid: Option<String>,
+    /// Authenticated uid, once known.
+    pub uid: Option<String>,
+    /// `deviceId` handshake query parameter, when given.
+    pub device: Option<String>,
+}
+
+/// Input of `authenticate`: the `authenticate` event payload or the socket.io
+/// handshake `auth` object, plus the handshake query string (for
+/// socket.io-webservice style `?token=` clients).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub uid: Option<String>,
+    pub token: Option<String>,
+    /// The whole payload as sent (sign-check reads `app`, `timestamp`, `sign`).
+    pub payload: Value,
+    /// Raw handshake query string (without `?`).
+    pub query: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AuthVerdict {
+    /// Accept as `uid`; also join `rooms`; `claims` are kept on the socket.
+    Allow { uid: String, rooms: Vec<String>, claims: Value },
+    /// Refuse with this reason (sent to the client as `data`).
+    Deny { reason: String },
+    /// Not this hook's business: fall through to the next plugin, and at the
+    /// end of the chain to the built-in token check.
+    Defer,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub room: String,
+    pub dummy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum JoinVerdict {
+    Allow,
+    Deny { reason: String },
+}
+
+/// Storage mode of a `msg` (always-online: 0 insert, 1 update, 2 ignore).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StorageMode {
+    Insert,
+    Update,
+    Ignore,
+}
+
+impl StorageMode {
+    /// Unknown values map to insert, as always-online did.
+    pub fn from_wire(v: Option<&Value>) -> Self {
+        match v.and_then(Value::as_i64) {
+            Some(1) => StorageMode::Update,
+            Some(2) => StorageMode::Ignore,
+            _ => StorageMode::Insert,
+        }
+    }
+    pub fn to_wire(self) -> i64 {
+        match self {
+            StorageMode::Insert => 0,
+            StorageMode::Update => 1,
+            StorageMode::Ignore => 2,
+        }
+    }
+}
+
+/// A `msg` on its way through the pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MsgEvent {
+    pub room: String,
+    /// The message object as the client sent it (long or short form).
+    pub msg: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MsgVerdict {
+    /// Relay as is.
+    Pass,
+    /// Do not relay or store; the sender gets `{status:1, data: reason}`.
+    Drop { reason: String },
+    /// Relay (and store) this object instead.
+    Rewrite { msg: Value },
+    /// Do not relay; send `event` with `data` back to the sender only.
+    Reply { event: String, data: Value },
+    /// Relay to these rooms / user rooms instead of the sender's room
+    /// (egg-socket.io's `sendToOthers`); `msg` replaces the payload when set.
+    Redirect { rooms: Vec<String>, users: Vec<String>, msg: Option<Value> },
+}
+
+/// A push from the business server (`POST /send`, admin push, Redis channel).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushRequest {
+    pub rooms: Vec<String>,
+    pub event: String,
+    pub args: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PushRoute {
+    /// Deliver to these rooms (user rooms get reliable, acknowledged delivery).
+    Deliver { rooms: Vec<String> },
+    /// Refuse the push with a reason.
+    Reject { reason: String },
+}
+
+/// The hooks of the event pipeline. Default bodies are the built-in behaviour.
+#[async_trait]
+pub trait Policy: Send + Sync + 'static {
+    /// A short description for logs and `/api` listings.
+    fn describe(&self) -> String {
+        "builtin".to_string()
+    }
+
+    async fn authenticate(&self, _ctx: &HookContext, _req: &AuthRequest) -> Result<AuthVerdict, HookError> {
+        Ok(AuthVerdict::Defer)
+    }
+
+    async fn on_join(&self, _ctx: &HookContext, _req: &JoinRequest) -> Result<JoinVerdict, HookError> {
+        Ok(JoinVerdict::Allow)
+    }
+
+    async fn on_msg(&self, _ctx: &HookContext, _ev: &MsgEvent) -> Result<MsgVerdict, HookError> {
+        Ok(MsgVerdict::Pass)
+    }
+
+    /// `proposed` is what the client asked for (unknown → insert).
+    async fn storage_mode(
+        &self,
+        _ctx: &HookContext,
+        _ev: &MsgEvent,
+        proposed: StorageMode,
+    ) -> Result<StorageMode, HookError> {
+        Ok(proposed)
+    }
+
+    async fn route_push(&self, _ctx: &HookContext, req: &PushRequest) -> Result<PushRoute, HookError> {
+        Ok(PushRoute::Deliver { rooms: req.rooms.clone() })
+    }
+}
+
+/// The seed services' hard-coded behaviour: token check, relay everything,
+/// storage as the client asks, pushes where the sender says.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BuiltinPolicy;
+
+impl Policy for BuiltinPolicy {}

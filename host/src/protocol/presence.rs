@@ -1,0 +1,3 @@
+//! Who is online, in which rooms.
+#[derive(Default)]
+pub struct Presence {}

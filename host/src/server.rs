@@ -1,0 +1,159 @@
+//! Wiring: open the store, load tenants and their plugin chains, mount one
+//! socket.io namespace per tenant, serve HTTP + socket.io on one listener,
+//! and shut down gracefully.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+
+use crate::auth;
+use crate::config::Config;
+use crate::protocol::{self, Presence};
+use crate::runtime::PluginRuntime;
+use crate::store::{Store, TenantRecord, embedded::EmbeddedStore};
+use crate::telemetry::Metrics;
+use crate::tenant::{DEFAULT_TENANT, TenantRegistry};
+
+/// Everything a handler may need, passed explicitly (no globals).
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub tenants: Arc<TenantRegistry>,
+    pub io: SocketIo,
+    pub metrics: Arc<Metrics>,
+    pub presence: Arc<Presence>,
+    pub plugins: Arc<PluginRuntime>,
+    pub started: Instant,
+}
+
+/// Meta key of the admin key's hash.
+const ADMIN_KEY_META: &str = "admin_key_sha256";
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Serves one hookwire node on `listener` until `shutdown` completes, then
+/// closes every connection and flushes the store.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(&config.data_dir.join("hookwire.redb"), Duration::from_micros(config.commit_delay_us))
+            .with_context(|| format!("cannot open the embedded store in {}", config.data_dir.display()))?,
+    );
+    serve(config, store, listener, shutdown).await
+}
+
+/// [`run`] on a store the caller opened (tests pass each backend).
+pub async fn serve(
+    config: Config,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    bootstrap(&config, store.as_ref()).await?;
+    let metrics = Arc::new(Metrics::default());
+    let tenants = Arc::new(TenantRegistry::load(store.as_ref()).await?);
+
+    let (layer, io) = SocketIo::builder()
+        .max_payload(config.max_payload_bytes)
+        .max_buffer_size(1024)
+        .ack_timeout(Duration::from_millis(config.ack_timeout_ms))
+        .build_layer();
+
+    let plugins = PluginRuntime::new(&config.plugins, store.clone(), metrics.clone())?;
+    let state = AppState {
+        config: Arc::new(config),
+        store,
+        tenants: tenants.clone(),
+        io,
+        metrics,
+        presence: Arc::new(Presence::default()),
+        plugins,
+        started: Instant::now(),
+    };
+    for tenant in tenants.all() {
+        if let Err(e) = state.plugins.activate(&tenant).await {
+            tracing::error!(tenant = %tenant.name(), error = %e, "cannot load the plugin chain; built-in policy in use");
+        }
+        protocol::mount(&state, &tenant);
+    }
+    protocol::spawn_housekeeping(&state);
+
+    let app = crate::http::router(state.clone()).layer(layer);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = state.store.kind(), "hookwire listening on http://{addr}");
+
+    let io = state.io.clone();
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing connections");
+            io.close().await;
+        })
+        .await?;
+    state.store.flush().await.context("flushing the store at shutdown")?;
+    tracing::info!("store flushed; bye");
+    Ok(())
+}
+
+/// First start: the admin key and the `default` tenant.
+async fn bootstrap(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+    match &config.admin_key {
+        Some(key) => store.set_meta(ADMIN_KEY_META, &auth::sha256_hex(key)).await?,
+        None => {
+            if store.get_meta(ADMIN_KEY_META).await?.is_none() {
+                let key = auth::random_secret();
+                let path = config.data_dir.join("admin.key");
+                write_secret(&path, &key)?;
+                store.set_meta(ADMIN_KEY_META, &auth::sha256_hex(&key)).await?;
+                tracing::warn!(path = %path.display(), "first start: generated the admin key");
+                println!("hookwire: admin key written to {}", path.display());
+            }
+        }
+    }
+    if store.get_tenant(DEFAULT_TENANT).await?.is_none() {
+        let key = config.default_api_key.clone().unwrap_or_else(auth::random_secret);
+        if config.default_api_key.is_none() {
+            let path = config.data_dir.join("default.api-key");
+            write_secret(&path, &key)?;
+            println!("hookwire: API key of tenant `default` written to {}", path.display());
+        }
+        store
+            .put_tenant(&TenantRecord {
+                name: DEFAULT_TENANT.into(),
+                config: config.tenant_defaults.clone(),
+                api_key_hashes: vec![auth::sha256_hex(&key)],
+                created_ms: now_ms(),
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    Ok(())
+}
+
+/// Is `key` the admin key?
+pub async fn is_admin_key(state: &AppState, key: &str) -> bool {
+    match state.store.get_meta(ADMIN_KEY_META).await {
+        Ok(Some(h)) => auth::ct_eq(&h, &auth::sha256_hex(key)),
+        _ => false,
+    }
+}

@@ -1,0 +1,204 @@
+//! Durable state behind one trait, [`Store`], with one implementation per
+//! backend: [`embedded`] (redb, the default), and in the cluster issue Redis
+//! and MongoDB. One conformance suite (`tests/store_conformance.rs`) runs
+//! against every backend.
+//!
+//! Payloads are kept as JSON text (`String`) so the room log never
+//! re-serialises what a client sent.
+
+pub mod embedded;
+
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::StoreError;
+use crate::tenant::TenantConfig;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A tenant as stored: its name, config and the SHA-256 of each API key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TenantRecord {
+    pub name: String,
+    pub config: TenantConfig,
+    /// Hex SHA-256 of every valid API key (the key itself is never stored).
+    pub api_key_hashes: Vec<String>,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+}
+
+/// A user of a tenant (always-online's `create_token`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserRecord {
+    pub uid: String,
+    /// Hex SHA-256 of the current token.
+    pub token_hash: String,
+    pub created_ms: u64,
+}
+
+/// One stored room message: the JSON object relayed to the room (with `uid`
+/// and `ts` added), plus the metadata the admin API shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoomEntry {
+    pub uid: String,
+    /// Unix seconds, like always-online's `room_msgs`.
+    pub ts: u64,
+    /// The relayed message, as JSON text.
+    pub msg: String,
+}
+
+/// A write to a room log.
+#[derive(Debug, Clone)]
+pub enum RoomWrite {
+    /// Append to the insert log.
+    Insert(RoomEntry),
+    /// Replace the current value of `msg_id` (the history of updates is kept).
+    Update { msg_id: String, entry: RoomEntry },
+}
+
+/// Outcome of a room write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomWriteAck {
+    /// Position in the insert log (for an insert: the new entry's; for an
+    /// update: the log length at the time).
+    pub seq: u64,
+    pub epoch: u64,
+}
+
+/// One page of a room log, in insert order, as `sync` serves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomPage {
+    /// Inserted entries from the requested offset (trimmed ones are skipped).
+    pub inserts: Vec<(u64, RoomEntry)>,
+    /// The current value of every updated msgId; only filled when the insert
+    /// log is exhausted by this page.
+    pub updates: Vec<RoomEntry>,
+    /// Where the next page starts in the insert log.
+    pub next_offset: u64,
+    /// True when more inserts remain after this page.
+    pub more: bool,
+    pub epoch: u64,
+}
+
+/// A message queued for reliable delivery to one device of one user.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PushEntry {
+    /// Tenant-wide, strictly increasing: the global send order.
+    pub seq: u64,
+    pub event: String,
+    /// The event's arguments.
+    pub args: Vec<Value>,
+    /// Whether an out-of-order ack triggers `_resync`.
+    pub resync: bool,
+}
+
+/// What acking a set of pushes found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushAckOutcome {
+    /// How many of the acked entries were still pending.
+    pub removed: usize,
+    /// The smallest acked seq was the oldest pending entry.
+    pub was_oldest: bool,
+}
+
+/// A plugin version as stored (issue 3: the wasm runtime reads these).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginRecord {
+    pub name: String,
+    pub version: u64,
+    /// Hex SHA-256 of the component bytes.
+    pub hash: String,
+    pub size: u64,
+    /// The plugin's manifest (limits, permissions, config) as JSON.
+    pub manifest: Value,
+    pub created_ms: u64,
+}
+
+/// The active chain of a tenant: plugin names with their active versions, in
+/// call order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PluginChainRecord {
+    pub entries: Vec<ChainEntry>,
+    /// Bumped on every change, so nodes can tell a stale chain.
+    pub revision: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChainEntry {
+    pub name: String,
+    pub version: u64,
+}
+
+/// Everything hookwire keeps durably. Implementations must be safe to call
+/// from many tasks at once.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Backend name for logs and `/healthz` (`embedded`, `redis`, `mongodb`).
+    fn kind(&self) -> &'static str;
+
+    /// Cheap liveness probe for `/healthz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Make everything acknowledged so far durable (graceful shutdown).
+    async fn flush(&self) -> StoreResult<()>;
+
+    // --- node-wide metadata (e.g. the admin key hash) ---
+    async fn get_meta(&self, key: &str) -> StoreResult<Option<String>>;
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    // --- tenants ---
+    async fn put_tenant(&self, t: &TenantRecord) -> StoreResult<()>;
+    async fn get_tenant(&self, name: &str) -> StoreResult<Option<TenantRecord>>;
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
+    /// Deletes the tenant and all of its data. Returns whether it existed.
+    async fn delete_tenant(&self, name: &str) -> StoreResult<bool>;
+
+    // --- users and tokens ---
+    async fn put_user(&self, tenant: &str, user: &UserRecord) -> StoreResult<()>;
+    async fn get_user(&self, tenant: &str, uid: &str) -> StoreResult<Option<UserRecord>>;
+
+    // --- room logs ---
+    /// Writes one message. Returns once it is durable (group commit: many
+    /// concurrent writes share one disk sync). Keeps at most `max_entries`
+    /// inserts per room, trimming the oldest.
+    async fn room_write(&self, tenant: &str, room: &str, write: RoomWrite, max_entries: u64) -> StoreResult<RoomWriteAck>;
+    async fn room_read(&self, tenant: &str, room: &str, offset: u64, limit: usize) -> StoreResult<RoomPage>;
+    /// Removes every stored message of the room and raises its epoch.
+    async fn room_clear(&self, tenant: &str, room: &str) -> StoreResult<u64>;
+    async fn room_epoch(&self, tenant: &str, room: &str) -> StoreResult<u64>;
+
+    // --- reliable pushes, per (user, device) ---
+    /// Assigns the next tenant-wide push seq.
+    async fn push_next_seq(&self, tenant: &str) -> StoreResult<u64>;
+    /// Queues `entry` for each of `devices` of `uid`.
+    async fn push_enqueue(&self, tenant: &str, uid: &str, devices: &[String], entry: &PushEntry) -> StoreResult<()>;
+    /// Pending entries of one device, oldest first.
+    async fn push_pending(&self, tenant: &str, uid: &str, device: &str) -> StoreResult<Vec<PushEntry>>;
+    async fn push_ack(&self, tenant: &str, uid: &str, device: &str, seqs: &[u64]) -> StoreResult<PushAckOutcome>;
+    async fn push_clear(&self, tenant: &str, uid: &str, device: &str) -> StoreResult<()>;
+    /// Moves the entries queued for `from` (e.g. the "no device" queue) to `to`.
+    async fn push_move(&self, tenant: &str, uid: &str, from: &str, to: &str) -> StoreResult<()>;
+    /// Records that a device of `uid` was online at `now_ms`.
+    async fn device_seen(&self, tenant: &str, uid: &str, device: &str, now_ms: u64) -> StoreResult<()>;
+    /// Devices of `uid` with their last-seen time.
+    async fn devices(&self, tenant: &str, uid: &str) -> StoreResult<Vec<(String, u64)>>;
+    /// Forgets devices (and their queues) last seen before `before_ms`.
+    /// Returns how many were forgotten.
+    async fn expire_devices(&self, tenant: &str, before_ms: u64) -> StoreResult<usize>;
+
+    // --- plugins (issue 3) ---
+    async fn put_plugin(&self, tenant: &str, rec: &PluginRecord, wasm: &[u8]) -> StoreResult<()>;
+    async fn list_plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>>;
+    async fn get_plugin_wasm(&self, tenant: &str, name: &str, version: u64) -> StoreResult<Option<Vec<u8>>>;
+    async fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<bool>;
+    async fn get_chain(&self, tenant: &str) -> StoreResult<PluginChainRecord>;
+    async fn put_chain(&self, tenant: &str, chain: &PluginChainRecord) -> StoreResult<()>;
+
+    // --- plugin key-value store (tenant-scoped; TTL in ms, 0 = none) ---
+    async fn kv_get(&self, tenant: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn kv_set(&self, tenant: &str, key: &str, value: &[u8], ttl_ms: u64) -> StoreResult<()>;
+    /// Adds `delta` (missing = 0); the TTL is set when the key is created.
+    async fn kv_incr(&self, tenant: &str, key: &str, delta: i64, ttl_ms: u64) -> StoreResult<i64>;
+}

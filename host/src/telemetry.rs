@@ -1,0 +1,123 @@
+//! Logs (`tracing`) and Prometheus metrics (`prometheus-client`).
+//!
+//! Metrics are per server instance (not a global recorder) so tests can run
+//! several servers in one process.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::config::LogFormat;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: Family<Labels, Gauge>,
+    pub rooms: Gauge,
+    pub messages_in: Family<Labels, Counter>,
+    pub messages_out: Family<Labels, Counter>,
+    pub pushes: Family<Labels, Counter>,
+    pub refused: Family<Labels, Counter>,
+    pub store_latency: Family<Labels, Histogram>,
+    pub store_errors: Family<Labels, Counter>,
+    pub plugin_calls: Family<Labels, Counter>,
+    pub plugin_faults: Family<Labels, Counter>,
+    pub plugin_call_seconds: Family<Labels, Histogram>,
+    pub dependency_up: Family<Labels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 10 µs .. ~5 s
+    Histogram::new(exponential_buckets(0.00001, 2.5, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hookwire");
+        let connections = Family::<Labels, Gauge>::default();
+        let rooms = Gauge::default();
+        let messages_in = Family::<Labels, Counter>::default();
+        let messages_out = Family::<Labels, Counter>::default();
+        let pushes = Family::<Labels, Counter>::default();
+        let refused = Family::<Labels, Counter>::default();
+        let store_latency = Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let store_errors = Family::<Labels, Counter>::default();
+        let plugin_calls = Family::<Labels, Counter>::default();
+        let plugin_faults = Family::<Labels, Counter>::default();
+        let plugin_call_seconds =
+            Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let dependency_up = Family::<Labels, Gauge>::default();
+        registry.register("connections", "Connected sockets per tenant", connections.clone());
+        registry.register("rooms", "Rooms with at least one socket on this node", rooms.clone());
+        registry.register("messages_in", "Room messages received, per tenant", messages_in.clone());
+        registry.register("messages_out", "Messages delivered to sockets (per recipient), per tenant", messages_out.clone());
+        registry.register("pushes", "Business-server pushes accepted, per tenant", pushes.clone());
+        registry.register("refused", "Requests refused, per tenant and reason", refused.clone());
+        registry.register("store_latency_seconds", "Store operation latency, per operation", store_latency.clone());
+        registry.register("store_errors", "Store operation failures, per operation", store_errors.clone());
+        registry.register("plugin_calls", "Plugin hook calls, per tenant, plugin and hook", plugin_calls.clone());
+        registry.register("plugin_faults", "Plugin hook faults, per tenant, plugin and kind", plugin_faults.clone());
+        registry.register("plugin_call_seconds", "Plugin hook call time, per hook", plugin_call_seconds.clone());
+        registry.register("dependency_up", "1 when a dependency (store, redis) answers", dependency_up.clone());
+        Metrics {
+            registry,
+            connections,
+            rooms,
+            messages_in,
+            messages_out,
+            pushes,
+            refused,
+            store_latency,
+            store_errors,
+            plugin_calls,
+            plugin_faults,
+            plugin_call_seconds,
+            dependency_up,
+        }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn tenant(t: &str) -> Labels {
+        vec![("tenant", t.to_string())]
+    }
+
+    pub fn refuse(&self, tenant: &str, reason: &'static str) {
+        self.refused.get_or_create(&vec![("tenant", tenant.to_string()), ("reason", reason.to_string())]).inc();
+    }
+
+    /// Times a store operation and counts its failures.
+    pub async fn timed<T, E>(&self, op: &'static str, fut: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        let start = std::time::Instant::now();
+        let r = fut.await;
+        let labels = vec![("op", op.to_string())];
+        self.store_latency.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+        if r.is_err() {
+            self.store_errors.get_or_create(&labels).inc();
+        }
+        r
+    }
+}
+
+/// Installs the global `tracing` subscriber (`RUST_LOG` filters, default
+/// `info`). Safe to call more than once.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}

@@ -1,0 +1,173 @@
+//! Tenants: one socket.io namespace each (`default` on `/`, `acme` on
+//! `/acme`), with their own API keys, config, data and policy.
+//!
+//! [`TenantRegistry`] is the in-memory view every handler reads; it is
+//! loaded from the [`Store`] at start and written through on every change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{BuiltinPolicy, Policy};
+use crate::store::{Store, StoreResult, TenantRecord};
+
+/// The tenant served on namespace `/`.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Per-tenant settings. Every field has a default, so a partial update (REST
+/// `PATCH`, TOML `[tenant_defaults]`) only names what changes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantConfig {
+    /// When false, `authenticate` accepts any uid without a token check
+    /// (always-online's `forceUserAuth`; development only).
+    pub force_user_auth: bool,
+    /// Every authenticated socket joins `<prefix><uid>` (socket.io-webservice's
+    /// `userRoomPrefix`); pushes to such rooms are delivered reliably.
+    pub user_room_prefix: String,
+    /// A socket that has not authenticated within this time is disconnected.
+    pub auth_timeout_ms: u64,
+    /// A socket that has not joined a room within this time after
+    /// authenticating is disconnected. 0 disables it (push-only clients).
+    pub join_timeout_ms: u64,
+    /// `authenticate` attempts per uid in a fixed 60 s window.
+    pub auth_attempts_per_minute: u32,
+    /// Largest `msg` payload, in bytes of JSON.
+    pub max_msg_bytes: usize,
+    /// Rooms one socket may be in (not counting its own user room).
+    pub max_rooms_per_socket: usize,
+    /// Inserted messages kept per room; older ones are trimmed.
+    pub max_msgs_per_room: u64,
+    /// Concurrent sockets of this tenant on one node.
+    pub max_connections: usize,
+    /// Messages per `sync` reply.
+    pub sync_page_size: usize,
+    /// A device offline longer than this is forgotten with its queue.
+    pub device_ttl_secs: u64,
+    /// Disconnect older sockets of a uid when it authenticates again.
+    pub kickout: bool,
+    /// Uids whose `uid`+`token` may call the admin HTTP API of this tenant.
+    pub admin_uids: Vec<String>,
+    /// When a plugin hook fails (trap, timeout, memory), let the operation
+    /// through instead of refusing it.
+    pub plugin_fail_open: bool,
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        TenantConfig {
+            force_user_auth: true,
+            user_room_prefix: "user_".into(),
+            auth_timeout_ms: 10_000,
+            join_timeout_ms: 10_000,
+            auth_attempts_per_minute: 30,
+            max_msg_bytes: 512_000,
+            max_rooms_per_socket: 16,
+            max_msgs_per_room: 10_000,
+            max_connections: 100_000,
+            sync_page_size: 200,
+            device_ttl_secs: 3600,
+            kickout: true,
+            admin_uids: Vec::new(),
+            plugin_fail_open: false,
+        }
+    }
+}
+
+/// A live tenant: its record and its current policy, both swappable
+/// atomically (calls in flight keep the old value).
+pub struct Tenant {
+    record: RwLock<TenantRecord>,
+    policy: ArcSwap<Box<dyn Policy>>,
+}
+
+impl Tenant {
+    pub fn new(record: TenantRecord) -> Self {
+        Tenant {
+            record: RwLock::new(record),
+            policy: ArcSwap::from_pointee(Box::new(BuiltinPolicy) as Box<dyn Policy>),
+        }
+    }
+    pub fn name(&self) -> String {
+        self.record.read().name.clone()
+    }
+    pub fn config(&self) -> TenantConfig {
+        self.record.read().config.clone()
+    }
+    pub fn record(&self) -> TenantRecord {
+        self.record.read().clone()
+    }
+    pub fn set_record(&self, rec: TenantRecord) {
+        *self.record.write() = rec;
+    }
+    /// The policy to use for one call; hold the returned `Arc` for the whole
+    /// call so a concurrent swap does not affect it.
+    pub fn policy(&self) -> Arc<Box<dyn Policy>> {
+        self.policy.load_full()
+    }
+    pub fn set_policy(&self, p: Box<dyn Policy>) {
+        self.policy.store(Arc::new(p));
+    }
+    /// Socket.io namespace path of this tenant.
+    pub fn namespace(&self) -> String {
+        namespace_of(&self.record.read().name)
+    }
+    /// Does `key` match one of this tenant's API keys?
+    pub fn accepts_key(&self, key: &str) -> bool {
+        let h = crate::auth::sha256_hex(key);
+        self.record.read().api_key_hashes.iter().any(|k| crate::auth::ct_eq(k, &h))
+    }
+}
+
+pub fn namespace_of(tenant: &str) -> String {
+    if tenant == DEFAULT_TENANT { "/".to_string() } else { format!("/{tenant}") }
+}
+
+/// Tenant names are namespace paths and URL segments: keep them plain.
+pub fn valid_tenant_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && !matches!(name, "socket.io" | "api" | "admin" | "user" | "demo")
+}
+
+/// All tenants of this node, by name.
+#[derive(Default)]
+pub struct TenantRegistry {
+    tenants: RwLock<HashMap<String, Arc<Tenant>>>,
+}
+
+impl TenantRegistry {
+    pub async fn load(store: &dyn Store) -> StoreResult<Self> {
+        let reg = TenantRegistry::default();
+        for rec in store.list_tenants().await? {
+            reg.insert(rec);
+        }
+        Ok(reg)
+    }
+    pub fn get(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants.read().get(name).cloned()
+    }
+    /// Inserts or replaces the record; an existing tenant keeps its policy.
+    pub fn insert(&self, rec: TenantRecord) -> Arc<Tenant> {
+        let mut map = self.tenants.write();
+        if let Some(t) = map.get(&rec.name) {
+            t.set_record(rec);
+            return t.clone();
+        }
+        let t = Arc::new(Tenant::new(rec.clone()));
+        map.insert(rec.name, t.clone());
+        t
+    }
+    pub fn remove(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants.write().remove(name)
+    }
+    pub fn all(&self) -> Vec<Arc<Tenant>> {
+        let mut v: Vec<_> = self.tenants.read().values().cloned().collect();
+        v.sort_by_key(|t| t.name());
+        v
+    }
+}
