@@ -1,0 +1,551 @@
+// The always-online room-sync contract (PROTOCOL.md "Room-sync events" and the
+// "Pinned details"), written once and run per transport by
+// room-sync.websocket.test.mjs and room-sync.polling.test.mjs.
+
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, test } from 'node:test';
+import {
+  closeAll, connect, eventually, login, loginJoin, ok, rid, startServer, syncAll, syncData, tokenFor,
+} from './harness.mjs';
+
+const T = { timeout: 30000 };
+
+/** The uid of a remote_* payload, as a string. */
+const U = (p) => String(p?.uid);
+
+export function roomSyncSuite(transport) {
+  const transports = [transport];
+
+  describe(`room-sync over ${transport}`, () => {
+    let srv;
+    const clients = [];
+    const track = (c) => { clients.push(c); return c; };
+    const user = (opts = {}) => login(srv, { transports, ...opts }).then(track);
+    const member = (roomId, opts = {}) => loginJoin(srv, roomId, { transports, ...opts }).then(track);
+
+    before(async () => { srv = await startServer(); });
+    after(async () => { closeAll(clients); await srv?.destroy(); });
+    afterEach(() => closeAll(clients.splice(0)));
+
+    // ---- authenticate -----------------------------------------------------
+
+    test('authenticate event: reply on the event and on the ack callback', T, async () => {
+      const uid = rid('u');
+      const token = await tokenFor(srv, uid);
+      const c = track(await connect(srv, { transports, label: uid }));
+      const ack = await c.emitAck('authenticate', { uid, token });
+      assert.deepEqual(ack, { status: 0, data: 'auth success' });
+      const ev = await c.waitFor('authenticate');
+      assert.deepEqual(ev, { status: 0, data: 'auth success' });
+    });
+
+    test('authenticate with a wrong token: {status:1, data:reason}, then disconnect', T, async () => {
+      const uid = rid('u');
+      await tokenFor(srv, uid);
+      const c = track(await connect(srv, { transports }));
+      c.emit('authenticate', { uid, token: 'definitely-wrong' });
+      const ev = await c.waitFor('authenticate');
+      assert.equal(ev.status, 1);
+      assert.equal(typeof ev.data, 'string');
+      assert.ok(ev.data.length > 0, 'reason must not be empty');
+      const reason = await c.waitDisconnect();
+      assert.equal(reason, 'io server disconnect');
+    });
+
+    test('authenticate for an unknown uid is refused', T, async () => {
+      const c = track(await connect(srv, { transports }));
+      c.emit('authenticate', { uid: rid('nobody'), token: 'x' });
+      const ev = await c.waitFor('authenticate');
+      assert.equal(ev.status, 1);
+      await c.waitDisconnect();
+    });
+
+    test('handshake auth payload {uid, token} authenticates like the event', T, async () => {
+      const uid = rid('u');
+      const token = await tokenFor(srv, uid);
+      const c = track(await connect(srv, { transports, auth: { uid, token } }));
+      const r = await c.emitAck('join', { roomId: rid('r') });
+      assert.equal(r.status, 0, `join after handshake auth: ${JSON.stringify(r)}`);
+    });
+
+    test('handshake query ?uid=&token= authenticates like the event', T, async () => {
+      const uid = rid('u');
+      const token = await tokenFor(srv, uid);
+      const c = track(await connect(srv, { transports, query: { uid, token } }));
+      const r = await c.emitAck('join', { roomId: rid('r') });
+      assert.equal(r.status, 0, `join after query auth: ${JSON.stringify(r)}`);
+    });
+
+    test('handshake auth with a wrong token is refused (connect_error, or authenticate status 1 + disconnect)', T, async () => {
+      const uid = rid('u');
+      await tokenFor(srv, uid);
+      const c = track(await connect(srv, { transports, auth: { uid, token: 'wrong' }, expectConnect: false }));
+      const first = await Promise.race([
+        c.waitFor('connect_error', 5000).then((e) => ({ kind: 'connect_error', e })),
+        c.waitFor('disconnect', 5000).then((e) => ({ kind: 'disconnect', e })),
+      ]);
+      if (first.kind === 'disconnect') {
+        const auths = c.received('authenticate');
+        assert.ok(auths.some((a) => a.status === 1), `expected authenticate {status:1} before the disconnect, got ${JSON.stringify(auths)}`);
+      }
+      assert.equal(c.connected, false);
+    });
+
+    test('events before authenticate are not served (join is not accepted)', T, async () => {
+      const c = track(await connect(srv, { transports }));
+      c.emit('join', { roomId: rid('r') });
+      await c.expectNo('join', 400, (r) => r?.status === 0);
+    });
+
+    // ---- join ---------------------------------------------------------------
+
+    test('join without roomId or with an empty roomId: {status:1}', T, async () => {
+      const c = await user();
+      for (const payload of [{}, { roomId: '' }, { roomId: null }]) {
+        const ack = await c.emitAck('join', payload);
+        assert.equal(ack.status, 1, `join ${JSON.stringify(payload)} ack: ${JSON.stringify(ack)}`);
+        assert.ok(ack.data !== undefined, 'failure reply carries data');
+        const ev = await c.waitFor('join');
+        assert.equal(ev.status, 1);
+      }
+      c.emit('join', { roomId: '' });
+      const ev = await c.waitFor('join');
+      assert.equal(ev.status, 1, 'without an ack the failure comes as a join event');
+      assert.ok(c.connected, 'a failed join does not disconnect');
+    });
+
+    test('join: {status:0, data:"join success"} on event and ack; remote_join both ways', T, async () => {
+      const room = rid('r');
+      const a = await user({ label: 'A' });
+      const ack = await a.emitAck('join', { roomId: room });
+      assert.deepEqual(ack, { status: 0, data: 'join success' });
+      assert.deepEqual(await a.waitFor('join'), { status: 0, data: 'join success' });
+
+      const b = await member(room, { label: 'B' });
+      assert.equal(U(await a.waitFor('remote_join')), String(b.uid), 'A learns that B joined');
+      assert.equal(U(await b.waitFor('remote_join')), String(a.uid), 'B is told A is already there');
+
+      const c = await member(room, { label: 'C' });
+      await a.waitFor('remote_join', undefined, (p) => U(p) === String(c.uid));
+      await b.waitFor('remote_join', undefined, (p) => U(p) === String(c.uid));
+      const seen = new Set([U(await c.waitFor('remote_join')), U(await c.waitFor('remote_join'))]);
+      assert.deepEqual(seen, new Set([String(a.uid), String(b.uid)]), 'C gets one remote_join per user already in the room');
+      await c.expectNo('remote_join', 200);
+      await a.expectNo('remote_join', 0, (p) => U(p) === String(a.uid));
+    });
+
+    // ---- msg ----------------------------------------------------------------
+
+    test('msg: relayed to the others with uid, not to the sender nor other rooms; ack {status:0}', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      const c = await member(room, { label: 'C' });
+      const outsider = await member(rid('r'), { label: 'outsider' });
+      const msg = { data: { x: 1, s: 'héllo' }, storage: 0, msgId: 'm1' };
+      const ack = await a.emitAck('msg', msg);
+      assert.equal(ack?.status, 0, `msg ack: ${JSON.stringify(ack)}`);
+      for (const peer of [b, c]) {
+        const got = await peer.waitFor('msg', undefined, (m) => m?.msgId === 'm1');
+        assert.deepEqual(got.data, msg.data);
+        assert.equal(got.storage, 0);
+        assert.equal(String(got.uid), String(a.uid));
+      }
+      await a.expectNo('msg', 300, (m) => m?.msgId === 'm1');
+      await outsider.expectNo('msg', 0);
+      // without an ack callback the message is relayed too
+      a.emit('msg', { data: 2, storage: 0, msgId: 'm2' });
+      assert.equal((await b.waitFor('msg', undefined, (m) => m?.msgId === 'm2')).data, 2);
+    });
+
+    test('msg storage: insert (0) logged in order, update (1) keeps the latest per msgId after the inserts, ignore (2) relayed but never stored, unknown storage = insert', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      const send = async (m) => assert.equal((await a.emitAck('msg', m)).status, 0, JSON.stringify(m));
+      await send({ data: 'i1', storage: 0, msgId: 'ins1' });
+      await send({ data: 'v1', storage: 1, msgId: 'upd' });
+      await send({ data: 'i2', storage: 0, msgId: 'ins2' });
+      await send({ data: 'v2', storage: 1, msgId: 'upd' });
+      await send({ data: 'gone', storage: 2, msgId: 'ign' });
+      await send({ data: 'i3', storage: 7, msgId: 'ins3' });
+      assert.equal((await b.waitFor('msg', undefined, (m) => m?.msgId === 'ign')).data, 'gone', 'ignore is relayed live');
+
+      const { msgs, last } = await syncAll(b);
+      assert.deepEqual(msgs.map((m) => m.data), ['i1', 'i2', 'i3', 'v2'], `sync data: ${JSON.stringify(msgs)}`);
+      assert.deepEqual(msgs.map((m) => m.msgId), ['ins1', 'ins2', 'ins3', 'upd']);
+      for (const m of msgs) assert.equal(String(m.uid), String(a.uid), 'stored messages carry the sender uid');
+      assert.equal(last.next, 0);
+      assert.equal(last.offset, 3, 'offset is a position in the insert log; updates do not advance it');
+
+      await send({ data: 'i4', storage: 0, msgId: 'ins4' });
+      const more = await syncAll(b, { offset: last.offset });
+      assert.equal(more.msgs[0]?.data, 'i4', `a later sync from the returned offset starts with the new insert: ${JSON.stringify(more.msgs)}`);
+      assert.ok(!more.msgs.some((m) => m.msgId === 'ign'));
+
+      const r = await srv.api('GET', '/admin/monitor/room_msgs', { query: { roomId: room } });
+      const data = ok(r, 'room_msgs');
+      assert.ok(!JSON.stringify(data.msgs).includes('"gone"'), 'ignored message is not stored');
+    });
+
+    test('sync paging: 450 inserts come back in 200-message pages in insert order (plain and gzip), room_msgs pages too', { timeout: 120000 }, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const N = 450;
+      for (let i = 0; i < N; i++) {
+        const r = await a.emitAck('msg', { data: { i }, storage: 0, msgId: `p${i}` });
+        assert.equal(r.status, 0);
+      }
+      await a.emitAck('msg', { data: 'latest', storage: 1, msgId: 'cursor' });
+      const b = await member(room, { label: 'B' });
+
+      const plain = await syncAll(b);
+      assert.deepEqual(plain.pages.map((p) => syncData(p).length), [200, 200, 51]);
+      assert.deepEqual(plain.pages.map((p) => p.next), [1, 1, 0]);
+      assert.deepEqual(plain.pages.map((p) => p.offset), [200, 400, 450]);
+      assert.deepEqual(plain.msgs.slice(0, N).map((m) => m.data.i), [...Array(N).keys()], 'insert order');
+      assert.equal(plain.msgs[N].data, 'latest', 'update entries come after the insert log');
+
+      const gz = await syncAll(b, { encoding: 'gzip' });
+      for (const p of gz.pages) {
+        assert.equal(p.encoding, 'gzip');
+        assert.equal(typeof p.data, 'string', 'gzip data is base64 text');
+      }
+      assert.deepEqual(gz.msgs, plain.msgs, 'gzip carries the same messages');
+
+      // admin view, paged like sync
+      let offset = 0;
+      const all = [];
+      for (let page = 0; page < 10; page++) {
+        const d = ok(await srv.api('GET', '/admin/monitor/room_msgs', { query: { roomId: room, offset } }), 'room_msgs');
+        assert.ok(Array.isArray(d.msgs), `room_msgs data.msgs is an array: ${JSON.stringify(d).slice(0, 200)}`);
+        all.push(...d.msgs);
+        if (!d.next) break;
+        assert.ok(d.offset > offset, 'room_msgs offset advances');
+        offset = d.offset;
+      }
+      assert.equal(all.length, N + 1);
+      const first = all[0];
+      assert.equal(typeof first.ts, 'number', 'room_msgs entries have ts');
+      assert.equal(String(first.uid), String(a.uid), 'room_msgs entries have uid');
+      const payload = first.data?.data !== undefined ? first.data.data : first.data;
+      assert.deepEqual(payload, { i: 0 });
+    });
+
+    test('short form {"1":id,"s":storage,...}: relayed with "2" = sender uid, other keys kept, storage honoured', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      const ack = await a.emitAck('msg', { 1: 'short1', s: 0, d: { k: 'v' }, x: [1, 2] });
+      assert.equal(ack?.status ?? ack?.['0'], 0, `short msg ack: ${JSON.stringify(ack)}`);
+      const got = await b.waitFor('msg', undefined, (m) => m?.['1'] === 'short1');
+      assert.equal(String(got['2']), String(a.uid), '"2" carries the sender uid');
+      assert.equal(got.s, 0);
+      assert.deepEqual(got.d, { k: 'v' });
+      assert.deepEqual(got.x, [1, 2]);
+      assert.equal(got.storage, undefined, 'answered in the short form: no long keys added');
+      assert.equal(got.msgId, undefined, 'answered in the short form: no long keys added');
+
+      await a.emitAck('msg', { 1: 'cursor', s: 1, v: 1 });
+      await a.emitAck('msg', { 1: 'cursor', s: 1, v: 2 });
+      await a.emitAck('msg', { 1: 'noise', s: 2, v: 3 });
+      await b.waitFor('msg', undefined, (m) => m?.['1'] === 'noise');
+      const { msgs } = await syncAll(b);
+      assert.deepEqual(msgs.map((m) => m['1']), ['short1', 'cursor'], JSON.stringify(msgs));
+      assert.equal(msgs[1].v, 2, 'update keeps the latest value');
+      assert.equal(String(msgs[0]['2']), String(a.uid));
+    });
+
+    test('numeric and string ids are the same user and the same room', T, async () => {
+      const n = 100000 + Math.floor(Math.random() * 1e8);
+      const r1 = await srv.api('POST', '/user/create_token', { body: { uid: n } });
+      const { token } = ok(r1, 'create_token numeric uid');
+      const dup = await srv.api('POST', '/user/create_token', { body: { uid: String(n) } });
+      assert.equal(dup.json?.meta?.status, 1, `string form of an existing numeric uid is "user exists": ${dup.text}`);
+
+      const roomNum = 700000 + Math.floor(Math.random() * 1e8);
+      const a = await member(roomNum, { uid: n, token, label: 'A(numeric)' });
+      const b = await member(String(roomNum), { label: 'B(string room)' });
+      assert.equal(U(await a.waitFor('remote_join')), String(b.uid));
+      await a.emitAck('msg', { data: 'n', storage: 0, msgId: 1 });
+      const got = await b.waitFor('msg');
+      assert.equal(String(got.uid), String(n));
+      const users = ok(await srv.api('GET', '/admin/monitor/room_users', { query: { roomId: roomNum } }), 'room_users');
+      assert.deepEqual(new Set(users.users.map((x) => String(x.uid))), new Set([String(n), String(b.uid)]));
+
+      // same user with the string uid and the same token
+      const c = track(await connect(srv, { transports }));
+      const auth = await c.emitAck('authenticate', { uid: String(n), token });
+      assert.equal(auth.status, 0, 'string uid with the token of the numeric uid');
+    });
+
+    // ---- dummy --------------------------------------------------------------
+
+    test('dummy: watches and syncs, invisible (no remote_join/remote_sync/remote_disconnect, not in room_users), may not send msg', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      await a.emitAck('msg', { data: 'before', storage: 0, msgId: 'b' });
+      const d = await member(room, { label: 'D(dummy)', dummy: true });
+      assert.equal(U(await d.waitFor('remote_join')), String(a.uid), 'the dummy sees who is there');
+      await a.expectNo('remote_join', 300);
+
+      const users = ok(await srv.api('GET', '/admin/monitor/room_users', { query: { roomId: room } }), 'room_users');
+      assert.deepEqual(users.users.map((x) => String(x.uid)), [String(a.uid)], 'dummy not in room_users');
+
+      const { msgs } = await syncAll(d);
+      assert.deepEqual(msgs.map((m) => m.data), ['before'], 'dummy may sync');
+      await a.expectNo('remote_sync', 300);
+
+      const ack = await d.emitAck('msg', { data: 'from dummy', storage: 0, msgId: 'dm' });
+      assert.notEqual(ack?.status, 0, `dummy msg must be refused: ${JSON.stringify(ack)}`);
+      d.emit('msg', { data: 'from dummy 2', storage: 0, msgId: 'dm2' });
+      await a.expectNo('msg', 400);
+      const after = await syncAll(a);
+      assert.deepEqual(after.msgs.map((m) => m.data), ['before'], 'dummy msg not stored');
+
+      await a.emitAck('msg', { data: 'live', storage: 0, msgId: 'l' });
+      assert.equal((await d.waitFor('msg')).data, 'live', 'dummy receives room traffic');
+
+      const b = await member(room, { label: 'B' });
+      assert.equal(U(await b.waitFor('remote_join')), String(a.uid));
+      await b.expectNo('remote_join', 300, (p) => U(p) === String(d.uid));
+
+      d.close();
+      await a.expectNo('remote_disconnect', 500);
+      await a.expectNo('remote_leave', 0);
+    });
+
+    // ---- sync extras --------------------------------------------------------
+
+    test('sync offset 0 sends remote_sync {uid} to the others; a later offset does not', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      for (let i = 0; i < 3; i++) await a.emitAck('msg', { data: i, storage: 0, msgId: i });
+      const r = await b.emitAck('sync', { offset: 0 });
+      assert.equal(r.next, 0);
+      assert.equal(U(await a.waitFor('remote_sync')), String(b.uid));
+      await b.expectNo('remote_sync', 0, (p) => U(p) === String(b.uid));
+      const ev = await b.waitFor('sync');
+      assert.equal(ev.offset, r.offset, 'the reply is also emitted as a sync event');
+      await b.emitAck('sync', { offset: 2 });
+      await a.expectNo('remote_sync', 400);
+    });
+
+    test('sync epoch: 0 for a new room; clear_room_msgs and clear_room_msg empty the room, raise the epoch, and a stale epoch is answered from 0 with reset:1', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      for (let i = 0; i < 3; i++) await a.emitAck('msg', { data: `old${i}`, storage: 0, msgId: i });
+      const s0 = await a.emitAck('sync', { offset: 0 });
+      assert.equal(s0.epoch, 0, `new room epoch: ${JSON.stringify(s0)}`);
+      assert.ok(!s0.reset, 'no reset on a normal reply');
+      assert.equal(s0.offset, 3);
+
+      ok(await srv.api('POST', '/admin/system/clear_room_msgs', { body: { roomId: room } }), 'clear_room_msgs');
+      const s1 = await a.emitAck('sync', { offset: 0 });
+      assert.deepEqual(syncData(s1), [], 'messages gone after clear');
+      assert.equal(s1.epoch, 1, 'epoch raised by the clear');
+      const rm = ok(await srv.api('GET', '/admin/monitor/room_msgs', { query: { roomId: room } }), 'room_msgs');
+      assert.equal(rm.msgs.length, 0);
+
+      await a.emitAck('msg', { data: 'new0', storage: 0, msgId: 'n' });
+      const stale = await a.emitAck('sync', { offset: 3, epoch: 0 });
+      assert.equal(stale.reset, 1, `stale epoch must be answered with reset:1: ${JSON.stringify(stale)}`);
+      assert.equal(stale.epoch, 1);
+      assert.deepEqual(syncData(stale).map((m) => m.data), ['new0'], 'answered from offset 0');
+
+      const cur = await a.emitAck('sync', { offset: 0, epoch: 1 });
+      assert.ok(!cur.reset);
+
+      ok(await srv.api('POST', '/admin/system/clear_room_msg', { body: { roomId: room } }), 'clear_room_msg (singular)');
+      const s2 = await a.emitAck('sync', { offset: 0 });
+      assert.deepEqual(syncData(s2), []);
+      assert.equal(s2.epoch, 2);
+    });
+
+    // ---- leave / disconnect / kickout --------------------------------------
+
+    test('leave: others get remote_leave then remote_disconnect; the leaver is disconnected', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      a.emit('leave');
+      const leave = await b.waitForEntry('remote_leave');
+      const disc = await b.waitForEntry('remote_disconnect');
+      assert.equal(U(leave.args[0]), String(a.uid));
+      assert.equal(U(disc.args[0]), String(a.uid));
+      assert.ok(b.log.indexOf(leave) < b.log.indexOf(disc), 'remote_leave before remote_disconnect');
+      assert.equal(await a.waitDisconnect(), 'io server disconnect');
+      await eventually(async () => {
+        const d = ok(await srv.api('GET', '/admin/monitor/room_users', { query: { roomId: room } }));
+        return d.users.length === 1 && String(d.users[0].uid) === String(b.uid);
+      }, 3000, 'room_users without the leaver');
+    });
+
+    test('leave with an ack callback gets {status:0} before the disconnect', T, async () => {
+      const a = await member(rid('r'));
+      const ack = await a.emitAck('leave', {});
+      assert.equal(ack?.status, 0);
+      await a.waitDisconnect();
+    });
+
+    test('disconnect: others get remote_disconnect (and no remote_leave)', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      a.close();
+      assert.equal(U(await b.waitFor('remote_disconnect')), String(a.uid));
+      await b.expectNo('remote_leave', 200);
+    });
+
+    test('kickout: re-login of a uid kicks the older socket; the newcomer is not announced; the kicked one is not mourned', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A(old)' });
+      const b = await member(room, { label: 'B' });
+      await b.waitFor('remote_join');
+      const a2 = await user({ uid: a.uid, token: a.token, label: 'A(new)' });
+      await a.waitFor('kickout');
+      await a.waitDisconnect();
+      const r = await a2.emitAck('join', { roomId: room });
+      assert.equal(r.status, 0);
+      assert.equal(U(await a2.waitFor('remote_join')), String(b.uid), 'the newcomer gets the room list');
+      await b.expectNo('remote_join', 500, (p) => U(p) === String(a.uid));
+      await b.expectNo('remote_disconnect', 0, (p) => U(p) === String(a.uid));
+      await b.expectNo('remote_leave', 0, (p) => U(p) === String(a.uid));
+      const d = ok(await srv.api('GET', '/admin/monitor/room_users', { query: { roomId: room } }));
+      assert.equal(d.users.filter((x) => String(x.uid) === String(a.uid)).length, 1, `room_users lists the uid once: ${JSON.stringify(d)}`);
+      await a2.emitAck('msg', { data: 'still me', storage: 0, msgId: 'k' });
+      assert.equal(String((await b.waitFor('msg')).uid), String(a.uid));
+    });
+
+    // ---- limits and bad input ----------------------------------------------
+
+    test('oversized msg with an ack: {status:1, data:reason}, not relayed, connection stays open', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      const big = 'x'.repeat(600000);
+      const ack = await a.emitAck('msg', { data: big, storage: 0, msgId: 'big' }, 15000);
+      assert.equal(ack?.status, 1, `oversized ack: ${JSON.stringify(ack).slice(0, 200)}`);
+      assert.equal(typeof ack.data, 'string');
+      await b.expectNo('msg', 300);
+      assert.ok(a.connected, 'sender still connected');
+      assert.equal((await a.emitAck('msg', { data: 'small', storage: 0, msgId: 's' })).status, 0);
+      assert.equal((await b.waitFor('msg')).data, 'small');
+      const { msgs } = await syncAll(b);
+      assert.deepEqual(msgs.map((m) => m.msgId), ['s'], 'oversized message not stored');
+    });
+
+    test('oversized msg without an ack: an `error` event, connection stays open', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      a.emit('msg', { data: 'y'.repeat(600000), storage: 0, msgId: 'big' });
+      const err = await a.waitFor('error', 15000);
+      assert.ok(err !== undefined && err !== null, 'error event carries a reason');
+      await b.expectNo('msg', 200);
+      assert.ok(a.connected);
+      assert.equal((await a.emitAck('msg', { data: 'after', storage: 0, msgId: 'a' })).status, 0);
+      assert.equal((await b.waitFor('msg')).data, 'after');
+    });
+
+    test('a 450 KB msg (under the 512,000-byte limit) is relayed and stored', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      const data = 'z'.repeat(450000);
+      assert.equal((await a.emitAck('msg', { data, storage: 0, msgId: 'big-ok' }, 15000)).status, 0);
+      assert.equal((await b.waitFor('msg', 15000)).data.length, data.length);
+    });
+
+    test('non-object payloads get {status:1}, never a crash or a hang', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      for (const ev of ['join', 'msg', 'sync']) {
+        for (const bad of ['not json {', 42, null, [1, 2], true]) {
+          const ack = await a.emitAck(ev, bad);
+          assert.ok(ack && typeof ack === 'object' && ack.status === 1, `${ev} ${JSON.stringify(bad)} -> ${JSON.stringify(ack)}`);
+        }
+        const noArg = await a.socket.timeout(5000).emitWithAck(ev);
+        assert.equal(noArg?.status, 1, `${ev} without payload -> ${JSON.stringify(noArg)}`);
+      }
+      assert.equal((await a.emitAck('msg', { storage: 0, msgId: 'nodata' })).status, 0, 'msg without data field is still a msg');
+      await b.waitFor('msg', undefined, (m) => m?.msgId === 'nodata');
+      assert.ok(a.connected);
+      assert.equal((await a.emitAck('msg', { data: 'fine', storage: 0, msgId: 'f' })).status, 0);
+      await b.waitFor('msg', undefined, (m) => m?.msgId === 'f');
+
+      const c = track(await connect(srv, { transports }));
+      const r = await c.emitAck('authenticate', 'garbage');
+      assert.equal(r?.status, 1);
+      assert.equal((await srv.api('GET', '/healthz', { key: null })).status, 200, 'server alive');
+    });
+
+    // ---- admin pushes and config -------------------------------------------
+
+    test('POST /admin/system/push {roomId, content} reaches every socket of the room as `system`', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const d = await member(room, { label: 'D(dummy)', dummy: true });
+      const other = await member(rid('r'), { label: 'other room' });
+      const content = { notice: 'maintenance', at: 5 };
+      ok(await srv.api('POST', '/admin/system/push', { body: { roomId: room, content } }), 'system push');
+      assert.deepEqual(await a.waitFor('system'), content);
+      assert.deepEqual(await d.waitFor('system'), content);
+      await other.expectNo('system', 300);
+      ok(await srv.admin('POST', '/admin/system/push', { body: { roomId: room, content: 'text' } }), 'system push with the admin key');
+      assert.equal(await a.waitFor('system'), 'text');
+    });
+
+    test('GET /admin/monitor/stat counts online users and rooms', T, async () => {
+      const stat = async () => ok(await srv.api('GET', '/admin/monitor/stat'), 'stat');
+      const base = await eventually(async () => {
+        const s = await stat();
+        return s.online_user_count === 0 && s.online_room_count === 0 ? s : null;
+      }, 5000, 'no one online at the start');
+      assert.equal(typeof base.online_user_count, 'number');
+      const room = rid('r');
+      const a = await member(room);
+      const b = await member(room);
+      await member(rid('r'));
+      await eventually(async () => {
+        const s = await stat();
+        return s.online_user_count === 3 && s.online_room_count === 2;
+      }, 3000, 'stat = 3 users in 2 rooms');
+      closeAll(a, b);
+      await eventually(async () => {
+        const s = await stat();
+        return s.online_user_count === 1 && s.online_room_count === 1;
+      }, 3000, 'stat = 1 user in 1 room after two disconnects');
+    });
+
+    test('POST /admin/system/config {forceUserAuth:false} lets any uid in without a token; true restores the check', T, async () => {
+      try {
+        ok(await srv.api('POST', '/admin/system/config', { body: { forceUserAuth: false } }), 'config false');
+        const c = track(await connect(srv, { transports }));
+        const r = await c.emitAck('authenticate', { uid: rid('free') });
+        assert.equal(r.status, 0, `no-token auth with forceUserAuth false: ${JSON.stringify(r)}`);
+        assert.equal((await c.emitAck('join', { roomId: rid('r') })).status, 0);
+      } finally {
+        ok(await srv.api('POST', '/admin/system/config', { body: { forceUserAuth: true } }), 'config true');
+      }
+      const c2 = track(await connect(srv, { transports }));
+      const r2 = await c2.emitAck('authenticate', { uid: rid('free'), token: 'nope' });
+      assert.equal(r2.status, 1);
+    });
+
+    if (transport === 'websocket') {
+      test('default client options (polling, then upgrade to websocket) work end to end', T, async () => {
+        const room = rid('r');
+        const a = await member(room, { transports: ['polling', 'websocket'], label: 'A' });
+        const b = await member(room, { transports: ['polling', 'websocket'], label: 'B' });
+        await sleep(300);
+        await a.emitAck('msg', { data: 'up', storage: 0, msgId: 'u' });
+        assert.equal((await b.waitFor('msg')).data, 'up');
+      });
+    }
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
