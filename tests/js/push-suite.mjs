@@ -1,0 +1,300 @@
+// Business-server push (socket.io-webservice contract, PROTOCOL.md "Business-server push"):
+// POST /send, per-user rooms, acknowledged delivery, _batch, _resync, _settings,
+// per-device queues and device_ttl. Run per transport by push.*.test.mjs.
+
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { closeAll, connect, eventually, login, ok, rid, sleep, startServer, tokenFor } from './harness.mjs';
+
+const T = { timeout: 30000 };
+
+export function pushSuite(transport) {
+  const transports = [transport];
+
+  describe(`push over ${transport}`, () => {
+    let srv;
+    const clients = [];
+    const track = (c) => { clients.push(c); return c; };
+
+    before(async () => { srv = await startServer(); });
+    after(async () => { closeAll(clients); await srv?.destroy(); });
+    afterEach(() => closeAll(clients.splice(0)));
+
+    /** A device of user uid: handshake auth (+ deviceId) on the tenant's namespace. */
+    const device = async (uid, { deviceId, tenant, via = 'handshake' } = {}) => {
+      const c = await login(srv, {
+        uid, transports, tenant, via,
+        query: deviceId ? { deviceId } : undefined,
+        label: `${uid}${deviceId ? '/' + deviceId : ''}`,
+      });
+      return track(c);
+    };
+
+    /** Wait until the server no longer counts anyone online (previous sockets fully closed). */
+    const allOffline = (tenant) => eventually(async () => {
+      const s = ok(await srv.api('GET', '/admin/monitor/stat', { tenant, key: srv.adminKey }), 'stat');
+      return s.online_user_count === 0;
+    }, 5000, 'every socket closed on the server');
+
+    /** POST /send the socket.io-webservice way: ?site=default&apiKey=<key> */
+    const send = async (body, { query = {} } = {}) => {
+      const r = await srv.api('POST', '/send', { body, keyVia: 'query', query: { site: 'default', ...query } });
+      return ok(r, `/send ${JSON.stringify(body)}`);
+    };
+
+    /** The `_batch` a fresh connection receives: { events, ack } (events [] when none arrives in time). */
+    const batchOf = async (c, ms = 1500) => {
+      try {
+        const e = await c.waitForEntry('_batch', ms, (events) => Array.isArray(events) && events.length > 0);
+        return { events: e.args[0], ack: e.ack };
+      } catch {
+        return { events: [], ack: null };
+      }
+    };
+
+    const expectNothingPending = async (c) => {
+      await c.waitFor('_settings');
+      await c.expectNo('_batch', 500, (events) => Array.isArray(events) && events.length > 0);
+    };
+
+    test('_settings {device_ttl} on connect (authenticated or not)', T, async () => {
+      const c = await device(rid('u'));
+      const s = await c.waitFor('_settings');
+      assert.equal(s.device_ttl, 3600);
+      const plain = track(await connect(srv, { transports }));
+      assert.equal((await plain.waitFor('_settings')).device_ttl, 3600);
+    });
+
+    test('/send to a user room: the device gets event(...args, ack); after the ack nothing is pending', T, async () => {
+      const uid = rid('u');
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      await send({ rooms: [`user_${uid}`], event: 'update_store', args: ['user', { id: 1, age: 5 }] });
+      const e = await c.waitForEntry('update_store');
+      assert.deepEqual(e.args, ['user', { id: 1, age: 5 }]);
+      assert.equal(typeof e.ack, 'function', 'a push to a user room asks for an ack');
+      e.ack();
+      await sleep(300);
+      c.close();
+      await allOffline();
+      await expectNothingPending(await device(uid));
+    });
+
+    test('not acked: delivered again on reconnect as _batch [[event, ...args], ...] in send order; acking the batch clears it', T, async () => {
+      const uid = rid('u');
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      await send({ rooms: [`user_${uid}`], event: 'e1', args: [1] });
+      await send({ rooms: [`user_${uid}`], event: 'e2', args: ['a', { b: 2 }] });
+      await c.waitFor('e1');
+      await c.waitFor('e2');
+      c.close();
+      await allOffline();
+
+      const c2 = await device(uid);
+      const { events, ack } = await batchOf(c2);
+      assert.deepEqual(events, [['e1', 1], ['e2', 'a', { b: 2 }]]);
+      assert.equal(typeof ack, 'function', '_batch asks for one ack');
+      ack();
+      await sleep(300);
+      c2.close();
+      await allOffline();
+      await expectNothingPending(await device(uid));
+    });
+
+    test('offline user: pushes queue up and arrive as one _batch on connect', T, async () => {
+      const uid = rid('u');
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      c.close();
+      await allOffline();
+      for (let i = 0; i < 3; i++) await send({ rooms: [`user_${uid}`], event: 'n', args: [i] });
+      const c2 = await device(uid);
+      const { events, ack } = await batchOf(c2);
+      assert.deepEqual(events, [['n', 0], ['n', 1], ['n', 2]]);
+      ack();
+    });
+
+    test('acking a _batch removes only what that batch carried', T, async () => {
+      const uid = rid('u');
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      c.close();
+      await allOffline();
+      await send({ rooms: [`user_${uid}`], event: 'm', args: [1] });
+      await send({ rooms: [`user_${uid}`], event: 'm', args: [2] });
+      const c2 = await device(uid);
+      const batch = await batchOf(c2);
+      assert.deepEqual(batch.events, [['m', 1], ['m', 2]]);
+      await send({ rooms: [`user_${uid}`], event: 'm', args: [3] });
+      const live = await c2.waitForEntry('m');
+      assert.deepEqual(live.args, [3]);
+      batch.ack(); // not live.ack()
+      await sleep(300);
+      c2.close();
+      await allOffline();
+      const c3 = await device(uid);
+      const again = await batchOf(c3);
+      assert.deepEqual(again.events, [['m', 3]], 'only the unacked live push is still pending');
+    });
+
+    test('resync=true: an ack that is not for the oldest pending push clears the queue and sends _resync', T, async () => {
+      const uid = rid('u');
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      await send({ rooms: [`user_${uid}`], event: 'r', args: [1] }, { query: { resync: 'true' } });
+      await send({ rooms: [`user_${uid}`], event: 'r', args: [2] }, { query: { resync: 'true' } });
+      const first = await c.waitForEntry('r');
+      const second = await c.waitForEntry('r');
+      assert.deepEqual([first.args, second.args], [[1], [2]]);
+      second.ack();
+      await c.waitFor('_resync');
+      first.ack();
+      await sleep(200);
+      c.close();
+      await allOffline();
+      await expectNothingPending(await device(uid));
+    });
+
+    test('resync=true with in-order acks: no _resync', T, async () => {
+      const uid = rid('u');
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      await send({ rooms: [`user_${uid}`], event: 'r', args: [1] }, { query: { resync: 'true' } });
+      await send({ rooms: [`user_${uid}`], event: 'r', args: [2] }, { query: { resync: 'true' } });
+      const first = await c.waitForEntry('r');
+      const second = await c.waitForEntry('r');
+      first.ack();
+      await sleep(100);
+      second.ack();
+      await c.expectNo('_resync', 500);
+    });
+
+    test('resync=false: an out-of-order ack removes just that push (no _resync); the older one stays pending', T, async () => {
+      const uid = rid('u');
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      await send({ rooms: [`user_${uid}`], event: 'q', args: [1] });
+      await send({ rooms: [`user_${uid}`], event: 'q', args: [2] });
+      await c.waitForEntry('q');
+      const second = await c.waitForEntry('q');
+      second.ack();
+      await c.expectNo('_resync', 400);
+      c.close();
+      await allOffline();
+      const c2 = await device(uid);
+      assert.deepEqual((await batchOf(c2)).events, [['q', 1]]);
+    });
+
+    test('per-device queues (deviceId query parameter): each device gets and acks its own copy', T, async () => {
+      const uid = rid('u');
+      for (const d of ['phone', 'laptop']) {
+        const c = await device(uid, { deviceId: d });
+        await c.waitFor('_settings');
+        c.close();
+        await allOffline();
+      }
+      await send({ rooms: [`user_${uid}`], event: 'dev', args: ['x'] });
+
+      const phone = await device(uid, { deviceId: 'phone' });
+      const b1 = await batchOf(phone);
+      assert.deepEqual(b1.events, [['dev', 'x']]);
+      b1.ack();
+      await sleep(300);
+      phone.close();
+      await allOffline();
+
+      const laptop = await device(uid, { deviceId: 'laptop' });
+      const b2 = await batchOf(laptop);
+      assert.deepEqual(b2.events, [['dev', 'x']], 'the laptop still has its own copy');
+      b2.ack();
+      await sleep(300);
+      laptop.close();
+      await allOffline();
+
+      await expectNothingPending(await device(uid, { deviceId: 'phone' }));
+    });
+
+    test('socket.io-webservice style query auth ?uid=&token=&deviceId= gets its _batch', T, async () => {
+      const uid = rid('u');
+      const token = await tokenFor(srv, uid);
+      const first = track(await connect(srv, { transports, query: { uid, token, deviceId: 'tab1' } }));
+      await first.waitFor('_settings');
+      first.close();
+      await allOffline();
+      await send({ rooms: [`user_${uid}`], event: 'hello', args: [] });
+      const c = track(await connect(srv, { transports, query: { uid, token, deviceId: 'tab1' } }));
+      assert.deepEqual((await batchOf(c)).events, [['hello']]);
+    });
+
+    test('form-encoded /send (rooms[]=...&event=...&args[]=...)', T, async () => {
+      const uid = rid('u');
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      const form = new URLSearchParams();
+      form.append('rooms[]', `user_${uid}`);
+      form.append('event', 'formy');
+      form.append('args[]', 'a');
+      form.append('args[]', 'b');
+      const r = await srv.api('POST', '/send', { form: form.toString(), keyVia: 'query' });
+      ok(r, 'form /send');
+      const e = await c.waitForEntry('formy');
+      assert.deepEqual(e.args, ['a', 'b']);
+      e.ack();
+    });
+
+    test('/send to a shared (non-user) room reaches the sockets that joined it', T, async () => {
+      const room = rid('staff');
+      const a = track(await login(srv, { transports }));
+      await a.emitAck('join', { roomId: room });
+      const outsider = track(await login(srv, { transports }));
+      await outsider.emitAck('join', { roomId: rid('r') });
+      await send({ rooms: [room], event: 'broadcast', args: [{ v: 1 }] });
+      const e = await a.waitForEntry('broadcast');
+      assert.deepEqual(e.args, [{ v: 1 }]);
+      await outsider.expectNo('broadcast', 300);
+    });
+
+    test('/send with a missing or wrong API key: HTTP 401, meta.status 2', T, async () => {
+      const body = { rooms: ['user_x'], event: 'e', args: [] };
+      for (const key of [null, 'wrong-key']) {
+        const r = await srv.api('POST', '/send', { body, key, keyVia: 'query' });
+        assert.equal(r.status, 401, `key ${key}: ${r.text}`);
+        assert.equal(r.json?.meta?.status, 2);
+        assert.match(r.json.meta.msg, /key/i, 'meta.msg says the key was refused');
+      }
+      const unknownSite = await srv.api('POST', '/send', { body, keyVia: 'query', query: { site: rid('nosuch') } });
+      assert.ok([401, 404].includes(unknownSite.status), `unknown site: ${unknownSite.status}`);
+      const bearer = await srv.api('POST', '/send', { body });
+      ok(bearer, '/send with Authorization: Bearer');
+    });
+
+    test('tenant config: user_room_prefix and device_ttl_secs (a device offline longer than device_ttl is forgotten)', T, async () => {
+      const name = rid('t');
+      const created = ok(await srv.admin('POST', '/api/tenants', {
+        body: { name, config: { user_room_prefix: 'person-', device_ttl_secs: 1 } },
+      }), 'create tenant');
+      const tenant = { name, key: created.api_key };
+      const tsend = (body, o = {}) => srv.api('POST', '/send', { body, key: tenant.key, keyVia: 'query', query: { site: name, ...o } });
+      const tdevice = async (uid) => {
+        const token = await tokenFor(srv, uid, { tenant: name, key: tenant.key });
+        return track(await login(srv, { uid, token, tenant: name, transports, via: 'handshake', query: { deviceId: 'd1' } }));
+      };
+      const uid = rid('u');
+      const c = await tdevice(uid);
+      assert.equal((await c.waitFor('_settings')).device_ttl, 1);
+      ok(await tsend({ rooms: [`person-${uid}`], event: 'pfx', args: [1] }), 'send to person- room');
+      const e = await c.waitForEntry('pfx');
+      assert.equal(typeof e.ack, 'function', 'the configured prefix makes it a reliable user room');
+      e.ack();
+      await sleep(200);
+      c.close();
+      await allOffline(name);
+      ok(await tsend({ rooms: [`person-${uid}`], event: 'late', args: [1] }), 'send while offline');
+      await sleep(2300);
+      const c2 = await tdevice(uid);
+      await expectNothingPending(c2);
+      await srv.admin('DELETE', `/api/tenants/${name}`);
+    });
+  });
+}

@@ -1,0 +1,104 @@
+// Durability: everything acknowledged before a kill -9 is there after a
+// restart on the same data dir (msg ack = durable; an HTTP 200 from
+// create_token, /send or the tenants API = durable). Plus graceful SIGTERM.
+
+import assert from 'node:assert/strict';
+import { after, afterEach, describe, test } from 'node:test';
+import { closeAll, eventually, login, loginJoin, ok, rid, startServer, syncAll, tokenFor } from './harness.mjs';
+
+const T = { timeout: 90000 };
+
+describe('restart', () => {
+  const servers = [];
+  const clients = [];
+  const track = (c) => { clients.push(c); return c; };
+  after(async () => { closeAll(clients); for (const s of servers) await s.destroy(); });
+  afterEach(() => closeAll(clients.splice(0)));
+
+  const offline = (srv, tenant) => eventually(async () => ok(await srv.admin('GET', '/admin/monitor/stat', { tenant })).online_user_count === 0,
+    5000, 'all sockets closed');
+
+  test('kill -9 after acks: messages, updates, tokens, refreshed tokens, tenants and pending pushes survive', T, async () => {
+    const srv = await startServer();
+    servers.push(srv);
+    const room = rid('r');
+
+    // tokens
+    const writer = track(await loginJoin(srv, room, { label: 'writer' }));
+    const refreshedUid = rid('u');
+    await tokenFor(srv, refreshedUid);
+    const refreshed = ok(await srv.api('POST', '/user/refresh_token', { body: { uid: refreshedUid } })).token;
+
+    // a tenant with its own key and config
+    const acme = ok(await srv.admin('POST', '/api/tenants', { body: { name: 'acme', config: { sync_page_size: 7 } } }));
+
+    // messages: each acked = durable
+    for (let i = 0; i < 60; i++) assert.equal((await writer.emitAck('msg', { data: { i }, storage: 0, msgId: `m${i}` })).status, 0);
+    assert.equal((await writer.emitAck('msg', { data: 'v1', storage: 1, msgId: 'cur' })).status, 0);
+    assert.equal((await writer.emitAck('msg', { data: 'v2', storage: 1, msgId: 'cur' })).status, 0);
+    // a burst (group commit): all sent at once, all acks awaited
+    const burst = await Promise.all(Array.from({ length: 100 }, (_, i) => writer.emitAck('msg', { data: { b: i }, storage: 0, msgId: `b${i}` }, 15000)));
+    assert.ok(burst.every((r) => r.status === 0));
+
+    // pending pushes for an offline user (device seen once)
+    const pushUid = rid('p');
+    const dev = track(await login(srv, { uid: pushUid, via: 'handshake', query: { deviceId: 'd1' } }));
+    await dev.waitFor('_settings');
+    dev.close();
+    await eventually(async () => ok(await srv.api('GET', '/admin/monitor/stat')).online_user_count === 1, 5000, 'push device offline');
+    for (let i = 0; i < 3; i++) ok(await srv.api('POST', '/send', { keyVia: 'query', query: { site: 'default' }, body: { rooms: [`user_${pushUid}`], event: 'queued', args: [i, { n: i }] } }));
+
+    closeAll(clients.splice(0));
+    await srv.kill9();
+    await srv.start();
+
+    const reader = track(await login(srv, { uid: writer.uid, token: writer.token, label: 'old token after restart' }));
+    assert.equal((await reader.emitAck('join', { roomId: room })).status, 0);
+    const { msgs } = await syncAll(reader);
+    const inserts = msgs.filter((m) => m.storage !== 1);
+    assert.deepEqual(inserts.slice(0, 60).map((m) => m.data.i), [...Array(60).keys()], 'acked inserts in order');
+    assert.deepEqual(new Set(inserts.slice(60).map((m) => m.data.b)), new Set([...Array(100).keys()]), 'burst inserts all there');
+    assert.equal(inserts.length, 160);
+    const upd = msgs.filter((m) => m.msgId === 'cur');
+    assert.deepEqual(upd.map((m) => m.data), ['v2'], 'latest update value');
+
+    track(await login(srv, { uid: refreshedUid, token: refreshed, label: 'refreshed token after restart' }));
+
+    const acmeNow = ok(await srv.admin('GET', '/api/tenants/acme'));
+    assert.equal(acmeNow.config.sync_page_size, 7);
+    ok(await srv.api('GET', '/admin/monitor/stat', { tenant: 'acme', key: acme.api_key }), 'acme key after restart');
+
+    const dev2 = track(await login(srv, { uid: pushUid, via: 'handshake', query: { deviceId: 'd1' }, label: 'push device after restart' }));
+    const batch = await dev2.waitForEntry('_batch', 5000, (ev) => Array.isArray(ev) && ev.length > 0);
+    assert.deepEqual(batch.args[0], [['queued', 0, { n: 0 }], ['queued', 1, { n: 1 }], ['queued', 2, { n: 2 }]]);
+    batch.ack();
+  });
+
+  test('SIGTERM: graceful exit (code 0, within 10 s), store flushed, data back after restart', T, async () => {
+    const srv = await startServer();
+    servers.push(srv);
+    const room = rid('r');
+    const a = track(await loginJoin(srv, room));
+    const acks = await Promise.all(Array.from({ length: 50 }, (_, i) => a.emitAck('msg', { data: i, storage: 0, msgId: i })));
+    assert.ok(acks.every((r) => r.status === 0));
+    const t0 = Date.now();
+    const exit = await srv.stop(10000);
+    assert.ok(Date.now() - t0 < 10000, 'stopped within 10 s');
+    assert.equal(exit.code, 0, `exit ${JSON.stringify(exit)}:\n${srv.tail()}`);
+    closeAll(clients.splice(0));
+    await srv.start();
+    const b = track(await loginJoin(srv, room, { uid: a.uid, token: a.token }));
+    assert.equal((await syncAll(b)).msgs.length, 50);
+  });
+
+  test('a restart with connected clients: clients see a disconnect, can log in again', T, async () => {
+    const srv = await startServer();
+    servers.push(srv);
+    const a = track(await loginJoin(srv, rid('r')));
+    await srv.kill9();
+    await a.waitDisconnect(10000);
+    await srv.start();
+    await offline(srv);
+    track(await loginJoin(srv, rid('r'), { uid: a.uid, token: a.token }));
+  });
+});
