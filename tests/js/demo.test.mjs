@@ -1,0 +1,36 @@
+// The /demo whiteboard in a real browser: examples/demo/screenshot.mjs opens two
+// pages on one room, draws in one, checks the other drew it live and that a
+// reload syncs the drawing, and saves a PNG. Skipped when Chromium is absent.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { BIN, REPO_ROOT } from './harness.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const skip = !existsSync(CHROMIUM)
+  ? `Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH) to run the demo test`
+  : false;
+
+test('demo whiteboard: live drawing between two pages, sync on reload, screenshot', { timeout: 120000, skip }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'hookwire-demo-test-'));
+  const png = process.env.HOOKWIRE_DEMO_PNG || path.join(dir, 'demo.png');
+  try {
+    const script = path.join(REPO_ROOT, 'examples/demo/screenshot.mjs');
+    const child = spawn(process.execPath, [script, png], { env: { ...process.env, HOOKWIRE_BIN: BIN }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    const code = await new Promise((r) => child.on('exit', r));
+    assert.equal(code, 0, `screenshot.mjs failed:\n${out}`);
+    const bytes = await readFile(png);
+    assert.ok(bytes.length > 1000, 'PNG has content');
+    assert.equal(bytes.subarray(1, 4).toString(), 'PNG');
+  } finally {
+    if (!process.env.HOOKWIRE_DEMO_PNG) await rm(dir, { recursive: true, force: true });
+  }
+});
