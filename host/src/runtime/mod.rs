@@ -1,27 +1,385 @@
-//! Plugin runtime (wasmtime component model). Stub until issue 3 lands.
+//! Plugin runtime: tenant policies as WebAssembly components (wasmtime
+//! component model, world `hookwire:policy` in `wit/`).
+//!
+//! - [`limits`]: engine defaults and the per-plugin manifest, as data.
+//! - `bindings`: the one `bindgen!` over `wit/`.
+//! - `host`: the store data of an instance and the host imports.
+//! - [`admin`]: upload, list, chain order, rollback, config, delete, dry
+//!   run: what the admin REST API calls.
+//! - [`chain`]: a loaded plugin with its warm instances, and the tenant's
+//!   [`PluginChain`] that implements [`crate::policy::Policy`].
+//!
+//! One [`wasmtime::Engine`] per node: pooling allocator, epoch interruption
+//! driven by one ticker thread, fuel only when configured. Components are
+//! compiled once per content hash (kept in memory, and on disk through
+//! wasmtime's compilation cache so a restart loads instead of compiling).
 
-use serde::{Deserialize, Serialize};
+pub mod admin;
+mod bindings;
+pub mod chain;
+mod host;
+pub mod limits;
 
-/// Engine-wide plugin limits.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct EngineLimits {}
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Weak};
 
-use std::sync::Arc;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Cache, CacheConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::store::Store;
+pub use chain::{Hook, LoadedPlugin, PluginChain, PluginInfo};
+pub use limits::{CallLimits, EngineLimits, ManifestLimitError, PluginManifest};
+
+use crate::error::{HookError, StoreError};
+use crate::policy::BuiltinPolicy;
+use crate::store::{PluginRecord, Store};
 use crate::telemetry::Metrics;
 use crate::tenant::Tenant;
+use host::{HostState, PluginScope};
 
-/// Loads tenants' plugin chains and installs them as their policy.
-pub struct PluginRuntime {}
+/// Why a component or a manifest was refused, or a plugin could not load.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("not a WebAssembly component: {0}")]
+    NotComponent(&'static str),
+    #[error("component is {size} bytes, the limit is {max}")]
+    TooLarge { size: u64, max: u64 },
+    #[error("component does not compile: {0}")]
+    Compile(String),
+    #[error("component does not implement world hookwire:policy@0.1.0: {0}")]
+    WrongWorld(String),
+    #[error("invalid manifest: {0}")]
+    BadManifest(String),
+    #[error(transparent)]
+    ManifestLimit(#[from] ManifestLimitError),
+    #[error("plugin failed its first call: {0}")]
+    Describe(#[from] HookError),
+    #[error("unknown plugin `{0}`")]
+    UnknownPlugin(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("plugin {name} version {version} is not stored")]
+    Missing { name: String, version: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the whole runtime shares with its loaded plugins.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) limits: EngineLimits,
+    pub(crate) metrics: Arc<Metrics>,
+    /// One permit per hook call (or upload check) in flight.
+    pub(crate) calls: Semaphore,
+    /// Idle warm instances over all plugins.
+    pub(crate) idle_total: AtomicUsize,
+}
+
+/// Compiles, validates and loads plugins; installs tenants' chains.
+pub struct PluginRuntime {
+    shared: Arc<Shared>,
+    linker: Linker<HostState>,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    cache: Option<Cache>,
+    /// Compiled components by content hash (shared by tenants).
+    components: Mutex<HashMap<String, Component>>,
+    /// Plugins in use by (tenant, name, version): a re-activation with an
+    /// unchanged entry keeps its warm instances.
+    loaded: Mutex<HashMap<(String, String, u64), Weak<LoadedPlugin>>>,
+    /// Serialises admin changes, so two uploads never pick the same version.
+    admin_lock: tokio::sync::Mutex<()>,
+}
+
+/// Wasm magic, then the version/layer word of a core module or a component.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
 
 impl PluginRuntime {
-    pub fn new(_limits: &EngineLimits, _store: Arc<dyn Store>, _metrics: Arc<Metrics>) -> anyhow::Result<Arc<Self>> {
-        Ok(Arc::new(PluginRuntime {}))
+    pub fn new(
+        limits: &EngineLimits,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.consume_fuel(limits.fuel.is_some());
+
+        // Every slot is sized for the largest instance; calls in flight plus
+        // idle warm instances plus a little headroom is all there can be.
+        let instances = limits.max_concurrent_instances + limits.max_idle_instances + 8;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(limits.max_concurrent_instances + 8)
+            .max_memory_size(limits.max_memory_bytes as usize)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            .table_elements(100_000);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+
+        let cache_dir = limits.cache_dir();
+        std::fs::create_dir_all(&cache_dir)?;
+        let mut cache_config = CacheConfig::new();
+        cache_config.with_directory(&cache_dir);
+        let cache = Cache::new(cache_config)?;
+        config.cache(Some(cache.clone()));
+
+        let engine = Engine::new(&config)?;
+        spawn_ticker(&engine, limits.epoch_tick());
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::add_host_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
+
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the plugin HTTP client: {e}"))?;
+
+        Ok(Arc::new(PluginRuntime {
+            shared: Arc::new(Shared {
+                engine,
+                limits: limits.clone(),
+                metrics,
+                calls: Semaphore::new(limits.max_concurrent_instances as usize),
+                idle_total: AtomicUsize::new(0),
+            }),
+            linker,
+            store,
+            http,
+            cache: Some(cache),
+            components: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(HashMap::new()),
+            admin_lock: tokio::sync::Mutex::new(()),
+        }))
     }
-    /// Reads the tenant's chain from the store and swaps its policy.
-    pub async fn activate(&self, _tenant: &Arc<Tenant>) -> anyhow::Result<()> {
+
+    pub fn limits(&self) -> &EngineLimits {
+        &self.shared.limits
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// On-disk compilation cache (hits, misses) since start.
+    pub fn disk_cache_stats(&self) -> (usize, usize) {
+        self.cache
+            .as_ref()
+            .map_or((0, 0), |c| (c.cache_hits(), c.cache_misses()))
+    }
+
+    /// Components compiled (or loaded from disk) by this process.
+    pub fn compiled_components(&self) -> usize {
+        self.components.lock().len()
+    }
+
+    /// Refuses what is not a component, before any compilation.
+    pub fn check_bytes(&self, wasm: &[u8]) -> Result<(), PluginError> {
+        let max = self.shared.limits.max_component_bytes;
+        if wasm.len() as u64 > max {
+            return Err(PluginError::TooLarge {
+                size: wasm.len() as u64,
+                max,
+            });
+        }
+        if wasm.len() < 8 || &wasm[..4] != WASM_MAGIC {
+            return Err(PluginError::NotComponent("no WebAssembly header"));
+        }
+        match wasm[4..8].try_into().unwrap_or([0; 4]) {
+            COMPONENT_VERSION => Ok(()),
+            CORE_VERSION => Err(PluginError::NotComponent(
+                "this is a core wasm module; build with --target wasm32-wasip2 (or wrap it with `wasm-tools component new`)",
+            )),
+            _ => Err(PluginError::NotComponent(
+                "unknown WebAssembly version or layer",
+            )),
+        }
+    }
+
+    /// Compiles (or finds) the component for these bytes. Compilation runs
+    /// on a blocking thread: it takes tens to hundreds of milliseconds.
+    pub async fn compile(&self, wasm: &[u8]) -> Result<(String, Component), PluginError> {
+        self.check_bytes(wasm)?;
+        let hash = sha256_hex(wasm);
+        if let Some(c) = self.components.lock().get(&hash) {
+            return Ok((hash, c.clone()));
+        }
+        let engine = self.shared.engine.clone();
+        let bytes = wasm.to_vec();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .map_err(|e| PluginError::Compile(format!("compiler task failed: {e}")))?
+            .map_err(|e| PluginError::Compile(format!("{:#}", anyhow::Error::from(e))))?;
+        self.components
+            .lock()
+            .insert(hash.clone(), component.clone());
+        Ok((hash, component))
+    }
+
+    fn scope(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u64,
+        manifest: &PluginManifest,
+    ) -> Arc<PluginScope> {
+        Arc::new(PluginScope {
+            tenant: tenant.into(),
+            plugin: name.into(),
+            version,
+            config_json: manifest.config_json().into(),
+            allowed_hosts: manifest.allowed_hosts.clone(),
+            limits: manifest.resolve(&self.shared.limits),
+            store: self.store.clone(),
+            http: self.http.clone(),
+        })
+    }
+
+    /// Compiles, links and instantiates a component for `tenant` and calls
+    /// its `describe`. This is the whole upload check: what passes here
+    /// loads at activation.
+    pub async fn prepare(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u64,
+        wasm: &[u8],
+        manifest: &PluginManifest,
+    ) -> Result<LoadedPlugin, PluginError> {
+        manifest.check(&self.shared.limits)?;
+        let (hash, component) = self.compile(wasm).await?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::WrongWorld(short(e)))?;
+        let pre = bindings::GuestPre::new(pre).map_err(|e| PluginError::WrongWorld(short(e)))?;
+        let scope = self.scope(tenant, name, version, manifest);
+        let fail_open = manifest.fail_open == Some(true);
+        Ok(LoadedPlugin::new(
+            name.into(),
+            version,
+            hash,
+            fail_open,
+            scope,
+            pre,
+            self.shared.clone(),
+        )
+        .await?)
+    }
+
+    /// Loads a stored plugin version (reusing the loaded one if in use).
+    pub async fn load(
+        &self,
+        tenant: &str,
+        rec: &PluginRecord,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let key = (tenant.to_string(), rec.name.clone(), rec.version);
+        if let Some(p) = self.loaded.lock().get(&key).and_then(Weak::upgrade)
+            && p.hash == rec.hash
+        {
+            return Ok(p);
+        }
+        let manifest = PluginManifest::from_value(&rec.manifest)
+            .map_err(|e| PluginError::BadManifest(e.to_string()))?;
+        let wasm = self
+            .store
+            .get_plugin_wasm(tenant, &rec.name, rec.version)
+            .await?
+            .ok_or_else(|| PluginError::Missing {
+                name: rec.name.clone(),
+                version: rec.version,
+            })?;
+        let p = Arc::new(
+            self.prepare(tenant, &rec.name, rec.version, &wasm, &manifest)
+                .await?,
+        );
+        let mut loaded = self.loaded.lock();
+        loaded.retain(|_, w| w.strong_count() > 0);
+        loaded.insert(key, Arc::downgrade(&p));
+        Ok(p)
+    }
+
+    /// Builds the tenant's chain from the store. A plugin that fails to load
+    /// is an error: the caller decides (activate keeps the current policy).
+    pub async fn build_chain(&self, tenant: &str) -> Result<PluginChain, PluginError> {
+        let chain = self.store.get_chain(tenant).await?;
+        let records = self.store.list_plugins(tenant).await?;
+        let mut plugins = Vec::with_capacity(chain.entries.len());
+        for entry in &chain.entries {
+            let rec = records
+                .iter()
+                .find(|r| r.name == entry.name && r.version == entry.version)
+                .ok_or_else(|| PluginError::Missing {
+                    name: entry.name.clone(),
+                    version: entry.version,
+                })?;
+            plugins.push(self.load(tenant, rec).await?);
+        }
+        Ok(PluginChain::new(plugins))
+    }
+
+    /// Reads the tenant's chain from the store and swaps its policy
+    /// atomically: calls in flight finish on the old chain. An empty chain
+    /// is the built-in policy. When a plugin cannot be loaded the current
+    /// policy stays and the error is returned.
+    pub async fn activate(&self, tenant: &Arc<Tenant>) -> anyhow::Result<()> {
+        let name = tenant.name();
+        let chain = self
+            .build_chain(&name)
+            .await
+            .map_err(|e| anyhow::anyhow!("tenant {name}: {e}"))?;
+        if chain.plugins().is_empty() {
+            tenant.set_policy(Box::new(BuiltinPolicy));
+        } else {
+            tracing::info!(tenant = %name, chain = %crate::policy::Policy::describe(&chain), "plugin chain activated");
+            tenant.set_policy(Box::new(chain));
+        }
         Ok(())
+    }
+}
+
+fn short(e: wasmtime::Error) -> String {
+    format!("{:#}", anyhow::Error::from(e))
+        .chars()
+        .take(1000)
+        .collect()
+}
+
+/// The one epoch ticker of an engine. It holds only a weak handle, so it
+/// ends when the engine is dropped.
+fn spawn_ticker(engine: &Engine, tick: std::time::Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("hookwire-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the epoch ticker: plugin deadlines will not fire");
     }
 }

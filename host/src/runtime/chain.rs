@@ -1,0 +1,731 @@
+//! A loaded plugin (compiled component + its warm instances) and a tenant's
+//! [`PluginChain`], which implements [`crate::policy::Policy`].
+//!
+//! Every call runs in its own instance: a warm one from the plugin's idle
+//! pool when there is one (see BENCHMARKS-plugins.md for why), a fresh one
+//! otherwise. An instance that faulted in wasm is dropped, never reused.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use serde_json::Value;
+use wasmtime::{Trap, UpdateDeadline};
+
+use super::Shared;
+use super::bindings as b;
+use super::host::{HostState, PluginScope};
+use crate::error::HookError;
+use crate::policy::{
+    AuthRequest, AuthVerdict, HookContext, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict, Policy,
+    PushRequest, PushRoute, StorageMode,
+};
+
+/// One instance and its store.
+struct Warm {
+    store: wasmtime::Store<HostState>,
+    guest: b::Guest,
+}
+
+/// What a plugin says about itself (`describe`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    /// Hook names, e.g. `["authenticate", "on-msg"]`.
+    pub hooks: Vec<&'static str>,
+}
+
+impl PluginInfo {
+    fn from_guest(info: b::PluginInfo) -> Self {
+        let all = [
+            (b::Hooks::AUTHENTICATE, "authenticate"),
+            (b::Hooks::ON_JOIN, "on-join"),
+            (b::Hooks::ON_MSG, "on-msg"),
+            (b::Hooks::STORAGE_MODE, "storage-mode"),
+            (b::Hooks::ROUTE_PUSH, "route-push"),
+        ];
+        let hooks = all
+            .iter()
+            .filter(|(f, _)| info.hooks.contains(*f))
+            .map(|(_, n)| *n)
+            .collect();
+        PluginInfo {
+            name: info.name,
+            version: info.version,
+            hooks,
+        }
+    }
+    pub fn implements(&self, hook: Hook) -> bool {
+        self.hooks.contains(&hook.wit_name())
+    }
+}
+
+/// The hooks, for metrics labels and `describe` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Describe,
+    Authenticate,
+    OnJoin,
+    OnMsg,
+    StorageMode,
+    RoutePush,
+}
+
+impl Hook {
+    pub fn label(self) -> &'static str {
+        match self {
+            Hook::Describe => "describe",
+            Hook::Authenticate => "authenticate",
+            Hook::OnJoin => "on_join",
+            Hook::OnMsg => "on_msg",
+            Hook::StorageMode => "storage_mode",
+            Hook::RoutePush => "route_push",
+        }
+    }
+    pub fn wit_name(self) -> &'static str {
+        match self {
+            Hook::Describe => "describe",
+            Hook::Authenticate => "authenticate",
+            Hook::OnJoin => "on-join",
+            Hook::OnMsg => "on-msg",
+            Hook::StorageMode => "storage-mode",
+            Hook::RoutePush => "route-push",
+        }
+    }
+    /// Parses a WIT or Rust hook name (`on-msg` or `on_msg`).
+    pub fn parse(s: &str) -> Option<Hook> {
+        Some(match s.replace('_', "-").as_str() {
+            "describe" => Hook::Describe,
+            "authenticate" => Hook::Authenticate,
+            "on-join" => Hook::OnJoin,
+            "on-msg" => Hook::OnMsg,
+            "storage-mode" => Hook::StorageMode,
+            "route-push" => Hook::RoutePush,
+            _ => return None,
+        })
+    }
+}
+
+/// One hook invocation, already in WIT types.
+enum Call {
+    Describe,
+    Authenticate(b::Context, b::AuthRequest),
+    OnJoin(b::Context, b::JoinRequest),
+    OnMsg(b::Context, b::MsgEvent),
+    StorageMode(b::Context, b::MsgEvent, b::StorageMode),
+    RoutePush(b::Context, b::PushRequest),
+}
+
+enum Output {
+    Describe(b::PluginInfo),
+    Authenticate(b::AuthVerdict),
+    OnJoin(b::JoinVerdict),
+    OnMsg(b::MsgVerdict),
+    StorageMode(b::StorageMode),
+    RoutePush(b::PushRoute),
+}
+
+impl Call {
+    fn hook(&self) -> Hook {
+        match self {
+            Call::Describe => Hook::Describe,
+            Call::Authenticate(..) => Hook::Authenticate,
+            Call::OnJoin(..) => Hook::OnJoin,
+            Call::OnMsg(..) => Hook::OnMsg,
+            Call::StorageMode(..) => Hook::StorageMode,
+            Call::RoutePush(..) => Hook::RoutePush,
+        }
+    }
+}
+
+/// A compiled, linked plugin version of one tenant, ready to be called.
+pub struct LoadedPlugin {
+    pub name: String,
+    pub version: u64,
+    pub hash: String,
+    pub info: PluginInfo,
+    /// Manifest `fail_open`: a fault is turned into the pass-equivalent.
+    pub fail_open: bool,
+    scope: Arc<PluginScope>,
+    pre: b::GuestPre<HostState>,
+    shared: Arc<Shared>,
+    idle: Mutex<Vec<Warm>>,
+}
+
+impl Drop for LoadedPlugin {
+    fn drop(&mut self) {
+        let n = self.idle.get_mut().len();
+        self.shared.idle_total.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+fn ticks(d: Duration, tick: Duration) -> u64 {
+    (d.as_micros().div_ceil(tick.as_micros().max(1)) as u64).max(1)
+}
+
+impl LoadedPlugin {
+    /// Instantiates once and asks the plugin what it is. Fails when the
+    /// instance cannot be created or `describe` faults.
+    pub(super) async fn new(
+        name: String,
+        version: u64,
+        hash: String,
+        fail_open: bool,
+        scope: Arc<PluginScope>,
+        pre: b::GuestPre<HostState>,
+        shared: Arc<Shared>,
+    ) -> Result<Self, HookError> {
+        let mut p = LoadedPlugin {
+            name,
+            version,
+            hash,
+            info: PluginInfo {
+                name: String::new(),
+                version: String::new(),
+                hooks: Vec::new(),
+            },
+            fail_open,
+            scope,
+            pre,
+            shared,
+            idle: Mutex::new(Vec::new()),
+        };
+        match p.call(Call::Describe).await? {
+            Output::Describe(info) => p.info = PluginInfo::from_guest(info),
+            _ => unreachable!("describe returns describe"),
+        }
+        Ok(p)
+    }
+
+    fn fault(&self, detail: impl Into<String>) -> HookError {
+        HookError::BadOutput {
+            plugin: self.name.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    /// A fresh instance in a fresh store, with the limiter and the deadline
+    /// callback installed. Instantiation runs under the call's deadline too
+    /// (a component's start code could loop).
+    async fn instantiate(&self) -> Result<Warm, wasmtime::Error> {
+        let mut store =
+            wasmtime::Store::new(&self.shared.engine, HostState::new(self.scope.clone()));
+        store.limiter(|s| &mut s.limiter);
+        let tick = self.shared.limits.epoch_tick();
+        store.epoch_deadline_callback(move |mut ctx| {
+            let data = ctx.data_mut();
+            match data.guest_time_left() {
+                Some(left) => Ok(UpdateDeadline::Continue(ticks(left, tick))),
+                None => {
+                    data.timed_out = true;
+                    Ok(UpdateDeadline::Interrupt)
+                }
+            }
+        });
+        self.arm(&mut store)?;
+        let guest = self.pre.instantiate_async(&mut store).await?;
+        Ok(Warm { store, guest })
+    }
+
+    /// Resets the deadline, fuel and flags before a call.
+    fn arm(&self, store: &mut wasmtime::Store<HostState>) -> Result<(), wasmtime::Error> {
+        store.data_mut().begin_call();
+        store.set_epoch_deadline(ticks(
+            self.scope.limits.timeout,
+            self.shared.limits.epoch_tick(),
+        ));
+        if let Some(fuel) = self.scope.limits.fuel {
+            store.set_fuel(fuel)?;
+        }
+        Ok(())
+    }
+
+    /// Turns a wasm error into the right [`HookError`]: the store's flags
+    /// say whether the deadline or the memory cap caused it.
+    fn classify(
+        &self,
+        err: wasmtime::Error,
+        data: Option<&HostState>,
+        instantiating: bool,
+    ) -> HookError {
+        let plugin = self.name.clone();
+        let trap = err.downcast_ref::<Trap>().copied();
+        if data.is_some_and(|d| d.timed_out) || trap == Some(Trap::Interrupt) {
+            return HookError::Timeout { plugin };
+        }
+        if trap == Some(Trap::OutOfFuel) {
+            return HookError::OutOfFuel { plugin };
+        }
+        if data.is_some_and(|d| d.limiter.hit) {
+            return HookError::OutOfMemory { plugin };
+        }
+        let detail = match trap {
+            Some(t) => t.to_string(),
+            None => format!("{:#}", anyhow::Error::from(err))
+                .chars()
+                .take(500)
+                .collect(),
+        };
+        if instantiating && trap.is_none() {
+            HookError::Instantiate { plugin, detail }
+        } else {
+            HookError::Trap { plugin, detail }
+        }
+    }
+
+    async fn invoke(warm: &mut Warm, call: Call) -> Result<Output, wasmtime::Error> {
+        let Warm { store, guest } = warm;
+        Ok(match call {
+            Call::Describe => Output::Describe(guest.call_describe(&mut *store).await?),
+            Call::Authenticate(c, r) => {
+                Output::Authenticate(guest.call_authenticate(&mut *store, &c, &r).await?)
+            }
+            Call::OnJoin(c, r) => Output::OnJoin(guest.call_on_join(&mut *store, &c, &r).await?),
+            Call::OnMsg(c, e) => Output::OnMsg(guest.call_on_msg(&mut *store, &c, &e).await?),
+            Call::StorageMode(c, e, p) => {
+                Output::StorageMode(guest.call_storage_mode(&mut *store, &c, &e, p).await?)
+            }
+            Call::RoutePush(c, r) => {
+                Output::RoutePush(guest.call_route_push(&mut *store, &c, &r).await?)
+            }
+        })
+    }
+
+    /// Runs one hook in an instance, under the plugin's limits; counts it.
+    async fn call(&self, call: Call) -> Result<Output, HookError> {
+        let hook = call.hook();
+        let started = Instant::now();
+        let r = self.call_inner(call).await;
+        let m = &self.shared.metrics;
+        let tenant = self.scope.tenant.to_string();
+        m.plugin_calls
+            .get_or_create(&vec![
+                ("tenant", tenant.clone()),
+                ("plugin", self.name.clone()),
+                ("hook", hook.label().into()),
+            ])
+            .inc();
+        m.plugin_call_seconds
+            .get_or_create(&vec![("hook", hook.label().into())])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &r {
+            m.plugin_faults
+                .get_or_create(&vec![
+                    ("tenant", tenant.clone()),
+                    ("plugin", self.name.clone()),
+                    ("kind", e.kind().into()),
+                ])
+                .inc();
+            tracing::warn!(
+                tenant = %tenant,
+                plugin = %self.name,
+                version = self.version,
+                hook = hook.label(),
+                kind = e.kind(),
+                error = %e,
+                "plugin fault"
+            );
+        }
+        r
+    }
+
+    async fn call_inner(&self, call: Call) -> Result<Output, HookError> {
+        // Bounds the instances in use (and fiber stacks) on the node.
+        let _permit = self
+            .shared
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| HookError::Instantiate {
+                plugin: self.name.clone(),
+                detail: "plugin runtime is shutting down".into(),
+            })?;
+        let idle = self.idle.lock().pop();
+        let mut warm = match idle {
+            Some(mut w) => {
+                self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
+                self.arm(&mut w.store)
+                    .map_err(|e| self.classify(e, None, true))?;
+                w
+            }
+            None => match self.instantiate().await {
+                Ok(w) => w,
+                // The store is gone with the error; its flags are lost, so
+                // a limit hit during instantiation shows as Instantiate.
+                Err(e) => return Err(self.classify(e, None, true)),
+            },
+        };
+        match Self::invoke(&mut warm, call).await {
+            Ok(out) => {
+                let checked = self.check(out);
+                self.release(warm);
+                checked
+            }
+            // Dropped: a trapped instance may be in any state.
+            Err(e) => Err(self.classify(e, Some(warm.store.data()), false)),
+        }
+    }
+
+    /// Keeps an instance that behaved for the next call, within the limits.
+    fn release(&self, warm: Warm) {
+        let limits = &self.shared.limits;
+        let mut idle = self.idle.lock();
+        if idle.len() >= limits.max_idle_per_plugin as usize {
+            return;
+        }
+        let total = self.shared.idle_total.fetch_add(1, Ordering::Relaxed);
+        if total >= limits.max_idle_instances as usize {
+            self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        idle.push(warm);
+    }
+
+    /// Refuses oversized output (the JSON itself is parsed by the caller).
+    fn check(&self, out: Output) -> Result<Output, HookError> {
+        let max = self.scope.limits.max_output_bytes;
+        let size = match &out {
+            Output::Describe(i) => i.name.len() + i.version.len(),
+            Output::Authenticate(b::AuthVerdict::Allow(a)) => {
+                a.uid.len() + a.claims.len() + a.rooms.iter().map(String::len).sum::<usize>()
+            }
+            Output::Authenticate(b::AuthVerdict::Deny(r)) => r.len(),
+            Output::Authenticate(b::AuthVerdict::Defer) => 0,
+            Output::OnJoin(b::JoinVerdict::Deny(r)) => r.len(),
+            Output::OnJoin(b::JoinVerdict::Allow) => 0,
+            Output::OnMsg(v) => match v {
+                b::MsgVerdict::Pass => 0,
+                b::MsgVerdict::Drop(s) | b::MsgVerdict::Rewrite(s) => s.len(),
+                b::MsgVerdict::Reply(r) => r.event.len() + r.data.len(),
+                b::MsgVerdict::Redirect(r) => {
+                    r.rooms
+                        .iter()
+                        .chain(&r.users)
+                        .map(String::len)
+                        .sum::<usize>()
+                        + r.msg.as_ref().map_or(0, String::len)
+                }
+            },
+            Output::StorageMode(_) => 0,
+            Output::RoutePush(b::PushRoute::Deliver(rooms)) => rooms.iter().map(String::len).sum(),
+            Output::RoutePush(b::PushRoute::Reject(r)) => r.len(),
+        };
+        if size > max {
+            return Err(self.fault(format!("{size} bytes of output, at most {max}")));
+        }
+        Ok(out)
+    }
+
+    fn json(&self, what: &str, s: &str) -> Result<Value, HookError> {
+        serde_json::from_str(s).map_err(|e| self.fault(format!("{what} is not valid JSON: {e}")))
+    }
+
+    fn json_object(&self, what: &str, s: &str) -> Result<Value, HookError> {
+        let v = self.json(what, s)?;
+        if v.is_object() {
+            Ok(v)
+        } else {
+            Err(self.fault(format!("{what} is not a JSON object")))
+        }
+    }
+
+    pub async fn authenticate(
+        &self,
+        ctx: &HookContext,
+        req: &AuthRequest,
+    ) -> Result<AuthVerdict, HookError> {
+        let call = Call::Authenticate(
+            to_ctx(ctx),
+            b::AuthRequest {
+                uid: req.uid.clone(),
+                token: req.token.clone(),
+                payload: req.payload.to_string(),
+                query: req.query.clone(),
+            },
+        );
+        match self.call(call).await? {
+            Output::Authenticate(b::AuthVerdict::Allow(a)) => {
+                if a.uid.is_empty() {
+                    return Err(self.fault("authenticate allowed an empty uid"));
+                }
+                let claims = if a.claims.trim().is_empty() {
+                    Value::Object(Default::default())
+                } else {
+                    self.json_object("claims", &a.claims)?
+                };
+                Ok(AuthVerdict::Allow {
+                    uid: a.uid,
+                    rooms: a.rooms,
+                    claims,
+                })
+            }
+            Output::Authenticate(b::AuthVerdict::Deny(reason)) => Ok(AuthVerdict::Deny { reason }),
+            Output::Authenticate(b::AuthVerdict::Defer) => Ok(AuthVerdict::Defer),
+            _ => unreachable!("authenticate returns an auth verdict"),
+        }
+    }
+
+    pub async fn on_join(
+        &self,
+        ctx: &HookContext,
+        req: &JoinRequest,
+    ) -> Result<JoinVerdict, HookError> {
+        let call = Call::OnJoin(
+            to_ctx(ctx),
+            b::JoinRequest {
+                room: req.room.clone(),
+                dummy: req.dummy,
+            },
+        );
+        match self.call(call).await? {
+            Output::OnJoin(b::JoinVerdict::Allow) => Ok(JoinVerdict::Allow),
+            Output::OnJoin(b::JoinVerdict::Deny(reason)) => Ok(JoinVerdict::Deny { reason }),
+            _ => unreachable!("on-join returns a join verdict"),
+        }
+    }
+
+    pub async fn on_msg(&self, ctx: &HookContext, ev: &MsgEvent) -> Result<MsgVerdict, HookError> {
+        let call = Call::OnMsg(
+            to_ctx(ctx),
+            b::MsgEvent {
+                room: ev.room.clone(),
+                msg: ev.msg.to_string(),
+            },
+        );
+        let Output::OnMsg(v) = self.call(call).await? else {
+            unreachable!("on-msg returns a msg verdict")
+        };
+        Ok(match v {
+            b::MsgVerdict::Pass => MsgVerdict::Pass,
+            b::MsgVerdict::Drop(reason) => MsgVerdict::Drop { reason },
+            b::MsgVerdict::Rewrite(m) => MsgVerdict::Rewrite {
+                msg: self.json_object("rewritten msg", &m)?,
+            },
+            b::MsgVerdict::Reply(r) => MsgVerdict::Reply {
+                event: r.event,
+                data: self.json("reply data", &r.data)?,
+            },
+            b::MsgVerdict::Redirect(r) => MsgVerdict::Redirect {
+                rooms: r.rooms,
+                users: r.users,
+                msg: r
+                    .msg
+                    .map(|m| self.json_object("redirected msg", &m))
+                    .transpose()?,
+            },
+        })
+    }
+
+    pub async fn storage_mode(
+        &self,
+        ctx: &HookContext,
+        ev: &MsgEvent,
+        proposed: StorageMode,
+    ) -> Result<StorageMode, HookError> {
+        let proposed = match proposed {
+            StorageMode::Insert => b::StorageMode::Insert,
+            StorageMode::Update => b::StorageMode::Update,
+            StorageMode::Ignore => b::StorageMode::Ignore,
+        };
+        let call = Call::StorageMode(
+            to_ctx(ctx),
+            b::MsgEvent {
+                room: ev.room.clone(),
+                msg: ev.msg.to_string(),
+            },
+            proposed,
+        );
+        match self.call(call).await? {
+            Output::StorageMode(b::StorageMode::Insert) => Ok(StorageMode::Insert),
+            Output::StorageMode(b::StorageMode::Update) => Ok(StorageMode::Update),
+            Output::StorageMode(b::StorageMode::Ignore) => Ok(StorageMode::Ignore),
+            _ => unreachable!("storage-mode returns a storage mode"),
+        }
+    }
+
+    pub async fn route_push(
+        &self,
+        ctx: &HookContext,
+        req: &PushRequest,
+    ) -> Result<PushRoute, HookError> {
+        let call = Call::RoutePush(
+            to_ctx(ctx),
+            b::PushRequest {
+                rooms: req.rooms.clone(),
+                event: req.event.clone(),
+                args: Value::Array(req.args.clone()).to_string(),
+            },
+        );
+        match self.call(call).await? {
+            Output::RoutePush(b::PushRoute::Deliver(rooms)) => Ok(PushRoute::Deliver { rooms }),
+            Output::RoutePush(b::PushRoute::Reject(reason)) => Ok(PushRoute::Reject { reason }),
+            _ => unreachable!("route-push returns a push route"),
+        }
+    }
+
+    /// Idle warm instances right now (tests and the admin listing).
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().len()
+    }
+
+    /// A fault of a `fail_open` plugin becomes `Ok(pass)`; others propagate.
+    fn or_pass<T>(
+        &self,
+        r: Result<T, HookError>,
+        pass: impl FnOnce() -> T,
+    ) -> Result<T, HookError> {
+        match r {
+            Err(_) if self.fail_open => Ok(pass()),
+            r => r,
+        }
+    }
+}
+
+fn to_ctx(c: &HookContext) -> b::Context {
+    b::Context {
+        tenant: c.tenant.clone(),
+        sid: c.sid.clone(),
+        uid: c.uid.clone(),
+        device: c.device.clone(),
+    }
+}
+
+/// A tenant's ordered plugins. Each hook runs through the plugins that
+/// implement it, in order; see the `Policy` impl for how verdicts combine.
+pub struct PluginChain {
+    plugins: Vec<Arc<LoadedPlugin>>,
+}
+
+impl PluginChain {
+    pub fn new(plugins: Vec<Arc<LoadedPlugin>>) -> Self {
+        PluginChain { plugins }
+    }
+    pub fn plugins(&self) -> &[Arc<LoadedPlugin>] {
+        &self.plugins
+    }
+    fn with(&self, hook: Hook) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
+        self.plugins.iter().filter(move |p| p.info.implements(hook))
+    }
+}
+
+#[async_trait]
+impl Policy for PluginChain {
+    fn describe(&self) -> String {
+        let names: Vec<String> = self
+            .plugins
+            .iter()
+            .map(|p| format!("{}@{}", p.name, p.version))
+            .collect();
+        format!("wasm chain [{}]", names.join(", "))
+    }
+
+    /// The first plugin that does not defer decides.
+    async fn authenticate(
+        &self,
+        ctx: &HookContext,
+        req: &AuthRequest,
+    ) -> Result<AuthVerdict, HookError> {
+        for p in self.with(Hook::Authenticate) {
+            match p.or_pass(p.authenticate(ctx, req).await, || AuthVerdict::Defer)? {
+                AuthVerdict::Defer => continue,
+                v => return Ok(v),
+            }
+        }
+        Ok(AuthVerdict::Defer)
+    }
+
+    /// The first deny wins.
+    async fn on_join(
+        &self,
+        ctx: &HookContext,
+        req: &JoinRequest,
+    ) -> Result<JoinVerdict, HookError> {
+        for p in self.with(Hook::OnJoin) {
+            if let v @ JoinVerdict::Deny { .. } =
+                p.or_pass(p.on_join(ctx, req).await, || JoinVerdict::Allow)?
+            {
+                return Ok(v);
+            }
+        }
+        Ok(JoinVerdict::Allow)
+    }
+
+    /// Pass goes on; Rewrite goes on with the new message; Drop, Reply and
+    /// Redirect stop the chain (Redirect keeps an earlier rewrite as its
+    /// payload when it sets none).
+    async fn on_msg(&self, ctx: &HookContext, ev: &MsgEvent) -> Result<MsgVerdict, HookError> {
+        let mut current: Option<MsgEvent> = None;
+        for p in self.with(Hook::OnMsg) {
+            let input = current.as_ref().unwrap_or(ev);
+            match p.or_pass(p.on_msg(ctx, input).await, || MsgVerdict::Pass)? {
+                MsgVerdict::Pass => {}
+                MsgVerdict::Rewrite { msg } => {
+                    current = Some(MsgEvent {
+                        room: ev.room.clone(),
+                        msg,
+                    })
+                }
+                MsgVerdict::Redirect {
+                    rooms,
+                    users,
+                    msg: None,
+                } if current.is_some() => {
+                    return Ok(MsgVerdict::Redirect {
+                        rooms,
+                        users,
+                        msg: current.map(|c| c.msg),
+                    });
+                }
+                stop => return Ok(stop),
+            }
+        }
+        Ok(match current {
+            Some(c) => MsgVerdict::Rewrite { msg: c.msg },
+            None => MsgVerdict::Pass,
+        })
+    }
+
+    /// Each plugin gets the previous one's answer as `proposed`.
+    async fn storage_mode(
+        &self,
+        ctx: &HookContext,
+        ev: &MsgEvent,
+        proposed: StorageMode,
+    ) -> Result<StorageMode, HookError> {
+        let mut mode = proposed;
+        for p in self.with(Hook::StorageMode) {
+            mode = p.or_pass(p.storage_mode(ctx, ev, mode).await, || mode)?;
+        }
+        Ok(mode)
+    }
+
+    /// Deliver replaces the rooms for the next plugin; Reject stops.
+    async fn route_push(
+        &self,
+        ctx: &HookContext,
+        req: &PushRequest,
+    ) -> Result<PushRoute, HookError> {
+        let mut current: Option<PushRequest> = None;
+        for p in self.with(Hook::RoutePush) {
+            let input = current.as_ref().unwrap_or(req);
+            let keep = input.rooms.clone();
+            match p.or_pass(p.route_push(ctx, input).await, || PushRoute::Deliver {
+                rooms: keep,
+            })? {
+                PushRoute::Deliver { rooms } => {
+                    current = Some(PushRequest {
+                        rooms,
+                        ..req.clone()
+                    })
+                }
+                reject => return Ok(reject),
+            }
+        }
+        Ok(PushRoute::Deliver {
+            rooms: current.map_or_else(|| req.rooms.clone(), |c| c.rooms),
+        })
+    }
+}

@@ -1,0 +1,219 @@
+//! Limits and permissions as data: the engine-wide [`EngineLimits`] (node
+//! config, `[plugins]` in the TOML file) and the per-plugin
+//! [`PluginManifest`] (stored with every plugin version). Every default the
+//! runtime uses is written here and nowhere else.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Engine-wide plugin limits. A plugin's manifest may lower them, never
+/// raise them above the `max_*` ceilings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineLimits {
+    /// Hook deadline when the manifest does not set one. It counts guest
+    /// time only: time spent in host calls (kv, http-fetch) is added back,
+    /// those have their own timeouts.
+    pub default_timeout_ms: u64,
+    /// Largest deadline a manifest may ask for.
+    pub max_timeout_ms: u64,
+    /// Linear memory per instance when the manifest does not set one.
+    pub default_memory_bytes: u64,
+    /// Largest linear memory any instance may have (also the pooling
+    /// allocator's slot size).
+    pub max_memory_bytes: u64,
+    /// Fuel per hook call. `None` compiles without fuel metering (faster);
+    /// `Some` turns it on for the whole engine and lets manifests set theirs.
+    pub fuel: Option<u64>,
+    /// Largest component accepted at upload, in bytes.
+    pub max_component_bytes: u64,
+    /// Largest string a plugin may return (a JSON document, a reason), in
+    /// bytes; above it the result is `BadOutput`.
+    pub max_output_bytes: usize,
+    /// Hook calls (= live instances in use) at once on this node; further
+    /// calls wait. Also sizes the pooling allocator.
+    pub max_concurrent_instances: u32,
+    /// Idle warm instances kept for reuse, summed over all plugins of all
+    /// tenants. 0 means a fresh instance for every call.
+    pub max_idle_instances: u32,
+    /// Idle warm instances kept per plugin (within `max_idle_instances`).
+    pub max_idle_per_plugin: u32,
+    /// Epoch ticker period: deadlines are checked with this granularity.
+    pub epoch_tick_us: u64,
+    /// Compiled components are cached here, keyed by content hash and engine
+    /// settings, so a restart does not recompile. `None`: `./data/plugin-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Timeout of one `http-fetch` when the manifest does not set one.
+    pub default_http_timeout_ms: u64,
+    /// Largest `http-fetch` response body handed to a plugin.
+    pub max_http_response_bytes: usize,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            default_timeout_ms: 5,
+            max_timeout_ms: 10_000,
+            default_memory_bytes: 32 << 20,
+            max_memory_bytes: 128 << 20,
+            fuel: None,
+            max_component_bytes: 10 << 20,
+            max_output_bytes: 1 << 20,
+            max_concurrent_instances: 64,
+            max_idle_instances: 256,
+            max_idle_per_plugin: 8,
+            epoch_tick_us: 1000,
+            cache_dir: None,
+            default_http_timeout_ms: 2000,
+            max_http_response_bytes: 1 << 20,
+        }
+    }
+}
+
+impl EngineLimits {
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./data/plugin-cache"))
+    }
+    pub fn epoch_tick(&self) -> Duration {
+        Duration::from_micros(self.epoch_tick_us.max(100))
+    }
+}
+
+/// Per-plugin limits, permissions and config, stored as
+/// `PluginRecord.manifest`. Missing fields take the engine defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginManifest {
+    /// Hook deadline (guest time), at most `EngineLimits::max_timeout_ms`.
+    pub timeout_ms: Option<u64>,
+    /// Linear memory cap per instance, at most `EngineLimits::max_memory_bytes`.
+    pub memory_bytes: Option<u64>,
+    /// Fuel per call; only when the engine meters fuel.
+    pub fuel: Option<u64>,
+    /// `Some(true)`: a fault of this plugin is counted and logged, then the
+    /// chain goes on as if the plugin had passed (Defer / Allow / Pass /
+    /// proposed mode / rooms unchanged), whatever the tenant's
+    /// `plugin_fail_open`. `None` or `Some(false)`: the fault reaches the
+    /// pipeline, which applies the tenant setting.
+    pub fail_open: Option<bool>,
+    /// Hosts `http-fetch` may reach: `example.com` (any port) or
+    /// `example.com:8443`. Empty: no outbound HTTP at all.
+    pub allowed_hosts: Vec<String>,
+    /// Timeout of one `http-fetch`.
+    pub http_timeout_ms: Option<u64>,
+    /// The plugin's own config, returned by the `config` import.
+    pub config: Value,
+}
+
+/// A manifest asks for more than the engine allows.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("manifest {field} = {value} is above the engine limit {max}")]
+pub struct ManifestLimitError {
+    pub field: &'static str,
+    pub value: u64,
+    pub max: u64,
+}
+
+impl PluginManifest {
+    /// Parses a stored manifest (`null` = all defaults).
+    pub fn from_value(v: &Value) -> Result<Self, serde_json::Error> {
+        if v.is_null() {
+            Ok(PluginManifest::default())
+        } else {
+            serde_json::from_value(v.clone())
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Refuses a manifest that asks for more than the engine allows.
+    pub fn check(&self, limits: &EngineLimits) -> Result<(), ManifestLimitError> {
+        let over = |field, value: Option<u64>, max: u64| match value {
+            Some(v) if v > max => Err(ManifestLimitError {
+                field,
+                value: v,
+                max,
+            }),
+            _ => Ok(()),
+        };
+        over("timeout_ms", self.timeout_ms, limits.max_timeout_ms)?;
+        over("memory_bytes", self.memory_bytes, limits.max_memory_bytes)?;
+        over(
+            "http_timeout_ms",
+            self.http_timeout_ms,
+            limits.max_timeout_ms,
+        )?;
+        Ok(())
+    }
+
+    /// The limits one call of this plugin runs with.
+    pub fn resolve(&self, limits: &EngineLimits) -> CallLimits {
+        CallLimits {
+            timeout: Duration::from_millis(
+                self.timeout_ms
+                    .unwrap_or(limits.default_timeout_ms)
+                    .min(limits.max_timeout_ms),
+            ),
+            memory_bytes: self
+                .memory_bytes
+                .unwrap_or(limits.default_memory_bytes)
+                .min(limits.max_memory_bytes) as usize,
+            fuel: limits.fuel.map(|engine| self.fuel.unwrap_or(engine)),
+            http_timeout: Duration::from_millis(
+                self.http_timeout_ms
+                    .unwrap_or(limits.default_http_timeout_ms)
+                    .min(limits.max_timeout_ms),
+            ),
+            max_output_bytes: limits.max_output_bytes,
+            max_http_response_bytes: limits.max_http_response_bytes,
+        }
+    }
+
+    /// The config as the `config` import returns it (`{}` when unset).
+    pub fn config_json(&self) -> String {
+        if self.config.is_null() {
+            "{}".to_string()
+        } else {
+            self.config.to_string()
+        }
+    }
+}
+
+/// Effective limits of one plugin, resolved once at load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    pub fuel: Option<u64>,
+    pub http_timeout: Duration,
+    pub max_output_bytes: usize,
+    pub max_http_response_bytes: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_rejects_unknown_fields_and_over_limit() {
+        assert!(serde_json::from_str::<PluginManifest>(r#"{"timeout":5}"#).is_err());
+        let m: PluginManifest = serde_json::from_str(r#"{"timeout_ms":50000}"#).unwrap();
+        assert_eq!(
+            m.check(&EngineLimits::default()).unwrap_err().field,
+            "timeout_ms"
+        );
+        let m = PluginManifest::from_value(&Value::Null).unwrap();
+        assert_eq!(m.config_json(), "{}");
+        assert_eq!(
+            m.resolve(&EngineLimits::default()).timeout,
+            Duration::from_millis(5)
+        );
+    }
+}
