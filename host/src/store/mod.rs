@@ -7,6 +7,8 @@
 //! re-serialises what a client sent.
 
 pub mod embedded;
+pub mod mongo;
+pub mod redis;
 
 
 use async_trait::async_trait;
