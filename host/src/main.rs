@@ -1,1 +1,61 @@
-fn main() {}
+//! `hookwire`: the server binary. Everything lives in the library; this
+//! file parses the command line and waits for a shutdown signal.
+
+use clap::{Parser, Subcommand};
+use hookwire::config::{Config, ServeArgs};
+
+#[derive(Parser)]
+#[command(name = "hookwire", version, about = "Realtime room-sync and push server speaking socket.io, with tenant policies as WebAssembly plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default). Options also come from HOOKWIRE_* variables and a TOML file.
+    Serve(ServeArgs),
+    /// Print the effective configuration (defaults < file < environment < flags) as TOML.
+    Config(ServeArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(args).await,
+        Command::Config(args) => {
+            let config = Config::load(&args)?;
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    hookwire::telemetry::init_logging(config.log_format);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    hookwire::run(config, listener, shutdown_signal()).await
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::auth;
 use crate::config::Config;
-use crate::protocol::{self, Presence};
+use crate::protocol::{self, AuthLimiter, Presence};
 use crate::runtime::PluginRuntime;
 use crate::store::{Store, TenantRecord, embedded::EmbeddedStore};
 use crate::telemetry::Metrics;
@@ -27,6 +27,7 @@ pub struct AppState {
     pub io: SocketIo,
     pub metrics: Arc<Metrics>,
     pub presence: Arc<Presence>,
+    pub auth_limiter: Arc<AuthLimiter>,
     pub plugins: Arc<PluginRuntime>,
     pub started: Instant,
 }
@@ -35,17 +36,32 @@ pub struct AppState {
 const ADMIN_KEY_META: &str = "admin_key_sha256";
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Serves one hookwire node on `listener` until `shutdown` completes, then
 /// closes every connection and flushes the store.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(&config.data_dir.join("hookwire.redb"), Duration::from_micros(config.commit_delay_us))
-            .with_context(|| format!("cannot open the embedded store in {}", config.data_dir.display()))?,
+        EmbeddedStore::open(
+            &config.data_dir.join("hookwire.redb"),
+            Duration::from_micros(config.commit_delay_us),
+        )
+        .with_context(|| {
+            format!(
+                "cannot open the embedded store in {}",
+                config.data_dir.display()
+            )
+        })?,
     );
     serve(config, store, listener, shutdown).await
 }
@@ -67,7 +83,14 @@ pub async fn serve(
         .ack_timeout(Duration::from_millis(config.ack_timeout_ms))
         .build_layer();
 
-    let plugins = PluginRuntime::new(&config.plugins, store.clone(), metrics.clone())?;
+    let mut limits = config.plugins.clone();
+    if limits.cache_dir.is_none() {
+        // Compiled plugins are cached beside the data (wasmtime wants an
+        // absolute path).
+        let dir = config.data_dir.join("plugin-cache");
+        limits.cache_dir = Some(std::path::absolute(&dir).unwrap_or(dir));
+    }
+    let plugins = PluginRuntime::new(&limits, store.clone(), metrics.clone())?;
     let state = AppState {
         config: Arc::new(config),
         store,
@@ -75,6 +98,7 @@ pub async fn serve(
         io,
         metrics,
         presence: Arc::new(Presence::default()),
+        auth_limiter: Arc::new(AuthLimiter::default()),
         plugins,
         started: Instant::now(),
     };
@@ -91,14 +115,21 @@ pub async fn serve(
     tracing::info!(%addr, store = state.store.kind(), "hookwire listening on http://{addr}");
 
     let io = state.io.clone();
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing connections");
-            io.close().await;
-        })
-        .await?;
-    state.store.flush().await.context("flushing the store at shutdown")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing connections");
+        io.close().await;
+    })
+    .await?;
+    state
+        .store
+        .flush()
+        .await
+        .context("flushing the store at shutdown")?;
     tracing::info!("store flushed; bye");
     Ok(())
 }
@@ -106,24 +137,36 @@ pub async fn serve(
 /// First start: the admin key and the `default` tenant.
 async fn bootstrap(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
     match &config.admin_key {
-        Some(key) => store.set_meta(ADMIN_KEY_META, &auth::sha256_hex(key)).await?,
+        Some(key) => {
+            store
+                .set_meta(ADMIN_KEY_META, &auth::sha256_hex(key))
+                .await?
+        }
         None => {
             if store.get_meta(ADMIN_KEY_META).await?.is_none() {
                 let key = auth::random_secret();
                 let path = config.data_dir.join("admin.key");
                 write_secret(&path, &key)?;
-                store.set_meta(ADMIN_KEY_META, &auth::sha256_hex(&key)).await?;
+                store
+                    .set_meta(ADMIN_KEY_META, &auth::sha256_hex(&key))
+                    .await?;
                 tracing::warn!(path = %path.display(), "first start: generated the admin key");
                 println!("hookwire: admin key written to {}", path.display());
             }
         }
     }
     if store.get_tenant(DEFAULT_TENANT).await?.is_none() {
-        let key = config.default_api_key.clone().unwrap_or_else(auth::random_secret);
+        let key = config
+            .default_api_key
+            .clone()
+            .unwrap_or_else(auth::random_secret);
         if config.default_api_key.is_none() {
             let path = config.data_dir.join("default.api-key");
             write_secret(&path, &key)?;
-            println!("hookwire: API key of tenant `default` written to {}", path.display());
+            println!(
+                "hookwire: API key of tenant `default` written to {}",
+                path.display()
+            );
         }
         store
             .put_tenant(&TenantRecord {
@@ -145,7 +188,9 @@ fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     opts.mode(0o600);
-    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     writeln!(f, "{secret}")?;
     Ok(())
 }

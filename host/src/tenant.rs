@@ -81,12 +81,15 @@ impl Default for TenantConfig {
 /// atomically (calls in flight keep the old value).
 pub struct Tenant {
     record: RwLock<TenantRecord>,
+    /// The config alone, readable on the hot path without cloning.
+    config: ArcSwap<TenantConfig>,
     policy: ArcSwap<Box<dyn Policy>>,
 }
 
 impl Tenant {
     pub fn new(record: TenantRecord) -> Self {
         Tenant {
+            config: ArcSwap::from_pointee(record.config.clone()),
             record: RwLock::new(record),
             policy: ArcSwap::from_pointee(Box::new(BuiltinPolicy) as Box<dyn Policy>),
         }
@@ -94,13 +97,14 @@ impl Tenant {
     pub fn name(&self) -> String {
         self.record.read().name.clone()
     }
-    pub fn config(&self) -> TenantConfig {
-        self.record.read().config.clone()
+    pub fn config(&self) -> Arc<TenantConfig> {
+        self.config.load_full()
     }
     pub fn record(&self) -> TenantRecord {
         self.record.read().clone()
     }
     pub fn set_record(&self, rec: TenantRecord) {
+        self.config.store(Arc::new(rec.config.clone()));
         *self.record.write() = rec;
     }
     /// The policy to use for one call; hold the returned `Arc` for the whole
@@ -118,19 +122,29 @@ impl Tenant {
     /// Does `key` match one of this tenant's API keys?
     pub fn accepts_key(&self, key: &str) -> bool {
         let h = crate::auth::sha256_hex(key);
-        self.record.read().api_key_hashes.iter().any(|k| crate::auth::ct_eq(k, &h))
+        self.record
+            .read()
+            .api_key_hashes
+            .iter()
+            .any(|k| crate::auth::ct_eq(k, &h))
     }
 }
 
 pub fn namespace_of(tenant: &str) -> String {
-    if tenant == DEFAULT_TENANT { "/".to_string() } else { format!("/{tenant}") }
+    if tenant == DEFAULT_TENANT {
+        "/".to_string()
+    } else {
+        format!("/{tenant}")
+    }
 }
 
 /// Tenant names are namespace paths and URL segments: keep them plain.
 pub fn valid_tenant_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         && !matches!(name, "socket.io" | "api" | "admin" | "user" | "demo")
 }
 

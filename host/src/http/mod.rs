@@ -1,8 +1,40 @@
-//! HTTP API.
+//! HTTP API on the same port as socket.io.
+//!
+//! - [`account`]: always-online's `/user/create_token` and `/user/refresh_token`.
+//! - [`admin`]: always-online's `/admin/monitor/*` and `/admin/system/*`.
+//! - [`send`]: socket.io-webservice's `POST /send`.
+//! - [`tenants`]: the admin REST API for tenants and their keys.
+//! - [`ops`]: `/healthz`, `/metrics`, `/demo`.
+//!
+//! Every answer is always-online's envelope `{meta:{status,msg}, data}`.
+
+pub mod account;
+pub mod admin;
+mod envelope;
+pub mod ops;
+pub mod send;
+pub mod tenants;
+
+pub use envelope::{ApiError, ApiResult, Caller, Reply, body_object, caller};
+
 use axum::Router;
+use axum::routing::{get, post};
 
 use crate::server::AppState;
 
 pub fn router(state: AppState) -> Router {
-    Router::new().with_state(state)
+    Router::new()
+        .route("/user/create_token", post(account::create_token))
+        .route("/user/refresh_token", post(account::refresh_token))
+        .route("/admin/monitor/stat", get(admin::stat))
+        .route("/admin/monitor/room_users", get(admin::room_users))
+        .route("/admin/monitor/room_msgs", get(admin::room_msgs))
+        .route("/admin/system/push", post(admin::push))
+        .route("/admin/system/config", post(admin::config))
+        .route("/admin/system/clear_room_msgs", post(admin::clear_room_msgs))
+        .route("/admin/system/clear_room_msg", post(admin::clear_room_msgs))
+        .route("/send", post(send::send))
+        .merge(tenants::routes())
+        .merge(ops::routes())
+        .with_state(state)
 }

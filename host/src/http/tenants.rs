@@ -1,0 +1,156 @@
+//! Admin REST API for tenants (admin key only):
+//!
+//! | call | does |
+//! | --- | --- |
+//! | `GET /api/tenants` | list tenants with their config |
+//! | `POST /api/tenants {name, config?}` | create; answers the first API key (shown once) |
+//! | `GET /api/tenants/{name}` | one tenant |
+//! | `PATCH /api/tenants/{name} {..config fields}` | change config; takes effect at once |
+//! | `DELETE /api/tenants/{name}` | delete with all its data; its sockets are disconnected |
+//! | `POST /api/tenants/{name}/keys {keep_old?}` | new API key; old ones stop working unless `keep_old` |
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use super::envelope::presented_key;
+use super::{ApiError, ApiResult, Reply, body_object};
+use crate::auth;
+use crate::server::{AppState, is_admin_key, now_ms};
+use crate::store::TenantRecord;
+use crate::tenant::{DEFAULT_TENANT, TenantConfig, valid_tenant_name};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/tenants", get(list).post(create))
+        .route("/api/tenants/{name}", get(show).patch(update).delete(remove))
+        .route("/api/tenants/{name}/keys", post(rotate_key))
+}
+
+async fn require_admin(state: &AppState, headers: &HeaderMap, q: &HashMap<String, String>) -> Result<(), ApiError> {
+    match presented_key(headers, q) {
+        Some(k) if is_admin_key(state, k).await => Ok(()),
+        Some(_) => Err(ApiError::key_refused("admin key refused")),
+        None => Err(ApiError::key_refused("admin key required: send `Authorization: Bearer <admin key>`")),
+    }
+}
+
+fn view(rec: &TenantRecord) -> Value {
+    json!({
+        "name": rec.name,
+        "namespace": crate::tenant::namespace_of(&rec.name),
+        "config": rec.config,
+        "api_keys": rec.api_key_hashes.len(),
+        "created_ms": rec.created_ms,
+    })
+}
+
+/// Applies a partial config (JSON object) over `base`; unknown fields are
+/// refused with their name.
+fn merged_config(base: &TenantConfig, patch: &Map<String, Value>) -> Result<TenantConfig, ApiError> {
+    let mut v = serde_json::to_value(base).expect("config serialises");
+    if let Value::Object(m) = &mut v {
+        for (k, val) in patch {
+            m.insert(k.clone(), val.clone());
+        }
+    }
+    serde_json::from_value(v).map_err(|e| ApiError::param(format!("invalid tenant config: {e}")))
+}
+
+type Q = Query<HashMap<String, String>>;
+
+async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
+    require_admin(&state, &headers, &q).await?;
+    let tenants: Vec<Value> = state.tenants.all().iter().map(|t| view(&t.record())).collect();
+    Ok(Reply(Value::Array(tenants)))
+}
+
+async fn create(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, body: Bytes) -> ApiResult {
+    require_admin(&state, &headers, &q).await?;
+    let body = body_object(&headers, &body)?;
+    let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    if !valid_tenant_name(&name) {
+        return Err(ApiError::param(
+            "name must be 1-64 characters of a-z, 0-9, `-`, `_` and not a reserved path (api, admin, user, demo, socket.io)",
+        ));
+    }
+    if state.tenants.get(&name).is_some() {
+        return Err(ApiError::new(StatusCode::CONFLICT, super::envelope::status::FAILED, format!("tenant `{name}` exists")));
+    }
+    let patch = match body.get("config") {
+        Some(Value::Object(m)) => m.clone(),
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return Err(ApiError::param("config must be an object")),
+    };
+    let config = merged_config(&state.config.tenant_defaults, &patch)?;
+    let key = auth::random_secret();
+    let rec = TenantRecord { name: name.clone(), config, api_key_hashes: vec![auth::sha256_hex(&key)], created_ms: now_ms() };
+    state.store.put_tenant(&rec).await?;
+    let tenant = state.tenants.insert(rec.clone());
+    crate::protocol::mount(&state, &tenant);
+    tracing::info!(tenant = %name, "tenant created");
+    let mut v = view(&rec);
+    v["api_key"] = Value::String(key);
+    Ok(Reply(v))
+}
+
+fn tenant_or_404(state: &AppState, name: &str) -> Result<std::sync::Arc<crate::tenant::Tenant>, ApiError> {
+    state.tenants.get(name).ok_or_else(|| ApiError::not_found(format!("unknown tenant `{name}`")))
+}
+
+async fn show(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, Path(name): Path<String>) -> ApiResult {
+    require_admin(&state, &headers, &q).await?;
+    Ok(Reply(view(&tenant_or_404(&state, &name)?.record())))
+}
+
+async fn update(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, Path(name): Path<String>, body: Bytes) -> ApiResult {
+    require_admin(&state, &headers, &q).await?;
+    let tenant = tenant_or_404(&state, &name)?;
+    let body = body_object(&headers, &body)?;
+    // Accept both `{..fields}` and `{config: {..fields}}`.
+    let patch = match body.get("config") {
+        Some(Value::Object(m)) if body.len() == 1 => m.clone(),
+        _ => body,
+    };
+    let mut rec = tenant.record();
+    rec.config = merged_config(&rec.config, &patch)?;
+    state.store.put_tenant(&rec).await?;
+    tenant.set_record(rec.clone());
+    tracing::info!(tenant = %name, "tenant config changed");
+    Ok(Reply(view(&rec)))
+}
+
+async fn remove(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, Path(name): Path<String>) -> ApiResult {
+    require_admin(&state, &headers, &q).await?;
+    if name == DEFAULT_TENANT {
+        return Err(ApiError::param("the default tenant cannot be deleted"));
+    }
+    tenant_or_404(&state, &name)?;
+    crate::protocol::unmount(&state, &name);
+    state.tenants.remove(&name);
+    state.store.delete_tenant(&name).await?;
+    tracing::info!(tenant = %name, "tenant deleted");
+    Ok(Reply(json!({ "name": name, "deleted": true })))
+}
+
+async fn rotate_key(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, Path(name): Path<String>, body: Bytes) -> ApiResult {
+    require_admin(&state, &headers, &q).await?;
+    let tenant = tenant_or_404(&state, &name)?;
+    let body = body_object(&headers, &body)?;
+    let keep_old = body.get("keep_old").and_then(Value::as_bool).unwrap_or(false);
+    let key = auth::random_secret();
+    let mut rec = tenant.record();
+    if !keep_old {
+        rec.api_key_hashes.clear();
+    }
+    rec.api_key_hashes.push(auth::sha256_hex(&key));
+    state.store.put_tenant(&rec).await?;
+    tenant.set_record(rec.clone());
+    tracing::info!(tenant = %name, keep_old, "tenant API key rotated");
+    Ok(Reply(json!({ "name": name, "api_key": key, "api_keys": rec.api_key_hashes.len() })))
+}

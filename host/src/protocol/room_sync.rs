@@ -1,0 +1,698 @@
+//! always-online's room-sync events: `authenticate`, `join`, `msg`, `sync`,
+//! `leave` and the disconnect announcements. See PROTOCOL.md for the wire
+//! contract each handler implements.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use socketioxide::extract::{AckSender, SocketRef};
+
+use super::session::{JoinedRoom, Session, disconnect_soon};
+use super::wire::{self, fail, id_string, ok};
+use super::{device_room, push};
+use crate::error::HookError;
+use crate::policy::{
+    AuthRequest, AuthVerdict, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict, StorageMode,
+};
+use crate::server::{AppState, now_ms};
+use crate::store::{RoomEntry, RoomWrite};
+
+/// Sends a reply on `event` and, when the client passed a callback, to it.
+pub fn reply(socket: &SocketRef, ack: Option<AckSender>, event: &str, v: &Value) {
+    let _ = socket.emit(event, v);
+    if let Some(a) = ack {
+        let _ = a.send(v);
+    }
+}
+
+/// A hook failed: count it, then refuse (fail closed) or let the operation
+/// through (fail open), as the tenant configured.
+fn hook_failed(state: &AppState, sess: &Session, hook: &str, e: &HookError) -> bool {
+    state.metrics.refuse(&sess.tenant_name, "plugin_fault");
+    tracing::warn!(tenant = %sess.tenant_name, hook, error = %e, "plugin hook failed");
+    sess.tenant.config().plugin_fail_open
+}
+
+fn string_field(m: &Map<String, Value>, k: &str) -> Option<String> {
+    match m.get(k)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Builds the hook input from an `authenticate` payload or handshake data.
+pub fn auth_request(payload: &Value, query: &str) -> AuthRequest {
+    let obj = payload.as_object();
+    let uid = obj
+        .and_then(|m| id_string(m.get("uid")))
+        .or_else(|| wire::query_param(query, "uid").filter(|s| !s.is_empty()));
+    let token = obj
+        .and_then(|m| string_field(m, "token"))
+        .or_else(|| wire::query_param(query, "token"));
+    AuthRequest {
+        uid,
+        token,
+        payload: payload.clone(),
+        query: query.to_string(),
+    }
+}
+
+/// `authenticate`, from the event or from the handshake.
+pub async fn authenticate(
+    state: &AppState,
+    sess: &Arc<Session>,
+    socket: &SocketRef,
+    req: AuthRequest,
+    ack: Option<AckSender>,
+) {
+    let cfg = sess.tenant.config();
+    {
+        let mut st = sess.state.lock();
+        if let Some(uid) = &st.uid {
+            let same = req.uid.as_deref().is_none_or(|u| u == uid);
+            drop(st);
+            let v = if same {
+                ok("auth success")
+            } else {
+                fail("already authenticated as another uid")
+            };
+            return reply(socket, ack, "authenticate", &v);
+        }
+        if st.authenticating {
+            drop(st);
+            return reply(
+                socket,
+                ack,
+                "authenticate",
+                &fail("authentication already in progress"),
+            );
+        }
+        st.authenticating = true;
+    }
+    let (uid, rooms, claims) = match decide_auth(state, sess, &req).await {
+        Ok(allowed) => allowed,
+        Err(reason) => {
+            sess.state.lock().authenticating = false;
+            state.metrics.refuse(&sess.tenant_name, "auth");
+            reply(socket, ack, "authenticate", &fail(reason));
+            disconnect_soon(&state.io, &sess.ns, sess.sid);
+            return;
+        }
+    };
+
+    // Kick older sockets of this uid first, so the newcomer is the only one.
+    let older = state
+        .presence
+        .user_online(&sess.tenant_name, &uid, sess.clone());
+    let kicked_any = cfg.kickout && !older.is_empty();
+    if cfg.kickout {
+        for o in &older {
+            o.kick(&state.io);
+        }
+    }
+    {
+        let mut st = sess.state.lock();
+        st.uid = Some(uid.clone());
+        st.claims = claims;
+        st.kicker = kicked_any;
+        st.authenticating = false;
+    }
+    socket.join(format!("{}{}", cfg.user_room_prefix, uid));
+    socket.join(device_room(&uid, &sess.device_key()));
+    if !rooms.is_empty() {
+        socket.join(rooms);
+    }
+    reply(socket, ack, "authenticate", &ok("auth success"));
+    tracing::debug!(tenant = %sess.tenant_name, %uid, sid = %sess.sid, "authenticated");
+
+    if cfg.join_timeout_ms > 0 {
+        let (io, sess) = (state.io.clone(), sess.clone());
+        let timeout = Duration::from_millis(cfg.join_timeout_ms);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if sess.state.lock().rooms.is_empty()
+                && let Some(s) = io.of(&sess.ns).and_then(|n| n.get_socket(sess.sid))
+            {
+                let _ = s.emit("join", &fail("join timeout"));
+                disconnect_soon(&io, &sess.ns, sess.sid);
+            }
+        });
+    }
+    push::on_authenticated(state, sess, &uid).await;
+}
+
+/// Rate limit, the tenant's `authenticate` hook, then the built-in token
+/// check: the allowed (uid, extra rooms, claims), or the reason to refuse.
+async fn decide_auth(
+    state: &AppState,
+    sess: &Session,
+    req: &AuthRequest,
+) -> Result<(String, Vec<String>, Value), String> {
+    let cfg = sess.tenant.config();
+    let limiter_key = req
+        .uid
+        .clone()
+        .unwrap_or_else(|| format!("\u{1}sid:{}", sess.sid));
+    if !state.auth_limiter.allow(
+        &sess.tenant_name,
+        &limiter_key,
+        cfg.auth_attempts_per_minute,
+    ) {
+        return Err("too many authentication attempts, retry in a minute".into());
+    }
+    let verdict = match sess
+        .tenant
+        .policy()
+        .authenticate(&sess.hook_context(), req)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) if hook_failed(state, sess, "authenticate", &e) => AuthVerdict::Defer,
+        Err(e) => AuthVerdict::Deny {
+            reason: format!("authentication unavailable: {e}"),
+        },
+    };
+    let allowed = match verdict {
+        AuthVerdict::Allow { uid, rooms, claims } => (uid, rooms, claims),
+        AuthVerdict::Deny { reason } => return Err(reason),
+        AuthVerdict::Defer => (
+            builtin_token_check(state, sess, req).await?,
+            Vec::new(),
+            Value::Null,
+        ),
+    };
+    if allowed.0.is_empty() {
+        return Err("uid is required".into());
+    }
+    Ok(allowed)
+}
+
+/// always-online's token check (or any uid when `force_user_auth` is off).
+async fn builtin_token_check(
+    state: &AppState,
+    sess: &Session,
+    req: &AuthRequest,
+) -> Result<String, String> {
+    let uid = req.uid.clone().ok_or("uid is required")?;
+    if !sess.tenant.config().force_user_auth {
+        return Ok(uid);
+    }
+    let token = req
+        .token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or("token is required")?;
+    let user = state
+        .metrics
+        .timed("get_user", state.store.get_user(&sess.tenant_name, &uid))
+        .await
+        .map_err(|e| format!("authentication unavailable: {e}"))?;
+    match user {
+        Some(u) if crate::auth::ct_eq(&u.token_hash, &crate::auth::sha256_hex(token)) => Ok(uid),
+        Some(_) => Err("invalid token".into()),
+        None => Err("user not exists".into()),
+    }
+}
+
+pub async fn join(
+    state: &AppState,
+    sess: &Arc<Session>,
+    socket: &SocketRef,
+    data: Value,
+    ack: Option<AckSender>,
+) {
+    let Some(uid) = sess.uid() else {
+        return reply(socket, ack, "join", &fail("not authenticated"));
+    };
+    let obj = wire::first_object(&data);
+    let Some(room) = obj.and_then(|m| id_string(m.get("roomId"))) else {
+        return reply(socket, ack, "join", &fail("roomId is required"));
+    };
+    let dummy = obj
+        .and_then(|m| m.get("dummy"))
+        .is_some_and(|d| matches!(d, Value::Bool(true)) || d.as_i64() == Some(1));
+    let cfg = sess.tenant.config();
+    {
+        let st = sess.state.lock();
+        if st.rooms.iter().any(|r| r.name == room) {
+            drop(st);
+            return reply(socket, ack, "join", &ok("join success"));
+        }
+        if st.rooms.len() >= cfg.max_rooms_per_socket {
+            drop(st);
+            state.metrics.refuse(&sess.tenant_name, "rooms_per_socket");
+            return reply(
+                socket,
+                ack,
+                "join",
+                &fail(format!(
+                    "too many rooms: at most {} per socket",
+                    cfg.max_rooms_per_socket
+                )),
+            );
+        }
+    }
+    let req = JoinRequest {
+        room: room.clone(),
+        dummy,
+    };
+    match sess
+        .tenant
+        .policy()
+        .on_join(&sess.hook_context(), &req)
+        .await
+    {
+        Ok(JoinVerdict::Allow) => {}
+        Ok(JoinVerdict::Deny { reason }) => return reply(socket, ack, "join", &fail(reason)),
+        Err(e) if hook_failed(state, sess, "on_join", &e) => {}
+        Err(e) => return reply(socket, ack, "join", &fail(format!("join refused: {e}"))),
+    }
+
+    socket.join(room.clone());
+    let kicker = {
+        let mut st = sess.state.lock();
+        st.rooms.push(JoinedRoom {
+            name: room.clone(),
+            dummy,
+        });
+        st.kicker
+    };
+    reply(socket, ack, "join", &ok("join success"));
+    if !dummy {
+        let others = state
+            .presence
+            .join_room(&sess.tenant_name, &room, sess.sid, &uid);
+        if !kicker {
+            let _ = socket
+                .to(room.clone())
+                .emit("remote_join", &json!({ "uid": uid }))
+                .await;
+        }
+        for other in others {
+            let _ = socket.emit("remote_join", &json!({ "uid": other }));
+        }
+    }
+}
+
+/// The two shapes of a `msg`: always-online's `{data, storage, msgId}` and
+/// the later short form `{"1": msgId, "s": storage, ...}`.
+struct MsgForm {
+    short: bool,
+    storage: StorageMode,
+    msg_id: Option<String>,
+}
+
+fn msg_form(m: &Map<String, Value>) -> MsgForm {
+    let short = (m.contains_key("s") || m.contains_key("1"))
+        && !m.contains_key("storage")
+        && !m.contains_key("msgId");
+    let (sk, ik) = if short {
+        ("s", "1")
+    } else {
+        ("storage", "msgId")
+    };
+    MsgForm {
+        short,
+        storage: StorageMode::from_wire(m.get(sk)),
+        msg_id: id_string(m.get(ik)),
+    }
+}
+
+/// Refuses a `msg`: through the ack when there is one, else as an `error`
+/// event (a `msg` reply would look like a room message).
+fn msg_refused(
+    state: &AppState,
+    sess: &Session,
+    socket: &SocketRef,
+    ack: AckSender,
+    wants_ack: bool,
+    reason: String,
+) {
+    state.metrics.refuse(&sess.tenant_name, "msg");
+    let v = fail(reason);
+    if wants_ack {
+        let _ = ack.send(&v);
+    } else {
+        let _ = socket.emit("error", &v);
+    }
+}
+
+pub async fn msg(
+    state: &AppState,
+    sess: &Arc<Session>,
+    socket: &SocketRef,
+    data: Value,
+    ack: AckSender,
+    wants_ack: bool,
+) {
+    let Some(uid) = sess.uid() else {
+        return msg_refused(
+            state,
+            sess,
+            socket,
+            ack,
+            wants_ack,
+            "not authenticated".into(),
+        );
+    };
+    let data = match data {
+        Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
+        other => other,
+    };
+    if !data.is_object() {
+        return msg_refused(
+            state,
+            sess,
+            socket,
+            ack,
+            wants_ack,
+            "msg must be a JSON object".into(),
+        );
+    }
+    let cfg = sess.tenant.config();
+    let size = wire::json_len(&data);
+    if size > cfg.max_msg_bytes {
+        return msg_refused(
+            state,
+            sess,
+            socket,
+            ack,
+            wants_ack,
+            format!(
+                "message too large: {size} bytes, the limit is {}",
+                cfg.max_msg_bytes
+            ),
+        );
+    }
+    let requested = data.get("roomId").and_then(|v| id_string(Some(v)));
+    let Some(room) = sess.current_room(requested.as_deref()).or_else(|| {
+        requested
+            .is_some()
+            .then(|| sess.current_room(None))
+            .flatten()
+    }) else {
+        return msg_refused(
+            state,
+            sess,
+            socket,
+            ack,
+            wants_ack,
+            "join a room before sending msg".into(),
+        );
+    };
+    if room.dummy {
+        return msg_refused(
+            state,
+            sess,
+            socket,
+            ack,
+            wants_ack,
+            "a dummy member may not send msg".into(),
+        );
+    }
+    state
+        .metrics
+        .messages_in
+        .get_or_create(&crate::telemetry::Metrics::tenant(&sess.tenant_name))
+        .inc();
+
+    let policy = sess.tenant.policy();
+    let ctx = sess.hook_context();
+    let mut ev = MsgEvent {
+        room: room.name.clone(),
+        msg: data,
+    };
+    let mut redirect = None;
+    match policy.on_msg(&ctx, &ev).await {
+        Ok(MsgVerdict::Pass) => {}
+        Ok(MsgVerdict::Drop { reason }) => {
+            return msg_refused(state, sess, socket, ack, wants_ack, reason);
+        }
+        Ok(MsgVerdict::Rewrite { msg }) if msg.is_object() => ev.msg = msg,
+        Ok(MsgVerdict::Rewrite { .. }) => {
+            return msg_refused(
+                state,
+                sess,
+                socket,
+                ack,
+                wants_ack,
+                "a plugin rewrote the message into a non-object".into(),
+            );
+        }
+        Ok(MsgVerdict::Reply { event, data }) => {
+            let _ = socket.emit(event, &data);
+            let _ = ack.send(&ok("msg handled"));
+            return;
+        }
+        Ok(MsgVerdict::Redirect { rooms, users, msg }) => {
+            if let Some(m) = msg.filter(Value::is_object) {
+                ev.msg = m;
+            }
+            let mut targets = rooms;
+            targets.extend(
+                users
+                    .iter()
+                    .map(|u| format!("{}{}", cfg.user_room_prefix, u)),
+            );
+            redirect = Some(targets);
+        }
+        Err(e) if hook_failed(state, sess, "on_msg", &e) => {}
+        Err(e) => {
+            return msg_refused(
+                state,
+                sess,
+                socket,
+                ack,
+                wants_ack,
+                format!("message refused: {e}"),
+            );
+        }
+    }
+
+    let Some(obj) = ev.msg.as_object() else {
+        unreachable!("checked above")
+    };
+    let form = msg_form(obj);
+    let mode = match policy.storage_mode(&ctx, &ev, form.storage).await {
+        Ok(m) => m,
+        Err(e) if hook_failed(state, sess, "storage_mode", &e) => form.storage,
+        Err(e) => {
+            return msg_refused(
+                state,
+                sess,
+                socket,
+                ack,
+                wants_ack,
+                format!("message refused: {e}"),
+            );
+        }
+    };
+    if mode == StorageMode::Update && form.msg_id.is_none() {
+        return msg_refused(
+            state,
+            sess,
+            socket,
+            ack,
+            wants_ack,
+            "msgId is required to update a stored message".into(),
+        );
+    }
+
+    // The relayed object: as sent, plus the sender's uid (and `ts` in the long form).
+    let ts_ms = now_ms();
+    let mut out = ev.msg;
+    if let Some(o) = out.as_object_mut() {
+        if form.short {
+            o.insert("2".into(), Value::String(uid.clone()));
+        } else {
+            o.insert("uid".into(), Value::String(uid.clone()));
+            o.entry("ts").or_insert(json!(ts_ms));
+        }
+    }
+
+    // Relay first (latency), then wait for the group commit before acking:
+    // the ack is the durability point.
+    match &redirect {
+        Some(targets) => {
+            let _ = socket.to(targets.clone()).emit("msg", &out).await;
+        }
+        None => {
+            let _ = socket.to(room.name.clone()).emit("msg", &out).await;
+            let n = state
+                .presence
+                .room_size(&sess.tenant_name, &room.name)
+                .saturating_sub(1);
+            state
+                .metrics
+                .messages_out
+                .get_or_create(&crate::telemetry::Metrics::tenant(&sess.tenant_name))
+                .inc_by(n as u64);
+        }
+    }
+    if redirect.is_some() || mode == StorageMode::Ignore {
+        let _ = ack.send(&ok("msg success"));
+        return;
+    }
+    let entry = RoomEntry {
+        uid,
+        ts: ts_ms / 1000,
+        msg: out.to_string(),
+    };
+    let write = match (mode, form.msg_id) {
+        (StorageMode::Update, Some(id)) => RoomWrite::Update { msg_id: id, entry },
+        _ => RoomWrite::Insert(entry),
+    };
+    let r = state
+        .metrics
+        .timed(
+            "room_write",
+            state
+                .store
+                .room_write(&sess.tenant_name, &room.name, write, cfg.max_msgs_per_room),
+        )
+        .await;
+    match r {
+        Ok(w) => {
+            let _ = ack.send(&json!({ "status": 0, "data": "msg success", "seq": w.seq }));
+        }
+        Err(e) => {
+            tracing::error!(tenant = %sess.tenant_name, room = %room.name, error = %e, "storing a message failed");
+            msg_refused(
+                state,
+                sess,
+                socket,
+                ack,
+                wants_ack,
+                format!("message relayed but not stored: {e}"),
+            );
+        }
+    }
+}
+
+pub async fn sync(
+    state: &AppState,
+    sess: &Arc<Session>,
+    socket: &SocketRef,
+    data: Value,
+    ack: Option<AckSender>,
+) {
+    let Some(uid) = sess.uid() else {
+        return reply(socket, ack, "sync", &fail("not authenticated"));
+    };
+    let empty = Map::new();
+    let obj = wire::first_object(&data).unwrap_or(&empty);
+    let requested = id_string(obj.get("roomId"));
+    let Some(room) = sess.current_room(requested.as_deref()) else {
+        return reply(socket, ack, "sync", &fail("join a room before sync"));
+    };
+    let mut offset = obj.get("offset").and_then(Value::as_u64).unwrap_or(0);
+    let gzip = obj.get("encoding").and_then(Value::as_str) == Some("gzip");
+    let cfg = sess.tenant.config();
+    let tenant = &sess.tenant_name;
+
+    let mut reset = 0;
+    if let Some(client_epoch) = obj.get("epoch").and_then(Value::as_u64) {
+        match state.store.room_epoch(tenant, &room.name).await {
+            Ok(e) if e != client_epoch => {
+                offset = 0;
+                reset = 1;
+            }
+            Ok(_) => {}
+            Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
+        }
+    }
+    let page = match state
+        .metrics
+        .timed(
+            "room_read",
+            state
+                .store
+                .room_read(tenant, &room.name, offset, cfg.sync_page_size.max(1)),
+        )
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
+    };
+    let msgs: Vec<Value> = page
+        .inserts
+        .iter()
+        .map(|(_, e)| &e.msg)
+        .chain(page.updates.iter().map(|e| &e.msg))
+        .map(|m| serde_json::from_str(m).unwrap_or(Value::Null))
+        .collect();
+    let mut out = json!({
+        "status": 0,
+        "next": if page.more { 1 } else { 0 },
+        "offset": page.next_offset,
+        "epoch": page.epoch,
+    });
+    if reset == 1 {
+        out["reset"] = json!(1);
+    }
+    if gzip {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let _ = enc.write_all(&serde_json::to_vec(&msgs).unwrap_or_default());
+        let bytes = enc.finish().unwrap_or_default();
+        out["data"] = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+        out["encoding"] = json!("gzip");
+    } else {
+        out["data"] = Value::Array(msgs);
+    }
+    reply(socket, ack, "sync", &out);
+    if offset == 0 && !room.dummy {
+        let _ = socket
+            .to(room.name.clone())
+            .emit("remote_sync", &json!({ "uid": uid }))
+            .await;
+    }
+}
+
+pub async fn leave(sess: &Arc<Session>, socket: SocketRef) {
+    let (uid, kicked) = {
+        let st = sess.state.lock();
+        (st.uid.clone(), st.kicked)
+    };
+    if let (Some(uid), false) = (uid, kicked) {
+        let rooms = sess.visible_rooms();
+        if !rooms.is_empty() {
+            let _ = socket
+                .to(rooms)
+                .emit("remote_leave", &json!({ "uid": uid }))
+                .await;
+        }
+    }
+    let _ = socket.disconnect();
+}
+
+pub async fn disconnected(state: &AppState, sess: &Arc<Session>, socket: &SocketRef) {
+    state.presence.disconnect(&sess.tenant_name);
+    state
+        .metrics
+        .connections
+        .get_or_create(&crate::telemetry::Metrics::tenant(&sess.tenant_name))
+        .dec();
+    let (uid, kicked) = {
+        let st = sess.state.lock();
+        (st.uid.clone(), st.kicked)
+    };
+    let Some(uid) = uid else { return };
+    state
+        .presence
+        .user_offline(&sess.tenant_name, &uid, sess.sid);
+    let rooms = sess.visible_rooms();
+    for r in &rooms {
+        state.presence.leave_room(&sess.tenant_name, r, sess.sid);
+    }
+    if !kicked && !rooms.is_empty() {
+        let _ = socket
+            .to(rooms)
+            .emit("remote_disconnect", &json!({ "uid": uid }))
+            .await;
+    }
+    push::on_disconnected(state, sess, &uid).await;
+}

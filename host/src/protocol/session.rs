@@ -1,0 +1,115 @@
+//! Per-socket state. One [`Session`] per connected socket, shared by that
+//! socket's handlers (captured in their closures, never global).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::socket::Sid;
+
+use crate::policy::HookContext;
+use crate::tenant::Tenant;
+
+#[derive(Debug, Clone)]
+pub struct JoinedRoom {
+    pub name: String,
+    pub dummy: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct SessionState {
+    pub uid: Option<String>,
+    /// Rooms joined with `join`, oldest first.
+    pub rooms: Vec<JoinedRoom>,
+    /// Disconnected by a newer login of the same uid: announces nothing.
+    pub kicked: bool,
+    /// Kicked an older socket of its uid: does not announce its `remote_join`.
+    pub kicker: bool,
+    /// An `authenticate` is in progress (a second one waits its turn).
+    pub authenticating: bool,
+    pub claims: Value,
+}
+
+pub struct Session {
+    pub sid: Sid,
+    pub tenant: Arc<Tenant>,
+    pub tenant_name: String,
+    /// Namespace path of the tenant.
+    pub ns: String,
+    /// `deviceId` handshake query parameter.
+    pub device: Option<String>,
+    /// Raw handshake query string.
+    pub query: String,
+    pub state: Mutex<SessionState>,
+}
+
+impl Session {
+    pub fn uid(&self) -> Option<String> {
+        self.state.lock().uid.clone()
+    }
+
+    pub fn hook_context(&self) -> HookContext {
+        HookContext {
+            tenant: self.tenant_name.clone(),
+            sid: Some(self.sid.to_string()),
+            uid: self.uid(),
+            device: self.device.clone(),
+        }
+    }
+
+    /// The device queue this socket reads: its `deviceId`, or the per-user
+    /// queue `""` when it gave none.
+    pub fn device_key(&self) -> String {
+        self.device.clone().unwrap_or_default()
+    }
+
+    /// The room a `msg`/`sync` without `roomId` refers to: the most recently
+    /// joined one.
+    pub fn current_room(&self, requested: Option<&str>) -> Option<JoinedRoom> {
+        let st = self.state.lock();
+        match requested {
+            Some(r) => st.rooms.iter().rev().find(|j| j.name == r).cloned(),
+            None => st.rooms.last().cloned(),
+        }
+    }
+
+    /// Rooms where this socket is visible (not dummy).
+    pub fn visible_rooms(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .rooms
+            .iter()
+            .filter(|r| !r.dummy)
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    /// Sends `kickout` and disconnects this socket; it will announce nothing.
+    pub fn kick(&self, io: &SocketIo) {
+        self.state.lock().kicked = true;
+        if let Some(sock) = io.of(&self.ns).and_then(|ns| ns.get_socket(self.sid)) {
+            let uid = self.uid();
+            let _ = sock.emit(
+                "kickout",
+                &serde_json::json!({ "uid": uid, "data": "logged in elsewhere" }),
+            );
+            disconnect_soon(io, &self.ns, self.sid);
+        }
+    }
+}
+
+/// Disconnects a socket shortly after, so that a reply queued just before
+/// reaches the client on every transport (a polling client needs one more
+/// round trip to fetch it).
+pub fn disconnect_soon(io: &SocketIo, ns: &str, sid: Sid) {
+    let io = io.clone();
+    let ns = ns.to_string();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(s) = io.of(&ns).and_then(|n| n.get_socket(sid)) {
+            let _ = s.disconnect();
+        }
+    });
+}
