@@ -117,8 +117,9 @@ pub mod log {
 /// The tenant's key-value store (backed by the server's active store, so it
 /// is shared by every node of a cluster and survives instance restarts).
 ///
-/// Keys are scoped to the tenant, not to the plugin: prefix them with
-/// something of your own (e.g. `"rate-limit:"`) to avoid clashes.
+/// Keys are private to the tenant, and the current host also prefixes them
+/// with the plugin's name; a short prefix of your own (e.g. `"bucket:"`)
+/// keeps a plugin's key kinds apart.
 pub mod kv {
     use std::time::Duration;
 

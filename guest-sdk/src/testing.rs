@@ -173,7 +173,7 @@ pub(crate) mod sys {
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok())
                 .unwrap_or(0)
-                + delta;
+                .saturating_add(delta);
             *bytes = n.to_string().into_bytes();
             n
         })
