@@ -73,6 +73,13 @@ export class HookwireServer {
     return this.logs.split('\n').slice(-n).join('\n');
   }
 
+  /** First and last lines of the logs (a startup error is at the top, above any backtrace). */
+  excerpt() {
+    const lines = this.logs.split('\n');
+    if (lines.length <= 40) return this.logs;
+    return [...lines.slice(0, 20), '    [...]', ...lines.slice(-15)].join('\n');
+  }
+
   async start(timeoutMs = 30000) {
     if (!existsSync(BIN)) {
       throw new Error(`hookwire binary not found at ${BIN}: run \`cargo build -p hookwire\` or set HOOKWIRE_BIN`);
@@ -108,7 +115,7 @@ export class HookwireServer {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if (exitInfo) {
-        throw new Error(`hookwire exited during startup (${JSON.stringify(exitInfo)}):\n${this.tail()}`);
+        throw new Error(`hookwire exited during startup (${JSON.stringify(exitInfo)}):\n${this.excerpt()}`);
       }
       try {
         const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
@@ -117,7 +124,7 @@ export class HookwireServer {
       await sleep(50);
     }
     proc.kill('SIGKILL');
-    throw new Error(`hookwire did not answer GET /healthz 200 within ${timeoutMs} ms:\n${this.tail()}`);
+    throw new Error(`hookwire did not answer GET /healthz 200 within ${timeoutMs} ms:\n${this.excerpt()}`);
   }
 
   /** Graceful stop: SIGTERM, wait for exit (kill -9 after timeoutMs). Returns {code, signal}. */
