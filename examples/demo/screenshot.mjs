@@ -68,7 +68,7 @@ async function startHookwire() {
   const apiKey = `demo-${randomBytes(8).toString('hex')}`;
   let logs = '';
   const proc = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
-    env: { ...process.env, HOOKWIRE_ADMIN_KEY: `admin-${randomBytes(8).toString('hex')}`, HOOKWIRE_DEFAULT_API_KEY: apiKey },
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HOOKWIRE_'))), HOOKWIRE_ADMIN_KEY: `admin-${randomBytes(8).toString('hex')}`, HOOKWIRE_DEFAULT_API_KEY: apiKey },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout.on('data', (d) => { logs += d; });

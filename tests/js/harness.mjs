@@ -47,6 +47,15 @@ export function freePort() {
   });
 }
 
+/**
+ * The environment for a server process: ours minus every HOOKWIRE_* variable
+ * (the server treats HOOKWIRE_* as its config and refuses unknown ones, and the
+ * test knobs HOOKWIRE_BIN / HOOKWIRE_TEST_* are not its business).
+ */
+export function serverEnv() {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HOOKWIRE_')));
+}
+
 const liveProcs = new Set();
 process.on('exit', () => {
   for (const p of liveProcs) {
@@ -87,7 +96,7 @@ export class HookwireServer {
     const args = ['serve', '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir, ...this.args];
     const proc = spawn(BIN, args, {
       env: {
-        ...process.env,
+        ...serverEnv(),
         RUST_LOG: process.env.RUST_LOG || 'info',
         HOOKWIRE_ADMIN_KEY: this.adminKey,
         HOOKWIRE_DEFAULT_API_KEY: this.apiKey,

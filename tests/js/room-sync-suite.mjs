@@ -39,6 +39,20 @@ export function roomSyncSuite(transport) {
       assert.deepEqual(ev, { status: 0, data: 'auth success' });
     });
 
+    test('authenticate emitted the moment `connect` fires is never lost (40 sockets, as always-online clients do)', T, async () => {
+      const uid = rid('u');
+      const { io } = await import('socket.io-client');
+      const lost = [];
+      const one = (i) => new Promise((resolve) => {
+        const s = io(srv.url, { forceNew: true, reconnection: false, transports });
+        const t = setTimeout(() => { lost.push(i); s.disconnect(); resolve(); }, 3000);
+        s.on('connect', () => s.emit('authenticate', { uid: `${uid}-${i}`, token: 'x' }));
+        s.on('authenticate', () => { clearTimeout(t); s.disconnect(); resolve(); });
+      });
+      for (let i = 0; i < 40; i += 4) await Promise.all([i, i + 1, i + 2, i + 3].map(one));
+      assert.deepEqual(lost, [], `${lost.length}/40 sockets never got an authenticate reply: an event sent right after connect was dropped`);
+    });
+
     test('authenticate with a wrong token: {status:1, data:reason}, then disconnect', T, async () => {
       const uid = rid('u');
       await tokenFor(srv, uid);
