@@ -18,7 +18,9 @@ mod export;
 mod host;
 mod types;
 
-#[cfg(not(target_arch = "wasm32"))]
+// Documented on every target; compiled into wasm32 builds only for docs.
+#[cfg(any(doc, not(target_arch = "wasm32")))]
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub mod testing;
 
 pub use host::{config, config_value, http, kv, log, now_ms, random_bytes};
@@ -162,7 +164,7 @@ pub mod __private {
 /// export macro is `pub` so that [`macro@plugin`] can invoke it from the
 /// plugin crate, where the exported symbols must be defined.
 #[doc(hidden)]
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)]
 pub mod __bindings {
     wit_bindgen::generate!({
         path: "../wit",

@@ -1,4 +1,4 @@
-//! An in-memory host for native unit tests (not compiled for wasm32).
+//! An in-memory host for native unit tests (not part of wasm32 builds).
 //!
 //! In a native build (`cargo test --target x86_64-unknown-linux-gnu`) the
 //! host wrappers ([`config`](crate::config), [`kv`](crate::kv),

@@ -22,7 +22,7 @@
 
 use hookwire_guest::http::{Request, Response};
 use hookwire_guest::serde_json::Value;
-use hookwire_guest::{Allow, AuthRequest, AuthVerdict, Context, Plugin, id_string, log};
+use hookwire_guest::{Allow, AuthRequest, AuthVerdict, Context, Error, Plugin, id_string, log};
 use serde::Deserialize;
 
 /// The plugin config.
@@ -124,7 +124,11 @@ impl Plugin for AuthUrl {
             Ok(resp) => verdict(&cfg, &resp),
             Err(e) => {
                 log::warn(format!("auth-url: {e}"));
-                AuthVerdict::deny(format!("auth endpoint unreachable: {e}"))
+                let detail = match e {
+                    Error::Http(detail) => detail,
+                    other => other.to_string(),
+                };
+                AuthVerdict::deny(format!("auth endpoint unreachable: {detail}"))
             }
         }
     }
@@ -262,7 +266,7 @@ mod tests {
         testing::set_http(|_| Err("connection refused".into()));
         assert!(matches!(
             AuthUrl::authenticate(&ctx, req("token=good")),
-            AuthVerdict::Deny(r) if r.starts_with("auth endpoint unreachable") && r.contains("connection refused")
+            AuthVerdict::Deny(r) if r == "auth endpoint unreachable: connection refused"
         ));
 
         testing::set_config(json!({"scheme": "Bearer"}));
