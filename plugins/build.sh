@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 target=wasm32-wasip2
+# When a test harness runs this from a build script, cargo's flags for the
+# *host* build are in the environment; they must not leak into a wasm build.
+unset CARGO_ENCODED_RUSTFLAGS RUSTFLAGS CARGO_BUILD_TARGET
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$target"; then
     echo "build.sh: installing the $target target" >&2
     rustup target add "$target" >&2

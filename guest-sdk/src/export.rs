@@ -156,3 +156,198 @@ impl<T: Plugin> Guest for Adapter<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Allow, Redirect};
+
+    struct Everything;
+
+    #[crate::plugin(name = "everything", version = "9.9.9")]
+    impl Plugin for Everything {
+        fn authenticate(ctx: &Context, req: AuthRequest) -> AuthVerdict {
+            match req.payload_id("uid") {
+                Some(uid) => Allow::new(uid)
+                    .rooms([ctx.tenant.clone()])
+                    .claim("q", req.query_param("x").unwrap_or_default())
+                    .into(),
+                None => AuthVerdict::Defer,
+            }
+        }
+        fn on_join(_: &Context, req: JoinRequest) -> JoinVerdict {
+            if req.dummy {
+                JoinVerdict::Deny(req.room)
+            } else {
+                JoinVerdict::Allow
+            }
+        }
+        fn on_msg(_: &Context, ev: MsgEvent) -> MsgVerdict {
+            match ev.msg["kind"].as_str() {
+                Some("reply") => MsgVerdict::Reply {
+                    event: "pong".into(),
+                    data: ev.msg,
+                },
+                Some("redirect") => Redirect::to_rooms(["elsewhere"])
+                    .with_msg(json!({"x": 1}))
+                    .into(),
+                Some("rewrite") => MsgVerdict::Rewrite(json!({"room": ev.room})),
+                _ => MsgVerdict::Pass,
+            }
+        }
+        fn storage_mode(_: &Context, _: MsgEvent, proposed: StorageMode) -> StorageMode {
+            match proposed {
+                StorageMode::Insert => StorageMode::Ignore,
+                other => other,
+            }
+        }
+        fn route_push(_: &Context, req: PushRequest) -> PushRoute {
+            match req.args.as_array() {
+                Some(a) if a.is_empty() => PushRoute::Reject("no args".into()),
+                _ => PushRoute::Deliver(req.rooms.into_iter().rev().collect()),
+            }
+        }
+    }
+
+    struct Nothing;
+
+    #[crate::plugin]
+    impl Plugin for Nothing {}
+
+    fn ctx() -> wit::Context {
+        wit::Context {
+            tenant: "acme".into(),
+            sid: None,
+            uid: Some("1".into()),
+            device: None,
+        }
+    }
+
+    fn ev(msg: &str) -> wit::MsgEvent {
+        wit::MsgEvent {
+            room: "r1".into(),
+            msg: msg.into(),
+        }
+    }
+
+    type A = Adapter<Everything>;
+    type N = Adapter<Nothing>;
+
+    #[test]
+    fn describe_reports_defined_hooks_only() {
+        let info = <A as Guest>::describe();
+        assert_eq!(
+            (info.name.as_str(), info.version.as_str()),
+            ("everything", "9.9.9")
+        );
+        assert_eq!(info.hooks, Hooks::all());
+        let info = <N as Guest>::describe();
+        assert_eq!(info.hooks, Hooks::empty());
+        assert_eq!(info.name, "hookwire-guest");
+    }
+
+    #[test]
+    fn authenticate_round_trip() {
+        let req = |payload: &str| wit::AuthRequest {
+            uid: None,
+            token: None,
+            payload: payload.into(),
+            query: "x=y%21".into(),
+        };
+        match <A as Guest>::authenticate(ctx(), req(r#"{"uid": 1000}"#)) {
+            wit::AuthVerdict::Allow(a) => {
+                assert_eq!(a.uid, "1000");
+                assert_eq!(a.rooms, ["acme"]);
+                assert_eq!(
+                    serde_json::from_str::<Value>(&a.claims).unwrap(),
+                    json!({"q": "y!"})
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Invalid JSON from the host reaches the plugin as null.
+        assert!(matches!(
+            <A as Guest>::authenticate(ctx(), req("{nope")),
+            wit::AuthVerdict::Defer
+        ));
+        assert!(matches!(
+            <N as Guest>::authenticate(ctx(), req("{}")),
+            wit::AuthVerdict::Defer
+        ));
+    }
+
+    #[test]
+    fn msg_verdicts_round_trip() {
+        assert!(matches!(
+            <A as Guest>::on_msg(ctx(), ev("{}")),
+            wit::MsgVerdict::Pass
+        ));
+        match <A as Guest>::on_msg(ctx(), ev(r#"{"kind":"reply"}"#)) {
+            wit::MsgVerdict::Reply(r) => {
+                assert_eq!(r.event, "pong");
+                assert_eq!(
+                    serde_json::from_str::<Value>(&r.data).unwrap(),
+                    json!({"kind": "reply"})
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match <A as Guest>::on_msg(ctx(), ev(r#"{"kind":"redirect"}"#)) {
+            wit::MsgVerdict::Redirect(r) => {
+                assert_eq!(r.rooms, ["elsewhere"]);
+                assert!(r.users.is_empty());
+                assert_eq!(r.msg.as_deref(), Some(r#"{"x":1}"#));
+            }
+            other => panic!("{other:?}"),
+        }
+        match <A as Guest>::on_msg(ctx(), ev(r#"{"kind":"rewrite"}"#)) {
+            wit::MsgVerdict::Rewrite(m) => assert_eq!(m, r#"{"room":"r1"}"#),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_hooks_and_defaults() {
+        let join = |dummy| wit::JoinRequest {
+            room: "r".into(),
+            dummy,
+        };
+        assert!(
+            matches!(<A as Guest>::on_join(ctx(), join(true)), wit::JoinVerdict::Deny(r) if r == "r")
+        );
+        assert!(matches!(
+            <N as Guest>::on_join(ctx(), join(true)),
+            wit::JoinVerdict::Allow
+        ));
+
+        let s = |p| <A as Guest>::storage_mode(ctx(), ev("{}"), p);
+        assert!(matches!(
+            s(wit::StorageMode::Insert),
+            wit::StorageMode::Ignore
+        ));
+        assert!(matches!(
+            s(wit::StorageMode::Update),
+            wit::StorageMode::Update
+        ));
+        let n = <N as Guest>::storage_mode(ctx(), ev("{}"), wit::StorageMode::Update);
+        assert!(matches!(n, wit::StorageMode::Update));
+
+        let push = |args: &str| wit::PushRequest {
+            rooms: vec!["a".into(), "b".into()],
+            event: "e".into(),
+            args: args.into(),
+        };
+        assert!(matches!(
+            <A as Guest>::route_push(ctx(), push("[]")),
+            wit::PushRoute::Reject(_)
+        ));
+        assert!(
+            matches!(<A as Guest>::route_push(ctx(), push("[1]")), wit::PushRoute::Deliver(r) if r == ["b", "a"])
+        );
+        assert!(
+            matches!(<N as Guest>::route_push(ctx(), push("[]")), wit::PushRoute::Deliver(r) if r == ["a", "b"])
+        );
+    }
+}

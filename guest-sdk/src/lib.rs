@@ -14,6 +14,10 @@
 
 #![warn(missing_docs)]
 
+// Lets `#[plugin]`'s `::hookwire_guest::...` paths resolve inside this crate
+// too (its own tests use the attribute).
+extern crate self as hookwire_guest;
+
 mod export;
 mod host;
 mod types;

@@ -223,3 +223,77 @@ pub(crate) mod sys {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::{http, kv};
+
+    #[test]
+    fn kv_ttl_follows_the_mock_clock() {
+        kv::set("a", b"1", Some(Duration::from_millis(100)));
+        kv::set("forever", b"x", None);
+        assert_eq!(kv::incr("n", 5, Some(Duration::from_millis(50))), 5);
+        assert_eq!(kv::incr("n", -2, Some(Duration::from_secs(100))), 3);
+        advance_ms(60);
+        // The TTL applies when the key is created, not on later increments.
+        assert_eq!(kv::get("n"), None);
+        assert_eq!(kv::get("a").as_deref(), Some(&b"1"[..]));
+        advance_ms(40);
+        assert_eq!(kv::get("a"), None);
+        assert_eq!(kv::get("forever").as_deref(), Some(&b"x"[..]));
+        kv::set_json("j", &json!({"k": [1]}), None).unwrap();
+        assert_eq!(
+            kv::get_json::<serde_json::Value>("j").unwrap(),
+            Some(json!({"k": [1]}))
+        );
+        assert!(kv::get_json::<u32>("forever").is_err());
+    }
+
+    #[test]
+    fn config_and_http_and_logs() {
+        assert_eq!(crate::config_value(), Value::Null);
+        #[derive(serde::Deserialize, Debug, PartialEq, Default)]
+        #[serde(default)]
+        struct C {
+            n: u32,
+        }
+        assert_eq!(crate::config::<C>().unwrap(), C { n: 0 });
+        set_config(json!({"n": 3}));
+        assert_eq!(crate::config::<C>().unwrap(), C { n: 3 });
+        set_config_text("{oops");
+        assert_eq!(crate::config_value(), Value::Null);
+
+        assert!(matches!(
+            http::Request::get("http://x/").send(),
+            Err(crate::Error::Http(_))
+        ));
+        set_http(|r| Ok(http::Response::new(201, r.url.clone())));
+        let resp = http::Request::post("http://x/y")
+            .json(&json!({"a": 1}))
+            .send()
+            .unwrap();
+        assert_eq!(
+            (resp.status, resp.body.as_slice()),
+            (201, &b"http://x/y"[..])
+        );
+        let sent = http_requests();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1].body.as_deref(), Some(&br#"{"a":1}"#[..]));
+        assert!(
+            sent[1]
+                .headers
+                .contains(&("Content-Type".into(), "application/json".into()))
+        );
+
+        crate::log::warn("careful");
+        assert_eq!(logs(), [(Level::Warn, "careful".to_string())]);
+        reset();
+        assert!(logs().is_empty());
+        assert_eq!(crate::now_ms(), DEFAULT_NOW_MS);
+    }
+}
