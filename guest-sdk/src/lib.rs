@@ -60,6 +60,11 @@ pub use crate::__bindings::hookwire::policy::types::Hooks;
 /// `json!` and [`Value`](serde_json::Value).
 pub use serde_json;
 
+/// `serde`, re-exported for typed configs without a dependency of your own:
+/// derive with `#[derive(hookwire_guest::serde::Deserialize)]` and
+/// `#[serde(crate = "hookwire_guest::serde")]`.
+pub use serde;
+
 /// `wit-bindgen`, re-exported for plugins that need raw bindings of another
 /// world (normally unnecessary: [`macro@plugin`] does the exporting).
 pub use wit_bindgen;
