@@ -8,8 +8,7 @@
 //! rewrites the message only when something changed; `drop` refuses the
 //! message with a reason.
 
-use std::collections::HashMap;
-
+use aho_corasick::AhoCorasick;
 use hookwire_guest::serde_json::Value;
 use hookwire_guest::{Context, MsgEvent, MsgVerdict, Plugin, log};
 use serde::Deserialize;
@@ -38,8 +37,9 @@ pub struct Config {
 /// The reason a dropped message's sender sees.
 pub const DROP_REASON: &str = "message contains a blocked word";
 
-/// Case folding per character, keeping one char for one char so that match
-/// positions in the folded text are positions in the original.
+/// Case folding per character, keeping one char for one char (a char whose
+/// lower case is several chars stays as it is), so the folded text lines up
+/// char by char with the original.
 fn fold(c: char) -> char {
     let mut l = c.to_lowercase();
     match (l.next(), l.next()) {
@@ -48,53 +48,73 @@ fn fold(c: char) -> char {
     }
 }
 
-/// The listed words, folded; empty words would match everywhere and are
-/// ignored.
-pub fn prepare(words: &[String]) -> Vec<Vec<char>> {
-    words
-        .iter()
-        .map(|w| w.chars().map(fold).collect::<Vec<_>>())
-        .filter(|w| !w.is_empty())
-        .collect()
+/// The listed words, compiled into one Aho-Corasick automaton over their
+/// folded forms: a message is scanned once whatever the number of words
+/// (messages can be 500 KB and the hook has a few milliseconds).
+pub struct Matcher {
+    /// `None` when the list has no non-empty word.
+    ac: Option<AhoCorasick>,
 }
 
-/// `text` with every match of `words` masked, or `None` when nothing
-/// matched.
-pub fn mask_str(text: &str, words: &[Vec<char>]) -> Option<String> {
-    let chars: Vec<char> = text.chars().collect();
-    let folded: Vec<char> = chars.iter().copied().map(fold).collect();
-    let mut hit = vec![false; chars.len()];
-    let mut any = false;
-    // One pass over the text; at each position only the words starting with
-    // that character are compared (messages can be 500 KB and the hook has
-    // a few ms).
-    let mut by_first: HashMap<char, Vec<&[char]>> = HashMap::new();
-    for w in words {
-        by_first.entry(w[0]).or_default().push(w);
-    }
-    for start in 0..folded.len() {
-        for w in by_first.get(&folded[start]).into_iter().flatten() {
-            if folded[start..].starts_with(w) {
-                hit[start..start + w.len()]
-                    .iter_mut()
-                    .for_each(|h| *h = true);
-                any = true;
-            }
-        }
-    }
-    any.then(|| {
-        chars
+impl Matcher {
+    /// Compiles `words`; empty words would match everywhere and are ignored.
+    pub fn new(words: &[String]) -> Result<Self, String> {
+        let folded: Vec<String> = words
             .iter()
-            .zip(&hit)
-            .map(|(&c, &h)| if h { '*' } else { c })
-            .collect()
-    })
+            .map(|w| w.chars().map(fold).collect::<String>())
+            .filter(|w| !w.is_empty())
+            .collect();
+        if folded.is_empty() {
+            return Ok(Matcher { ac: None });
+        }
+        // Standard match kind: the only one that reports overlapping matches,
+        // so "aa" masks all of "aaa".
+        let ac = AhoCorasick::new(&folded).map_err(|e| e.to_string())?;
+        Ok(Matcher { ac: Some(ac) })
+    }
+
+    /// Whether the list is empty (every message passes).
+    pub fn is_empty(&self) -> bool {
+        self.ac.is_none()
+    }
+
+    /// `text` with every match masked, or `None` when nothing matched.
+    pub fn mask(&self, text: &str) -> Option<String> {
+        let ac = self.ac.as_ref()?;
+        let folded: String = text.chars().map(fold).collect();
+        let mut hits: Vec<(usize, usize)> = ac
+            .find_overlapping_iter(&folded)
+            .map(|m| (m.start(), m.end()))
+            .collect();
+        if hits.is_empty() {
+            return None;
+        }
+        hits.sort_unstable();
+        // `folded` has one char per char of `text` (see `fold`), so walk both
+        // in step and mask the chars whose folded offset a match covers.
+        let mut out = String::with_capacity(text.len());
+        let (mut next, mut masked_until) = (0, 0);
+        for ((at, _), c) in folded.char_indices().zip(text.chars()) {
+            while next < hits.len() && hits[next].0 <= at {
+                masked_until = masked_until.max(hits[next].1);
+                next += 1;
+            }
+            out.push(if at < masked_until { '*' } else { c });
+        }
+        Some(out)
+    }
+
+    /// Whether `text` contains a listed word.
+    pub fn matches(&self, text: &str) -> bool {
+        let Some(ac) = &self.ac else { return false };
+        ac.is_match(&text.chars().map(fold).collect::<String>())
+    }
 }
 
 /// Masks every string value inside `v` in place; true when anything changed.
-pub fn mask_value(v: &mut Value, words: &[Vec<char>]) -> bool {
+pub fn mask_value(v: &mut Value, m: &Matcher) -> bool {
     match v {
-        Value::String(s) => match mask_str(s, words) {
+        Value::String(s) => match m.mask(s) {
             Some(masked) => {
                 *s = masked;
                 true
@@ -104,20 +124,20 @@ pub fn mask_value(v: &mut Value, words: &[Vec<char>]) -> bool {
         // `|` not `||`: every element must be visited.
         Value::Array(items) => items
             .iter_mut()
-            .fold(false, |acc, i| mask_value(i, words) | acc),
+            .fold(false, |acc, i| mask_value(i, m) | acc),
         Value::Object(map) => map
             .values_mut()
-            .fold(false, |acc, i| mask_value(i, words) | acc),
+            .fold(false, |acc, i| mask_value(i, m) | acc),
         _ => false,
     }
 }
 
 /// Whether any string value inside `v` contains a listed word.
-pub fn contains(v: &Value, words: &[Vec<char>]) -> bool {
+pub fn contains(v: &Value, m: &Matcher) -> bool {
     match v {
-        Value::String(s) => mask_str(s, words).is_some(),
-        Value::Array(items) => items.iter().any(|i| contains(i, words)),
-        Value::Object(map) => map.values().any(|i| contains(i, words)),
+        Value::String(s) => m.matches(s),
+        Value::Array(items) => items.iter().any(|i| contains(i, m)),
+        Value::Object(map) => map.values().any(|i| contains(i, m)),
         _ => false,
     }
 }
@@ -129,7 +149,13 @@ fn is_id_field(key: &str) -> bool {
 
 /// The verdict for `msg` under `cfg`.
 pub fn filter(cfg: &Config, msg: &Value) -> MsgVerdict {
-    let words = prepare(&cfg.words);
+    let words = match Matcher::new(&cfg.words) {
+        Ok(m) => m,
+        Err(e) => {
+            log::error(format!("word-filter: cannot compile the word list: {e}"));
+            return MsgVerdict::Drop("word-filter is misconfigured".into());
+        }
+    };
     if words.is_empty() {
         return MsgVerdict::Pass;
     }
@@ -187,26 +213,35 @@ mod tests {
 
     #[test]
     fn masks_case_insensitively_with_same_length() {
-        let w = prepare(&["darn".into(), "HeCk".into()]);
+        let w = Matcher::new(&["darn".into(), "HeCk".into()]).unwrap();
         assert_eq!(
-            mask_str("Darn it, what the heck", &w).as_deref(),
+            w.mask("Darn it, what the heck").as_deref(),
             Some("**** it, what the ****")
         );
-        assert_eq!(mask_str("DARNED", &w).as_deref(), Some("****ED"));
-        assert_eq!(mask_str("clean", &w), None);
-        assert_eq!(mask_str("", &w), None);
+        assert_eq!(w.mask("DARNED").as_deref(), Some("****ED"));
+        assert_eq!(w.mask("clean"), None);
+        assert_eq!(w.mask(""), None);
     }
 
     #[test]
     fn overlapping_and_unicode() {
-        let w = prepare(&["aa".into(), "Straße".into()]);
-        assert_eq!(mask_str("aaa", &w).as_deref(), Some("***"));
+        let w = Matcher::new(&["aa".into(), "Straße".into()]).unwrap();
+        assert_eq!(w.mask("aaa").as_deref(), Some("***"));
         assert_eq!(
-            mask_str("STRASSE straße STRAßE", &w).as_deref(),
+            w.mask("STRASSE straße STRAßE").as_deref(),
             Some("STRASSE ****** ******")
         );
-        let w = prepare(&["ñandú".into()]);
-        assert_eq!(mask_str("Ñandú!", &w).as_deref(), Some("*****!"));
+        // Kelvin sign (3 bytes) folds to `k` (1 byte): offsets must still line up.
+        let w = Matcher::new(&["ok".into()]).unwrap();
+        assert_eq!(
+            w.mask("\u{212A}O \u{212A}OK é ok").as_deref(),
+            Some("\u{212A}O \u{212A}** é **")
+        );
+        assert!(w.matches("OK"));
+        assert!(!w.matches("o k"));
+        assert!(Matcher::new(&["".into()]).unwrap().is_empty());
+        let w = Matcher::new(&["ñandú".into()]).unwrap();
+        assert_eq!(w.mask("Ñandú!").as_deref(), Some("*****!"));
     }
 
     #[test]
