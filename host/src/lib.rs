@@ -16,6 +16,7 @@
 //! [`run`] serves one node on a bound listener until `shutdown` resolves.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -1,0 +1,3 @@
+//! Command-line clients of a running hookwire (`hookwire plugin ...`).
+
+pub mod plugin;
