@@ -99,7 +99,7 @@ async fn call(client: &Client, event: &str, data: Value) -> Result<Value> {
             let tx = tx.clone();
             async move {
                 if let Some(tx) = tx.lock().expect("ack lock").take() {
-                    let _ = tx.send(first(&payload));
+                    let _ = tx.send(ack_value(&payload));
                 }
             }
             .boxed()
@@ -112,6 +112,16 @@ async fn call(client: &Client, event: &str, data: Value) -> Result<Value> {
         .map_err(|_| anyhow!("ack for {event} dropped"))
 }
 
+/// The first argument of an ack. rust_socketio hands an ack's arguments over
+/// as one JSON array (`Text([[arg0, arg1, ...]])`), events as `Text([arg0, ...])`.
+fn ack_value(payload: &Payload) -> Value {
+    match first(payload) {
+        Value::Array(args) => args.into_iter().next().unwrap_or(Value::Null),
+        v => v,
+    }
+}
+
+/// The first argument of an event.
 fn first(payload: &Payload) -> Value {
     match payload {
         Payload::Text(values) => values.first().cloned().unwrap_or(Value::Null),
