@@ -246,6 +246,26 @@ export function roomSyncSuite(transport) {
       assert.deepEqual(payload, { i: 0 });
     });
 
+    test('pipelined msgs (no waiting between emits, like a whiteboard) keep their order: relay, room log, and the last update wins', { timeout: 60000 }, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      const N = 150;
+      for (let i = 0; i < N; i++) {
+        a.emit('msg', { data: i, storage: 0, msgId: `o${i}` });
+        a.emit('msg', { data: i, storage: 1, msgId: 'cursor' });
+      }
+      assert.equal((await a.emitAck('msg', { data: 'end', storage: 0, msgId: 'end' }, 15000)).status, 0);
+      await b.waitFor('msg', 15000, (m) => m?.msgId === 'end');
+      const relayed = b.received('msg').filter((m) => m.storage === 0 && m.msgId !== 'end').map((m) => m.data);
+      assert.deepEqual(relayed, [...Array(N).keys()], 'relay order = send order');
+      const cursors = b.received('msg').filter((m) => m.msgId === 'cursor').map((m) => m.data);
+      assert.deepEqual(cursors, [...Array(N).keys()], 'update relay order = send order');
+      const { msgs } = await syncAll(b);
+      assert.deepEqual(msgs.filter((m) => m.storage !== 1).map((m) => m.data), [...Array(N).keys(), 'end'], 'log order = send order');
+      assert.deepEqual(msgs.filter((m) => m.msgId === 'cursor').map((m) => m.data), [N - 1], 'the last update sent is the stored one');
+    });
+
     test('short form {"1":id,"s":storage,...}: relayed with "2" = sender uid, other keys kept, storage honoured', T, async () => {
       const room = rid('r');
       const a = await member(room, { label: 'A' });
