@@ -52,6 +52,12 @@ export function pushSuite(transport) {
       }
     };
 
+    /**
+     * An ack callback is fire-and-forget for the client: nothing tells it when the
+     * server has removed the push. Give the server this long before reconnecting.
+     */
+    const settle = () => sleep(400);
+
     const expectNothingPending = async (c) => {
       await c.waitFor('_settings');
       await c.expectNo('_batch', 500, (events) => Array.isArray(events) && events.length > 0);
@@ -74,7 +80,7 @@ export function pushSuite(transport) {
       assert.deepEqual(e.args, ['user', { id: 1, age: 5 }]);
       assert.equal(typeof e.ack, 'function', 'a push to a user room asks for an ack');
       e.ack();
-      await sleep(300);
+      await settle();
       c.close();
       await allOffline();
       await expectNothingPending(await device(uid));
@@ -96,7 +102,7 @@ export function pushSuite(transport) {
       assert.deepEqual(events, [['e1', 1], ['e2', 'a', { b: 2 }]]);
       assert.equal(typeof ack, 'function', '_batch asks for one ack');
       ack();
-      await sleep(300);
+      await settle();
       c2.close();
       await allOffline();
       await expectNothingPending(await device(uid));
@@ -130,7 +136,7 @@ export function pushSuite(transport) {
       const live = await c2.waitForEntry('m');
       assert.deepEqual(live.args, [3]);
       batch.ack(); // not live.ack()
-      await sleep(300);
+      await settle();
       c2.close();
       await allOffline();
       const c3 = await device(uid);
@@ -150,7 +156,7 @@ export function pushSuite(transport) {
       second.ack();
       await c.waitFor('_resync');
       first.ack();
-      await sleep(200);
+      await settle();
       c.close();
       await allOffline();
       await expectNothingPending(await device(uid));
@@ -200,7 +206,7 @@ export function pushSuite(transport) {
       const b1 = await batchOf(phone);
       assert.deepEqual(b1.events, [['dev', 'x']]);
       b1.ack();
-      await sleep(300);
+      await settle();
       phone.close();
       await allOffline();
 
@@ -208,7 +214,7 @@ export function pushSuite(transport) {
       const b2 = await batchOf(laptop);
       assert.deepEqual(b2.events, [['dev', 'x']], 'the laptop still has its own copy');
       b2.ack();
-      await sleep(300);
+      await settle();
       laptop.close();
       await allOffline();
 
@@ -287,7 +293,7 @@ export function pushSuite(transport) {
       const e = await c.waitForEntry('pfx');
       assert.equal(typeof e.ack, 'function', 'the configured prefix makes it a reliable user room');
       e.ack();
-      await sleep(200);
+      await settle();
       c.close();
       await allOffline(name);
       ok(await tsend({ rooms: [`person-${uid}`], event: 'late', args: [1] }), 'send while offline');
