@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, ensure};
+use hookwire::error::StoreError;
 use hookwire::store::{
     ChainEntry, PluginChainRecord, PluginRecord, PushAckOutcome, PushEntry, RoomEntry, RoomWrite,
     Store, TenantRecord, UserRecord,
@@ -1024,6 +1025,102 @@ async fn concurrent_kv_incr(s: Arc<dyn Store>) -> Result<()> {
         "no lost increments"
     );
     Ok(())
+}
+
+// ---------------------------------------------------------------- outages
+
+/// Losing the server: calls fail with `Unavailable` (not `Backend`), the
+/// store recovers by itself once the server is back, and every write that was
+/// acknowledged before or during the outage is still there exactly once.
+async fn survives_restart(proc: &mut ServiceProc, store: Arc<dyn Store>) -> Result<()> {
+    let t = unique("outage");
+    let writer = {
+        let (s, t) = (store.clone(), t.clone());
+        tokio::spawn(async move {
+            let (mut acked, mut unavailable) = (Vec::new(), 0);
+            for i in 0..400u64 {
+                match s
+                    .room_write(&t, "r", insert("w", i, &format!("w{i}")), 100_000)
+                    .await
+                {
+                    Ok(ack) => acked.push((ack.seq, format!("w{i}"))),
+                    Err(StoreError::Unavailable(_)) => unavailable += 1,
+                    Err(e) => return Err(anyhow!("write {i}: expected Unavailable, got {e:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok::<_, anyhow::Error>((acked, unavailable))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::block_in_place(|| proc.kill9())?;
+    match store.ping().await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => return Err(anyhow!("ping while down: {other:?}")),
+    }
+    match store.kv_set(&t, "k", b"v", 0).await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => return Err(anyhow!("write while down: {other:?}")),
+    }
+    tokio::task::block_in_place(|| proc.restart())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while store.ping().await.is_err() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "store did not recover after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (acked, unavailable) = writer.await??;
+    ensure!(!acked.is_empty(), "some writes were acknowledged");
+    let all = read_all(&*store, &t, "r", 50).await?;
+    for (seq, text) in &acked {
+        let found: Vec<_> = all
+            .iter()
+            .filter(|(_, e)| e.msg.contains(&format!("\"{text}\"")))
+            .collect();
+        ensure!(
+            found.len() == 1,
+            "acked {text} (seq {seq}) stored {} times",
+            found.len()
+        );
+        ensure!(
+            found[0].0 == *seq,
+            "acked {text} at seq {seq}, stored at {}",
+            found[0].0
+        );
+    }
+    let ack = store
+        .room_write(&t, "r", insert("w", 999, "after"), 100_000)
+        .await?;
+    ensure!(
+        all.iter().all(|(s, _)| *s < ack.seq),
+        "seqs continue after the restart"
+    );
+    eprintln!(
+        "outage: {} writes acknowledged, {unavailable} refused as unavailable",
+        acked.len()
+    );
+    Ok(())
+}
+
+mod outage {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_kill9_and_restart() -> Result<()> {
+        let mut proc = tokio::task::spawn_blocking(ServiceProc::redis).await??;
+        let store = Arc::new(hookwire::store::redis::RedisStore::connect(&proc.url()).await?);
+        survives_restart(&mut proc, store).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mongo_kill9_and_restart() -> Result<()> {
+        let mut proc = tokio::task::spawn_blocking(ServiceProc::secantus).await??;
+        let store =
+            Arc::new(hookwire::store::mongo::MongoStore::connect(&proc.mongo_url("outage")).await?);
+        survives_restart(&mut proc, store).await
+    }
 }
 
 // ---------------------------------------------------------------- wiring
