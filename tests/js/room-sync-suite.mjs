@@ -217,6 +217,7 @@ export function roomSyncSuite(transport) {
       assert.deepEqual(plain.pages.map((p) => syncData(p).length), [200, 200, 51]);
       assert.deepEqual(plain.pages.map((p) => p.next), [1, 1, 0]);
       assert.deepEqual(plain.pages.map((p) => p.offset), [200, 400, 450]);
+      assert.ok(plain.pages.every((p) => p.epoch === 0), 'every sync reply carries the epoch');
       assert.deepEqual(plain.msgs.slice(0, N).map((m) => m.data.i), [...Array(N).keys()], 'insert order');
       assert.equal(plain.msgs[N].data, 'latest', 'update entries come after the insert log');
 
@@ -288,6 +289,16 @@ export function roomSyncSuite(transport) {
       assert.deepEqual(msgs.map((m) => m['1']), ['short1', 'cursor'], JSON.stringify(msgs));
       assert.equal(msgs[1].v, 2, 'update keeps the latest value');
       assert.equal(String(msgs[0]['2']), String(a.uid));
+
+      // "1" without "s" is the short form too (storage defaults to insert)
+      await a.emitAck('msg', { 1: 'only1', d: 3 });
+      const only1 = await b.waitFor('msg', undefined, (m) => m?.['1'] === 'only1');
+      assert.equal(String(only1['2']), String(a.uid));
+      // "s" together with msgId is the long form: the sender is in uid
+      await a.emitAck('msg', { s: 5, msgId: 'long', data: 4, storage: 0 });
+      const long = await b.waitFor('msg', undefined, (m) => m?.msgId === 'long');
+      assert.equal(String(long.uid), String(a.uid), 'long form carries uid');
+      assert.equal(long['2'], undefined, 'long form gets no "2"');
     });
 
     test('numeric and string ids are the same user and the same room', T, async () => {
@@ -347,6 +358,12 @@ export function roomSyncSuite(transport) {
       d.close();
       await a.expectNo('remote_disconnect', 500);
       await a.expectNo('remote_leave', 0);
+
+      const d2 = await member(room, { label: 'D2(dummy)', dummy: true });
+      d2.emit('leave');
+      await d2.waitDisconnect();
+      await a.expectNo('remote_leave', 500);
+      await a.expectNo('remote_disconnect', 0);
     });
 
     // ---- sync extras --------------------------------------------------------
