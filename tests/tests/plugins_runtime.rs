@@ -1,0 +1,666 @@
+//! The plugin runtime with the real plugins of `plugins/` (built by
+//! `hookwire_tests::plugins`): every hook through a tenant's chain, the
+//! hostile plugins' faults and their isolation, upload refusals, and the
+//! on-disk compilation cache.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookwire::error::HookError;
+use hookwire::policy::{
+    AuthRequest, AuthVerdict, HookContext, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict,
+    PushRequest, PushRoute, StorageMode,
+};
+use hookwire::runtime::{EngineLimits, Hook, PluginError, PluginManifest, PluginRuntime};
+use hookwire::store::{Store, TenantRecord};
+use hookwire::telemetry::Metrics;
+use hookwire::tenant::{Tenant, TenantConfig};
+use hookwire_tests::plugins::wasm;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    rt: Arc<PluginRuntime>,
+}
+
+fn limits(cache: &Path) -> EngineLimits {
+    EngineLimits {
+        cache_dir: Some(cache.to_path_buf()),
+        // Small pools: many runtimes live in one test process.
+        max_concurrent_instances: 8,
+        max_idle_instances: 16,
+        ..EngineLimits::default()
+    }
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        hookwire::store::embedded::EmbeddedStore::open(
+            &dir.path().join("hookwire.redb"),
+            Duration::ZERO,
+        )
+        .unwrap(),
+    );
+    let metrics = Arc::new(Metrics::default());
+    let rt = PluginRuntime::new(
+        &limits(&dir.path().join("plugin-cache")),
+        store.clone(),
+        metrics.clone(),
+    )
+    .unwrap();
+    Env {
+        _dir: dir,
+        store,
+        metrics,
+        rt,
+    }
+}
+
+impl Env {
+    async fn tenant(&self, name: &str) -> Arc<Tenant> {
+        let rec = TenantRecord {
+            name: name.into(),
+            config: TenantConfig::default(),
+            api_key_hashes: vec![],
+            created_ms: 0,
+        };
+        self.store.put_tenant(&rec).await.unwrap();
+        Arc::new(Tenant::new(rec))
+    }
+
+    /// Uploads a plugin package under `name` with a manifest, then activates.
+    async fn install(&self, t: &Arc<Tenant>, name: &str, package: &str, manifest: Value) {
+        let m: PluginManifest = serde_json::from_value(manifest).unwrap();
+        self.rt
+            .upload(&t.name(), name, &wasm(package), Some(m))
+            .await
+            .unwrap();
+        self.rt.activate(t).await.unwrap();
+    }
+}
+
+fn ctx(t: &Arc<Tenant>, uid: &str) -> HookContext {
+    HookContext {
+        tenant: t.name(),
+        sid: Some("sid1".into()),
+        uid: Some(uid.into()),
+        device: None,
+    }
+}
+
+fn msg(room: &str, m: Value) -> MsgEvent {
+    MsgEvent {
+        room: room.into(),
+        msg: m,
+    }
+}
+
+/// Generous for the debug-built host: these tests check verdicts, not speed.
+fn relaxed(config: Value) -> Value {
+    json!({ "timeout_ms": 2000, "config": config })
+}
+
+#[tokio::test]
+async fn word_filter_masks_and_drops_through_the_chain() {
+    let env = env().await;
+    let t = env.tenant("wf").await;
+    env.install(
+        &t,
+        "word-filter",
+        "word-filter",
+        relaxed(json!({ "words": ["darn"] })),
+    )
+    .await;
+    assert!(t.policy().describe().contains("word-filter@1"));
+    let v = t
+        .policy()
+        .on_msg(
+            &ctx(&t, "1"),
+            &msg("r", json!({ "data": "Darn it", "msgId": "m1" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        MsgVerdict::Rewrite {
+            msg: json!({ "data": "**** it", "msgId": "m1" })
+        }
+    );
+    let v = t
+        .policy()
+        .on_msg(&ctx(&t, "1"), &msg("r", json!({ "data": "fine" })))
+        .await
+        .unwrap();
+    assert_eq!(v, MsgVerdict::Pass);
+
+    // A config change is a new version and a hot swap.
+    let m: PluginManifest =
+        serde_json::from_value(relaxed(json!({ "words": ["darn"], "mode": "drop" }))).unwrap();
+    let up = env.rt.set_manifest("wf", "word-filter", m).await.unwrap();
+    assert_eq!(up.version, 2);
+    env.rt.activate(&t).await.unwrap();
+    let v = t
+        .policy()
+        .on_msg(&ctx(&t, "1"), &msg("r", json!({ "data": "darn" })))
+        .await
+        .unwrap();
+    assert!(matches!(v, MsgVerdict::Drop { .. }), "{v:?}");
+
+    // Rollback: back to masking.
+    let entry = env.rt.rollback("wf", "word-filter").await.unwrap();
+    assert_eq!(entry.version, 1);
+    env.rt.activate(&t).await.unwrap();
+    let v = t
+        .policy()
+        .on_msg(&ctx(&t, "1"), &msg("r", json!({ "data": "darn" })))
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        MsgVerdict::Rewrite {
+            msg: json!({ "data": "****" })
+        }
+    );
+
+    // Hooks it does not implement are skipped: defaults come back.
+    let p = t.policy();
+    assert_eq!(
+        p.authenticate(
+            &ctx(&t, "1"),
+            &AuthRequest {
+                uid: None,
+                token: None,
+                payload: json!({}),
+                query: String::new()
+            }
+        )
+        .await
+        .unwrap(),
+        AuthVerdict::Defer
+    );
+    assert_eq!(
+        p.on_join(
+            &ctx(&t, "1"),
+            &JoinRequest {
+                room: "r".into(),
+                dummy: false
+            }
+        )
+        .await
+        .unwrap(),
+        JoinVerdict::Allow
+    );
+    assert_eq!(
+        p.storage_mode(&ctx(&t, "1"), &msg("r", json!({})), StorageMode::Update)
+            .await
+            .unwrap(),
+        StorageMode::Update
+    );
+
+    let rendered = env.metrics.render();
+    assert!(rendered.contains("plugin=\"word-filter\""), "{rendered}");
+}
+
+#[tokio::test]
+async fn user_router_redirects_and_rate_limit_uses_the_kv_store() {
+    let env = env().await;
+    let t = env.tenant("chain3").await;
+    env.install(
+        &t,
+        "word-filter",
+        "word-filter",
+        relaxed(json!({ "words": ["darn"] })),
+    )
+    .await;
+    env.install(&t, "user-router", "user-router", relaxed(json!({})))
+        .await;
+    env.install(
+        &t,
+        "rate-limit",
+        "rate-limit",
+        relaxed(json!({ "rate_per_sec": 0.001, "burst": 3 })),
+    )
+    .await;
+    let listing = env.rt.list("chain3").await.unwrap();
+    let order: Vec<_> = listing.chain.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(order, ["word-filter", "user-router", "rate-limit"]);
+
+    // The rewrite of word-filter reaches user-router, whose Redirect keeps it.
+    let v = t
+        .policy()
+        .on_msg(
+            &ctx(&t, "7"),
+            &msg("r", json!({ "data": { "text": "darn", "to": 1001 } })),
+        )
+        .await
+        .unwrap();
+    match v {
+        MsgVerdict::Redirect { users, msg, .. } => {
+            assert_eq!(users, ["1001"]);
+            assert_eq!(msg.unwrap()["data"]["text"], "****");
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+
+    // Without `to`, rate-limit decides: 3 tokens, then dropped.
+    env.rt
+        .set_chain("chain3", &["rate-limit".to_string()])
+        .await
+        .unwrap();
+    env.rt.activate(&t).await.unwrap();
+    for i in 0..3 {
+        let v = t
+            .policy()
+            .on_msg(&ctx(&t, "8"), &msg("r", json!({ "data": i })))
+            .await
+            .unwrap();
+        assert_eq!(v, MsgVerdict::Pass, "message {i}");
+    }
+    let v = t
+        .policy()
+        .on_msg(&ctx(&t, "8"), &msg("r", json!({ "data": 4 })))
+        .await
+        .unwrap();
+    assert!(matches!(v, MsgVerdict::Drop { .. }), "{v:?}");
+    // Another uid has its own bucket; keys are prefixed with the plugin name.
+    let v = t
+        .policy()
+        .on_msg(&ctx(&t, "9"), &msg("r", json!({ "data": 1 })))
+        .await
+        .unwrap();
+    assert_eq!(v, MsgVerdict::Pass);
+}
+
+#[tokio::test]
+async fn sign_check_denies_bad_signatures_and_defers_unsigned() {
+    let env = env().await;
+    let t = env.tenant("signed").await;
+    env.install(
+        &t,
+        "sign-check",
+        "sign-check",
+        relaxed(json!({ "apps": { "app1": "KEY" } })),
+    )
+    .await;
+    let req = |payload: Value| AuthRequest {
+        uid: Some("5".into()),
+        token: None,
+        payload,
+        query: String::new(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let v = t
+        .policy()
+        .authenticate(
+            &ctx(&t, "5"),
+            &req(json!({ "uid": "5", "app": "app1", "timestamp": now, "sign": "00" })),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(v, AuthVerdict::Deny { .. }), "{v:?}");
+    let v = t
+        .policy()
+        .authenticate(&ctx(&t, "5"), &req(json!({ "uid": "5" })))
+        .await
+        .unwrap();
+    assert_eq!(v, AuthVerdict::Defer);
+}
+
+/// A one-route HTTP server: `Authorization: Bearer good` → uid 42 in room
+/// `vip`, anything else 401.
+async fn auth_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut n = 0;
+                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => n += k,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                let (status, body) = if head.contains("authorization: bearer good") {
+                    ("200 OK", r#"{"uid":"42","rooms":["vip"]}"#)
+                } else {
+                    ("401 Unauthorized", r#"{"error":"no"}"#)
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn auth_url_asks_an_allowlisted_endpoint() {
+    let env = env().await;
+    let addr = auth_server().await;
+    let t = env.tenant("authurl").await;
+    let manifest = json!({
+        "timeout_ms": 2000,
+        "allowed_hosts": [addr.to_string()],
+        "config": { "url": format!("http://{addr}/rooms") },
+    });
+    env.install(&t, "auth-url", "auth-url", manifest).await;
+    let req = |token: &str| AuthRequest {
+        uid: Some("1".into()),
+        token: Some(token.into()),
+        payload: json!({ "token": token }),
+        query: String::new(),
+    };
+    let v = t
+        .policy()
+        .authenticate(&ctx(&t, "1"), &req("good"))
+        .await
+        .unwrap();
+    match v {
+        AuthVerdict::Allow { uid, rooms, .. } => {
+            assert_eq!(uid, "42");
+            assert!(rooms.contains(&"vip".to_string()), "{rooms:?}");
+        }
+        other => panic!("expected allow, got {other:?}"),
+    }
+    let v = t
+        .policy()
+        .authenticate(&ctx(&t, "1"), &req("bad"))
+        .await
+        .unwrap();
+    assert!(matches!(v, AuthVerdict::Deny { .. }), "{v:?}");
+
+    // Off the allowlist, the host refuses the request: the plugin denies.
+    let t2 = env.tenant("authurl2").await;
+    let manifest = json!({
+        "timeout_ms": 2000,
+        "allowed_hosts": ["auth.example.com"],
+        "config": { "url": format!("http://{addr}/rooms") },
+    });
+    env.install(&t2, "auth-url", "auth-url", manifest).await;
+    let v = t2
+        .policy()
+        .authenticate(&ctx(&t2, "1"), &req("good"))
+        .await
+        .unwrap();
+    assert!(matches!(v, AuthVerdict::Deny { .. }), "{v:?}");
+}
+
+#[tokio::test]
+async fn hostile_plugins_fault_with_the_right_error_and_others_keep_working() {
+    let env = env().await;
+    let good = env.tenant("good").await;
+    env.install(
+        &good,
+        "word-filter",
+        "word-filter",
+        relaxed(json!({ "words": ["darn"] })),
+    )
+    .await;
+
+    let cases: [(&str, Value, fn(&HookError) -> bool); 4] = [
+        ("spin-loop", json!({ "timeout_ms": 20 }), |e| {
+            matches!(e, HookError::Timeout { .. })
+        }),
+        (
+            "memory-bomb",
+            json!({ "timeout_ms": 5000, "memory_bytes": 16 << 20 }),
+            |e| matches!(e, HookError::OutOfMemory { .. }),
+        ),
+        ("trap", json!({ "timeout_ms": 2000 }), |e| {
+            matches!(e, HookError::Trap { .. })
+        }),
+        (
+            "huge-output",
+            json!({ "timeout_ms": 5000, "memory_bytes": 128 << 20 }),
+            |e| matches!(e, HookError::BadOutput { .. }),
+        ),
+    ];
+    for (package, manifest, expected) in cases {
+        let bad = env.tenant(package).await;
+        env.install(&bad, package, package, manifest).await;
+        for round in 0..2 {
+            let err = bad
+                .policy()
+                .on_msg(&ctx(&bad, "1"), &msg("r", json!({ "data": "x" })))
+                .await
+                .unwrap_err();
+            assert!(
+                expected(&err),
+                "{package} round {round}: unexpected {err:?}"
+            );
+            // The other tenant is unaffected, in between and after.
+            let v = good
+                .policy()
+                .on_msg(&ctx(&good, "1"), &msg("r", json!({ "data": "darn" })))
+                .await
+                .unwrap();
+            assert_eq!(
+                v,
+                MsgVerdict::Rewrite {
+                    msg: json!({ "data": "****" })
+                }
+            );
+        }
+    }
+    let rendered = env.metrics.render();
+    for kind in ["timeout", "out_of_memory", "trap", "bad_output"] {
+        assert!(
+            rendered.contains(&format!("kind=\"{kind}\"")),
+            "no {kind} fault counted:\n{rendered}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn manifest_fail_open_turns_a_fault_into_a_pass() {
+    let env = env().await;
+    let t = env.tenant("lenient").await;
+    env.install(
+        &t,
+        "spin-loop",
+        "spin-loop",
+        json!({ "timeout_ms": 10, "fail_open": true }),
+    )
+    .await;
+    env.install(
+        &t,
+        "word-filter",
+        "word-filter",
+        relaxed(json!({ "words": ["darn"] })),
+    )
+    .await;
+    // The spinning plugin times out, is skipped, and the next one still runs.
+    let v = t
+        .policy()
+        .on_msg(&ctx(&t, "1"), &msg("r", json!({ "data": "darn" })))
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        MsgVerdict::Rewrite {
+            msg: json!({ "data": "****" })
+        }
+    );
+    assert!(env.metrics.render().contains("kind=\"timeout\""));
+}
+
+#[tokio::test]
+async fn uploads_that_are_not_policy_components_are_refused() {
+    let env = env().await;
+    env.tenant("refuse").await;
+    let up = |bytes: Vec<u8>| {
+        let rt = env.rt.clone();
+        async move { rt.upload("refuse", "p", &bytes, None).await }
+    };
+    // A core module (the smallest valid one).
+    let core = b"\0asm\x01\0\0\0".to_vec();
+    assert!(matches!(up(core).await, Err(PluginError::NotComponent(_))));
+    assert!(matches!(
+        up(b"hello world, not wasm".to_vec()).await,
+        Err(PluginError::NotComponent(_))
+    ));
+    // A component header with garbage after it fails to compile.
+    let mut broken = b"\0asm\x0d\0\x01\0".to_vec();
+    broken.extend_from_slice(&[0xff; 64]);
+    assert!(matches!(up(broken).await, Err(PluginError::Compile(_))));
+    assert!(matches!(
+        up(wasm("wrong-world")).await,
+        Err(PluginError::WrongWorld(_))
+    ));
+    let big = vec![0u8; (env.rt.limits().max_component_bytes + 1) as usize];
+    assert!(matches!(up(big).await, Err(PluginError::TooLarge { .. })));
+    let m: PluginManifest = serde_json::from_value(json!({ "timeout_ms": 10_000_000 })).unwrap();
+    assert!(matches!(
+        env.rt.upload("refuse", "p", &wasm("trap"), Some(m)).await,
+        Err(PluginError::ManifestLimit(_))
+    ));
+    assert!(matches!(
+        env.rt
+            .upload("refuse", "Bad Name", &wasm("trap"), None)
+            .await,
+        Err(PluginError::BadRequest(_))
+    ));
+    // Nothing was stored.
+    assert!(env.rt.list("refuse").await.unwrap().plugins.is_empty());
+}
+
+#[tokio::test]
+async fn a_restart_loads_compiled_components_from_the_disk_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // The store stays open: what restarts is the engine, with its caches.
+    let store: Arc<dyn Store> = Arc::new(
+        hookwire::store::embedded::EmbeddedStore::open(&dir.path().join("db.redb"), Duration::ZERO)
+            .unwrap(),
+    );
+    let rec = TenantRecord {
+        name: "cached".into(),
+        config: TenantConfig::default(),
+        api_key_hashes: vec![],
+        created_ms: 0,
+    };
+    {
+        store.put_tenant(&rec).await.unwrap();
+        let rt = PluginRuntime::new(&limits(&cache), store.clone(), Arc::new(Metrics::default()))
+            .unwrap();
+        rt.upload("cached", "word-filter", &wasm("word-filter"), None)
+            .await
+            .unwrap();
+        let (hits, misses) = rt.disk_cache_stats();
+        assert_eq!((hits, misses), (0, 1), "first compile is a miss");
+    }
+    // Restart: a new engine on the same cache dir.
+    let rt =
+        PluginRuntime::new(&limits(&cache), store.clone(), Arc::new(Metrics::default())).unwrap();
+    let t = Arc::new(Tenant::new(rec));
+    let started = std::time::Instant::now();
+    rt.activate(&t).await.unwrap();
+    let (hits, misses) = rt.disk_cache_stats();
+    assert_eq!(
+        (hits, misses),
+        (1, 0),
+        "loaded from disk, not compiled (took {:?})",
+        started.elapsed()
+    );
+    let v = t
+        .policy()
+        .on_msg(
+            &HookContext {
+                tenant: "cached".into(),
+                ..Default::default()
+            },
+            &msg("r", json!({})),
+        )
+        .await;
+    assert_eq!(v.unwrap(), MsgVerdict::Pass);
+}
+
+#[tokio::test]
+async fn dry_run_reports_verdict_fault_and_time() {
+    let env = env().await;
+    let t = env.tenant("dry").await;
+    env.install(
+        &t,
+        "word-filter",
+        "word-filter",
+        relaxed(json!({ "words": ["darn"] })),
+    )
+    .await;
+    env.install(&t, "spin-loop", "spin-loop", json!({ "timeout_ms": 10 }))
+        .await;
+    let run = env
+        .rt
+        .dry_run(
+            "dry",
+            "word-filter",
+            None,
+            Hook::OnMsg,
+            json!({ "room": "r", "msg": { "data": "darn" } }),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(run.ok);
+    assert_eq!(
+        run.verdict.unwrap(),
+        json!({ "Rewrite": { "msg": { "data": "****" } } })
+    );
+    let run = env
+        .rt
+        .dry_run(
+            "dry",
+            "spin-loop",
+            None,
+            Hook::OnMsg,
+            json!({ "msg": {} }),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!run.ok);
+    assert_eq!(run.fault.unwrap()["kind"], "timeout");
+    assert!(run.elapsed_us >= 10_000, "{}", run.elapsed_us);
+    assert!(matches!(
+        env.rt
+            .dry_run("dry", "nope", None, Hook::OnMsg, json!({}), None)
+            .await,
+        Err(PluginError::UnknownPlugin(_))
+    ));
+
+    // Removing a plugin takes it out of the chain.
+    env.rt.remove("dry", "spin-loop").await.unwrap();
+    env.rt.activate(&t).await.unwrap();
+    assert!(!t.policy().describe().contains("spin-loop"));
+    let route = t
+        .policy()
+        .route_push(
+            &ctx(&t, "1"),
+            &PushRequest {
+                rooms: vec!["a".into()],
+                event: "e".into(),
+                args: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        route,
+        PushRoute::Deliver {
+            rooms: vec!["a".into()]
+        }
+    );
+}
