@@ -46,7 +46,9 @@ export function roomSyncSuite(transport) {
       const one = (i) => new Promise((resolve) => {
         const s = io(srv.url, { forceNew: true, reconnection: false, transports });
         const t = setTimeout(() => { lost.push(i); s.disconnect(); resolve(); }, 3000);
-        s.on('connect', () => s.emit('authenticate', { uid: `${uid}-${i}`, token: 'x' }));
+        // buffered by socket.io-client and flushed the instant the CONNECT packet arrives
+        if (i % 2) s.emit('authenticate', { uid: `${uid}-${i}`, token: 'x' });
+        else s.on('connect', () => s.emit('authenticate', { uid: `${uid}-${i}`, token: 'x' }));
         s.on('authenticate', () => { clearTimeout(t); s.disconnect(); resolve(); });
       });
       for (let i = 0; i < 40; i += 4) await Promise.all([i, i + 1, i + 2, i + 3].map(one));

@@ -1,7 +1,8 @@
 //! A small hookwire client in Rust (rust_socketio, async).
 //!
 //! Creates (or refreshes) a token for `uid` over the account HTTP API, connects
-//! with the handshake `auth` payload `{uid, token}`, joins a room, sends one
+//! with the handshake `auth` payload `{uid, token}`, waits for the namespace to
+//! be connected (`open`), joins a room, sends one
 //! message, syncs the room log page by page and prints it.
 //!
 //! ```text
@@ -20,7 +21,7 @@ use futures::FutureExt;
 use rust_socketio::Payload;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -45,10 +46,18 @@ async fn main() -> Result<()> {
     println!("token for {uid}: {token}");
 
     let namespace = if tenant == "default" { "/".to_string() } else { format!("/{tenant}") };
+    // `connect()` returns once the handshake is sent; events emitted before the
+    // server's CONNECT reply (the `open` event) may be dropped, so wait for it.
+    let connected = Arc::new(Notify::new());
+    let on_open = connected.clone();
     let client = ClientBuilder::new(url.as_str())
         .namespace(namespace)
         .auth(json!({ "uid": uid, "token": token }))
         .reconnect(false)
+        .on("open", move |_p: Payload, _c: Client| {
+            let on_open = on_open.clone();
+            async move { on_open.notify_one() }.boxed()
+        })
         .on("msg", |payload: Payload, _c: Client| {
             async move { println!("<- msg {}", first(&payload)) }.boxed()
         })
@@ -60,6 +69,9 @@ async fn main() -> Result<()> {
         .connect()
         .await
         .context("socket.io connect")?;
+    tokio::time::timeout(ACK_TIMEOUT, connected.notified())
+        .await
+        .map_err(|_| anyhow!("the server did not accept the connection within {ACK_TIMEOUT:?}"))?;
 
     let joined = call(&client, "join", json!({ "roomId": room })).await?;
     expect_ok("join", &joined)?;
