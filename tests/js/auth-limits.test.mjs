@@ -27,16 +27,28 @@ describe('timeouts, rate limit and limits', () => {
     return t;
   };
 
-  test('auth timeout: {status:1, data:"authentication timeout"} then disconnect', T, async () => {
-    const t = await tenant({ auth_timeout_ms: 400 });
-    const t0 = Date.now();
-    const c = track(await connect(srv, { ns: t.ns }));
-    const ev = await c.waitFor('authenticate', 5000);
-    assert.deepEqual(ev, { status: 1, data: 'authentication timeout' });
-    await c.waitDisconnect(2000);
-    const dt = Date.now() - t0;
-    assert.ok(dt >= 300, `disconnected after ${dt} ms, before the 400 ms timeout`);
-  });
+  for (const transport of ['websocket', 'polling']) {
+    const transports = [transport];
+    test(`auth timeout (${transport}): {status:1, data:"authentication timeout"} then disconnect`, T, async () => {
+      const t = await tenant({ auth_timeout_ms: 400 });
+      const t0 = Date.now();
+      const c = track(await connect(srv, { ns: t.ns, transports }));
+      const ev = await c.waitFor('authenticate', 5000);
+      assert.deepEqual(ev, { status: 1, data: 'authentication timeout' });
+      await c.waitDisconnect(2000);
+      const dt = Date.now() - t0;
+      assert.ok(dt >= 300, `disconnected after ${dt} ms, before the 400 ms timeout`);
+    });
+
+    test(`join timeout (${transport}): an authenticated socket that does not join is disconnected`, T, async () => {
+      const t = await tenant({ join_timeout_ms: 400 });
+      const c = await t.login({ transports });
+      const t0 = Date.now();
+      assert.equal(await c.waitDisconnect(5000), 'io server disconnect');
+      const dt = Date.now() - t0;
+      assert.ok(dt >= 300, `disconnected ${dt} ms after auth, before the 400 ms join timeout`);
+    });
+  }
 
   test('auth timeout does not hit an authenticated socket', T, async () => {
     const t = await tenant({ auth_timeout_ms: 400, join_timeout_ms: 0 });
@@ -44,15 +56,6 @@ describe('timeouts, rate limit and limits', () => {
     await sleep(900);
     assert.ok(c.connected);
     assert.ok(!c.received('authenticate').some((a) => a.status === 1));
-  });
-
-  test('join timeout: an authenticated socket that does not join is disconnected', T, async () => {
-    const t = await tenant({ join_timeout_ms: 400 });
-    const c = await t.login();
-    const t0 = Date.now();
-    assert.equal(await c.waitDisconnect(5000), 'io server disconnect');
-    const dt = Date.now() - t0;
-    assert.ok(dt >= 300, `disconnected ${dt} ms after auth, before the 400 ms join timeout`);
   });
 
   test('join timer starts when authentication succeeds; a joined socket stays', T, async () => {
