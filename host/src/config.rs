@@ -105,6 +105,20 @@ pub struct ServeArgs {
     pub log_format: Option<LogFormat>,
 }
 
+/// Top-level settings that `HOOKWIRE_<NAME>` variables may set.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "admin_key",
+    "default_api_key",
+    "max_payload_bytes",
+    "commit_delay_us",
+    "ack_timeout_ms",
+    "log_format",
+    "tenant_defaults",
+    "plugins",
+];
+
 impl Config {
     /// Merges defaults, the TOML file, `HOOKWIRE_*` variables and flags.
     pub fn load(args: &ServeArgs) -> Result<Config, figment::Error> {
@@ -113,8 +127,16 @@ impl Config {
             fig = fig.merge(Toml::file_exact(path));
         }
         // Nested keys use `__`: HOOKWIRE_TENANT_DEFAULTS__AUTH_TIMEOUT_MS=500.
-        // CONFIG names the file itself and is not a setting.
-        fig = fig.merge(Env::prefixed("HOOKWIRE_").ignore(&["config"]).split("__"));
+        // Only settings are read: other HOOKWIRE_* variables (the CLI's
+        // HOOKWIRE_SERVER, test harness flags) are not config errors.
+        fig = fig.merge(
+            Env::prefixed("HOOKWIRE_")
+                .filter(|k| {
+                    let top = k.as_str().split("__").next().unwrap_or_default();
+                    ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
+                })
+                .split("__"),
+        );
         fig.merge(Serialized::defaults(args)).extract()
     }
 }

@@ -8,6 +8,7 @@ pub mod push;
 pub mod room_sync;
 mod session;
 pub mod wire;
+mod worker;
 
 pub use limiter::AuthLimiter;
 pub use presence::Presence;
@@ -19,6 +20,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use tokio::sync::mpsc;
 
 use crate::server::{AppState, now_ms};
 use crate::tenant::Tenant;
@@ -32,18 +35,22 @@ pub fn device_room(uid: &str, device: &str) -> String {
 }
 
 /// Mounts the tenant's namespace (`/` for `default`, `/<name>` otherwise).
+///
+/// Event handlers are registered in a connect *middleware*: socketioxide
+/// sends the CONNECT packet before it runs the connect handler, so a client
+/// that emits at once would otherwise hit a socket with no handlers yet.
 pub fn mount(state: &AppState, tenant: &Arc<Tenant>) {
-    let ns = tenant.namespace();
     let name = tenant.name();
-    let st = state.clone();
-    state.io.ns(
-        ns,
-        move |socket: SocketRef, TryData(auth): TryData<Value>| {
-            let st = st.clone();
-            let name = name.clone();
-            async move { on_connect(st, name, socket, auth.ok()).await }
-        },
-    );
+    let (st1, st2) = (state.clone(), state.clone());
+    let handler = move |socket: SocketRef, TryData(auth): TryData<Value>| {
+        let st = st1.clone();
+        async move { on_connect(st, socket, auth.ok()).await }
+    };
+    let middleware = move |socket: SocketRef| {
+        let (st, name) = (st2.clone(), name.clone());
+        async move { setup(&st, &name, &socket) }
+    };
+    state.io.ns(tenant.namespace(), handler.with(middleware));
 }
 
 /// Removes a deleted tenant's namespace; its sockets are disconnected.
@@ -57,109 +64,84 @@ fn ack_opt(wants: bool, ack: AckSender) -> Option<AckSender> {
     wants.then_some(ack)
 }
 
-async fn on_connect(state: AppState, tenant_name: String, socket: SocketRef, auth: Option<Value>) {
-    let Some(tenant) = state.tenants.get(&tenant_name) else {
-        let _ = socket.disconnect();
-        return;
+/// Before CONNECT: admit the socket (tenant, connection limit), create its
+/// session and register its event handlers.
+fn setup(state: &AppState, tenant_name: &str, socket: &SocketRef) -> Result<(), String> {
+    let Some(tenant) = state.tenants.get(tenant_name) else {
+        return Err(format!("unknown tenant `{tenant_name}`"));
     };
     let cfg = tenant.config();
-    if !state.presence.connect(&tenant_name, cfg.max_connections) {
-        state.metrics.refuse(&tenant_name, "connections");
-        let _ = socket.emit(
-            "error",
-            &wire::fail(format!(
-                "too many connections: the tenant allows {}",
-                cfg.max_connections
-            )),
-        );
-        disconnect_soon(&state.io, &tenant.namespace(), socket.id);
-        return;
+    if !state.presence.connect(tenant_name, cfg.max_connections) {
+        state.metrics.refuse(tenant_name, "connections");
+        return Err(format!(
+            "too many connections: the tenant allows {}",
+            cfg.max_connections
+        ));
     }
     state
         .metrics
         .connections
-        .get_or_create(&crate::telemetry::Metrics::tenant(&tenant_name))
+        .get_or_create(&crate::telemetry::Metrics::tenant(tenant_name))
         .inc();
     let query = socket.req_parts().uri.query().unwrap_or("").to_string();
     let sess = Arc::new(Session {
         sid: socket.id,
         ns: tenant.namespace(),
-        tenant_name,
+        tenant_name: tenant_name.to_string(),
         tenant,
         device: wire::query_param(&query, "deviceId").filter(|d| !d.is_empty()),
         query,
         state: Mutex::new(SessionState::default()),
     });
+    // Handshake `auth` {uid, token} (or `?uid=&token=`) is the same as the
+    // `authenticate` event; events that need a uid wait for it.
+    let (tx, rx) = mpsc::channel(worker::QUEUE);
+    register_handlers(state, &sess, socket, tx);
+    socket.extensions.insert(sess);
+    socket
+        .extensions
+        .insert(Arc::new(parking_lot::Mutex::new(Some(rx))));
+    Ok(())
+}
 
+/// The handshake `auth` object, when it carries credentials (or the query
+/// string does: `?uid=&token=`, socket.io-webservice's `?token=`).
+fn handshake_credentials(auth: Option<&Value>, query: &str) -> Option<Value> {
+    match auth.filter(|a| a.as_object().is_some_and(|m| !m.is_empty())) {
+        Some(a) => Some(a.clone()),
+        None if wire::query_param(query, "token").is_some()
+            || wire::query_param(query, "uid").is_some() =>
+        {
+            Some(Value::Null)
+        }
+        None => None,
+    }
+}
+
+/// After CONNECT: `_settings`, handshake authentication, the auth timeout.
+async fn on_connect(state: AppState, socket: SocketRef, auth: Option<Value>) {
+    let Some(sess) = socket.extensions.get::<Arc<Session>>() else {
+        let _ = socket.disconnect();
+        return;
+    };
+    let cfg = sess.tenant.config();
     let _ = socket.emit("_settings", &json!({ "device_ttl": cfg.device_ttl_secs }));
 
-    macro_rules! on {
-        ($event:literal, |$st:ident, $se:ident, $sock:ident, $data:ident, $ack:ident, $wants:ident| $body:expr) => {{
-            let ($st, $se) = (state.clone(), sess.clone());
-            socket.on(
-                $event,
-                move |$sock: SocketRef,
-                      TryData(d): TryData<Value>,
-                      $ack: AckSender,
-                      WantsAck($wants): WantsAck| {
-                    let ($st, $se) = ($st.clone(), $se.clone());
-                    let $data = d.unwrap_or(Value::Null);
-                    async move { $body }
-                },
-            );
-        }};
-    }
-    on!("authenticate", |st, se, sock, data, ack, wants| {
-        let payload = wire::first_object(&data)
-            .map(|m| Value::Object(m.clone()))
-            .unwrap_or(Value::Null);
-        let req = room_sync::auth_request(&payload, &se.query);
-        room_sync::authenticate(&st, &se, &sock, req, ack_opt(wants, ack)).await
-    });
-    on!("join", |st, se, sock, data, ack, wants| room_sync::join(
-        &st,
-        &se,
-        &sock,
-        data,
-        ack_opt(wants, ack)
-    )
-    .await);
-    on!("msg", |st, se, sock, data, ack, wants| room_sync::msg(
-        &st, &se, &sock, data, ack, wants
-    )
-    .await);
-    on!("sync", |st, se, sock, data, ack, wants| room_sync::sync(
-        &st,
-        &se,
-        &sock,
-        data,
-        ack_opt(wants, ack)
-    )
-    .await);
-    on!("leave", |_st, se, sock, _data, _ack, _wants| {
-        room_sync::leave(&se, sock).await
-    });
-    {
-        let (st, se) = (state.clone(), sess.clone());
-        socket.on_disconnect(move |sock: SocketRef| {
-            let (st, se) = (st.clone(), se.clone());
-            async move { room_sync::disconnected(&st, &se, &sock).await }
-        });
-    }
-
-    // Handshake `auth` {uid, token} (or `?uid=&token=`) is the same as the
-    // `authenticate` event.
-    let auth = auth.filter(|a| a.as_object().is_some_and(|m| !m.is_empty()));
-    let query_has_creds = wire::query_param(&sess.query, "token").is_some()
-        || wire::query_param(&sess.query, "uid").is_some();
-    if auth.is_some() || query_has_creds {
-        let req = room_sync::auth_request(&auth.unwrap_or(Value::Null), &sess.query);
-        room_sync::authenticate(&state, &sess, &socket, req, None).await;
-    }
+    let rx = socket
+        .extensions
+        .get::<Arc<parking_lot::Mutex<Option<mpsc::Receiver<worker::Event>>>>>()
+        .and_then(|r| r.lock().take());
+    let Some(rx) = rx else {
+        let _ = socket.disconnect();
+        return;
+    };
+    let first = handshake_credentials(auth.as_ref(), &sess.query);
 
     let timeout = Duration::from_millis(cfg.auth_timeout_ms);
     let io = state.io.clone();
+    let timer_sess = sess.clone();
     tokio::spawn(async move {
+        let sess = timer_sess;
         tokio::time::sleep(timeout).await;
         let pending = {
             let st = sess.state.lock();
@@ -168,6 +150,72 @@ async fn on_connect(state: AppState, tenant_name: String, socket: SocketRef, aut
         if pending && let Some(s) = io.of(&sess.ns).and_then(|n| n.get_socket(sess.sid)) {
             let _ = s.emit("authenticate", &wire::fail("authentication timeout"));
             disconnect_soon(&io, &sess.ns, sess.sid);
+        }
+    });
+    // This task is the socket's worker from here on.
+    worker::run(state, sess, socket, rx, first).await;
+}
+
+/// Registers the socket's event handlers: each only queues its event for
+/// the socket's [`worker`], in arrival order.
+fn register_handlers(
+    state: &AppState,
+    sess: &Arc<Session>,
+    socket: &SocketRef,
+    tx: worker::EventTx,
+) {
+    fn queue(tx: &worker::EventTx, sess: &Session, socket: &SocketRef, ev: worker::Event) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ev) {
+            tracing::warn!(tenant = %sess.tenant_name, sid = %sess.sid, "socket sends faster than it is served; event refused");
+            let _ = socket.emit(
+                "error",
+                &wire::fail(format!(
+                    "too many events in flight (at most {})",
+                    worker::QUEUE
+                )),
+            );
+        }
+    }
+    macro_rules! on {
+        ($event:literal, |$data:ident, $ack:ident, $wants:ident| $make:expr) => {{
+            let (tx, se) = (tx.clone(), sess.clone());
+            socket.on(
+                $event,
+                move |s: SocketRef,
+                      TryData(d): TryData<Value>,
+                      $ack: AckSender,
+                      WantsAck($wants): WantsAck| {
+                    let $data = d.unwrap_or(Value::Null);
+                    queue(&tx, &se, &s, $make);
+                    async {}
+                },
+            );
+        }};
+    }
+    on!("authenticate", |data, ack, wants| {
+        worker::Event::Authenticate(data, ack_opt(wants, ack))
+    });
+    on!("join", |data, ack, wants| worker::Event::Join(
+        data,
+        ack_opt(wants, ack)
+    ));
+    on!("msg", |data, ack, wants| worker::Event::Msg(
+        data, ack, wants
+    ));
+    on!("sync", |data, ack, wants| worker::Event::Sync(
+        data,
+        ack_opt(wants, ack)
+    ));
+    on!("leave", |_data, ack, wants| worker::Event::Leave(ack_opt(
+        wants, ack
+    )));
+    let _ = state;
+    socket.on_disconnect(move || {
+        let tx = tx.clone();
+        // Queued behind everything else, so the worker cleans up last; a
+        // full queue must not lose it.
+        async move {
+            let _ = tx.send(worker::Event::Disconnected).await;
         }
     });
 }

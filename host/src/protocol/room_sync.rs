@@ -282,7 +282,12 @@ pub async fn join(
         st.kicker
     };
     reply(socket, ack, "join", &ok("join success"));
-    if !dummy {
+    // A dummy is told who is there but is never announced itself.
+    let others: Vec<String> = if dummy {
+        let mut users = state.presence.room_users(&sess.tenant_name, &room);
+        users.retain(|u| *u != uid);
+        users
+    } else {
         let others = state
             .presence
             .join_room(&sess.tenant_name, &room, sess.sid, &uid);
@@ -292,9 +297,10 @@ pub async fn join(
                 .emit("remote_join", &json!({ "uid": uid }))
                 .await;
         }
-        for other in others {
-            let _ = socket.emit("remote_join", &json!({ "uid": other }));
-        }
+        others
+    };
+    for other in others {
+        let _ = socket.emit("remote_join", &json!({ "uid": other }));
     }
 }
 
@@ -348,45 +354,54 @@ pub async fn msg(
     data: Value,
     ack: AckSender,
     wants_ack: bool,
-) {
+) -> Option<PendingMsg> {
     let Some(uid) = sess.uid() else {
-        return msg_refused(
-            state,
-            sess,
-            socket,
-            ack,
-            wants_ack,
-            "not authenticated".into(),
-        );
+        {
+            msg_refused(
+                state,
+                sess,
+                socket,
+                ack,
+                wants_ack,
+                "not authenticated".into(),
+            );
+            return None;
+        }
     };
     let data = match data {
         Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
         other => other,
     };
     if !data.is_object() {
-        return msg_refused(
-            state,
-            sess,
-            socket,
-            ack,
-            wants_ack,
-            "msg must be a JSON object".into(),
-        );
+        {
+            msg_refused(
+                state,
+                sess,
+                socket,
+                ack,
+                wants_ack,
+                "msg must be a JSON object".into(),
+            );
+            return None;
+        }
     }
     let cfg = sess.tenant.config();
     let size = wire::json_len(&data);
     if size > cfg.max_msg_bytes {
-        return msg_refused(
-            state,
-            sess,
-            socket,
-            ack,
-            wants_ack,
-            format!(
-                "message too large: {size} bytes, the limit is {}",
-                cfg.max_msg_bytes
-            ),
-        );
+        {
+            msg_refused(
+                state,
+                sess,
+                socket,
+                ack,
+                wants_ack,
+                format!(
+                    "message too large: {size} bytes, the limit is {}",
+                    cfg.max_msg_bytes
+                ),
+            );
+            return None;
+        }
     }
     let requested = data.get("roomId").and_then(|v| id_string(Some(v)));
     let Some(room) = sess.current_room(requested.as_deref()).or_else(|| {
@@ -395,24 +410,30 @@ pub async fn msg(
             .then(|| sess.current_room(None))
             .flatten()
     }) else {
-        return msg_refused(
-            state,
-            sess,
-            socket,
-            ack,
-            wants_ack,
-            "join a room before sending msg".into(),
-        );
+        {
+            msg_refused(
+                state,
+                sess,
+                socket,
+                ack,
+                wants_ack,
+                "join a room before sending msg".into(),
+            );
+            return None;
+        }
     };
     if room.dummy {
-        return msg_refused(
-            state,
-            sess,
-            socket,
-            ack,
-            wants_ack,
-            "a dummy member may not send msg".into(),
-        );
+        {
+            msg_refused(
+                state,
+                sess,
+                socket,
+                ack,
+                wants_ack,
+                "a dummy member may not send msg".into(),
+            );
+            return None;
+        }
     }
     state
         .metrics
@@ -430,11 +451,12 @@ pub async fn msg(
     match policy.on_msg(&ctx, &ev).await {
         Ok(MsgVerdict::Pass) => {}
         Ok(MsgVerdict::Drop { reason }) => {
-            return msg_refused(state, sess, socket, ack, wants_ack, reason);
+            msg_refused(state, sess, socket, ack, wants_ack, reason);
+            return None;
         }
         Ok(MsgVerdict::Rewrite { msg }) if msg.is_object() => ev.msg = msg,
         Ok(MsgVerdict::Rewrite { .. }) => {
-            return msg_refused(
+            msg_refused(
                 state,
                 sess,
                 socket,
@@ -442,11 +464,12 @@ pub async fn msg(
                 wants_ack,
                 "a plugin rewrote the message into a non-object".into(),
             );
+            return None;
         }
         Ok(MsgVerdict::Reply { event, data }) => {
             let _ = socket.emit(event, &data);
             let _ = ack.send(&ok("msg handled"));
-            return;
+            return None;
         }
         Ok(MsgVerdict::Redirect { rooms, users, msg }) => {
             if let Some(m) = msg.filter(Value::is_object) {
@@ -462,7 +485,7 @@ pub async fn msg(
         }
         Err(e) if hook_failed(state, sess, "on_msg", &e) => {}
         Err(e) => {
-            return msg_refused(
+            msg_refused(
                 state,
                 sess,
                 socket,
@@ -470,6 +493,7 @@ pub async fn msg(
                 wants_ack,
                 format!("message refused: {e}"),
             );
+            return None;
         }
     }
 
@@ -481,7 +505,7 @@ pub async fn msg(
         Ok(m) => m,
         Err(e) if hook_failed(state, sess, "storage_mode", &e) => form.storage,
         Err(e) => {
-            return msg_refused(
+            msg_refused(
                 state,
                 sess,
                 socket,
@@ -489,17 +513,21 @@ pub async fn msg(
                 wants_ack,
                 format!("message refused: {e}"),
             );
+            return None;
         }
     };
     if mode == StorageMode::Update && form.msg_id.is_none() {
-        return msg_refused(
-            state,
-            sess,
-            socket,
-            ack,
-            wants_ack,
-            "msgId is required to update a stored message".into(),
-        );
+        {
+            msg_refused(
+                state,
+                sess,
+                socket,
+                ack,
+                wants_ack,
+                "msgId is required to update a stored message".into(),
+            );
+            return None;
+        }
     }
 
     // The relayed object: as sent, plus the sender's uid (and `ts` in the long form).
@@ -535,7 +563,7 @@ pub async fn msg(
     }
     if redirect.is_some() || mode == StorageMode::Ignore {
         let _ = ack.send(&ok("msg success"));
-        return;
+        return None;
     }
     let entry = RoomEntry {
         uid,
@@ -546,29 +574,64 @@ pub async fn msg(
         (StorageMode::Update, Some(id)) => RoomWrite::Update { msg_id: id, entry },
         _ => RoomWrite::Insert(entry),
     };
-    let r = state
-        .metrics
-        .timed(
-            "room_write",
-            state
-                .store
-                .room_write(&sess.tenant_name, &room.name, write, cfg.max_msgs_per_room),
-        )
-        .await;
-    match r {
-        Ok(w) => {
-            let _ = ack.send(&json!({ "status": 0, "data": "msg success", "seq": w.seq }));
-        }
-        Err(e) => {
-            tracing::error!(tenant = %sess.tenant_name, room = %room.name, error = %e, "storing a message failed");
-            msg_refused(
-                state,
-                sess,
-                socket,
-                ack,
-                wants_ack,
-                format!("message relayed but not stored: {e}"),
-            );
+    // Hand the write back to the socket's worker, which keeps it in order
+    // with the socket's other writes and acks after the group commit.
+    let (store, metrics) = (state.store.clone(), state.metrics.clone());
+    let (tenant, room_name, max) = (
+        sess.tenant_name.clone(),
+        room.name.clone(),
+        cfg.max_msgs_per_room,
+    );
+    let write: crate::store::PendingWrite = Box::pin(async move {
+        metrics
+            .timed(
+                "room_write",
+                store.room_write(&tenant, &room_name, write, max),
+            )
+            .await
+    });
+    Some(PendingMsg {
+        write,
+        ack,
+        wants_ack,
+        room: room.name,
+    })
+}
+
+/// A relayed `msg` whose store write is in flight: acked when it commits.
+pub struct PendingMsg {
+    pub write: crate::store::PendingWrite,
+    pub ack: AckSender,
+    pub wants_ack: bool,
+    pub room: String,
+}
+
+impl PendingMsg {
+    /// Answers the sender once the write has finished.
+    pub fn complete(
+        self,
+        state: &AppState,
+        sess: &Session,
+        socket: &SocketRef,
+        r: crate::store::StoreResult<crate::store::RoomWriteAck>,
+    ) {
+        match r {
+            Ok(w) => {
+                let _ = self
+                    .ack
+                    .send(&json!({ "status": 0, "data": "msg success", "seq": w.seq }));
+            }
+            Err(e) => {
+                tracing::error!(tenant = %sess.tenant_name, room = %self.room, error = %e, "storing a message failed");
+                msg_refused(
+                    state,
+                    sess,
+                    socket,
+                    self.ack,
+                    self.wants_ack,
+                    format!("message relayed but not stored: {e}"),
+                );
+            }
         }
     }
 }
@@ -583,8 +646,14 @@ pub async fn sync(
     let Some(uid) = sess.uid() else {
         return reply(socket, ack, "sync", &fail("not authenticated"));
     };
-    let empty = Map::new();
-    let obj = wire::first_object(&data).unwrap_or(&empty);
+    let Some(obj) = wire::first_object(&data) else {
+        return reply(
+            socket,
+            ack,
+            "sync",
+            &fail("sync takes an object: {offset, encoding?, epoch?}"),
+        );
+    };
     let requested = id_string(obj.get("roomId"));
     let Some(room) = sess.current_room(requested.as_deref()) else {
         return reply(socket, ack, "sync", &fail("join a room before sync"));
@@ -652,7 +721,12 @@ pub async fn sync(
     }
 }
 
-pub async fn leave(sess: &Arc<Session>, socket: SocketRef) {
+pub async fn leave(
+    state: &AppState,
+    sess: &Arc<Session>,
+    socket: SocketRef,
+    ack: Option<AckSender>,
+) {
     let (uid, kicked) = {
         let st = sess.state.lock();
         (st.uid.clone(), st.kicked)
@@ -666,7 +740,8 @@ pub async fn leave(sess: &Arc<Session>, socket: SocketRef) {
                 .await;
         }
     }
-    let _ = socket.disconnect();
+    reply(&socket, ack, "leave", &ok("leave success"));
+    disconnect_soon(&state.io, &sess.ns, sess.sid);
 }
 
 pub async fn disconnected(state: &AppState, sess: &Arc<Session>, socket: &SocketRef) {

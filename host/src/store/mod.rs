@@ -10,7 +10,6 @@ pub mod embedded;
 pub mod mongo;
 pub mod redis;
 
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,6 +18,9 @@ use crate::error::StoreError;
 use crate::tenant::TenantConfig;
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A room write in flight (the socket worker pipelines these in order).
+pub type PendingWrite = std::pin::Pin<Box<dyn Future<Output = StoreResult<RoomWriteAck>> + Send>>;
 
 /// A tenant as stored: its name, config and the SHA-256 of each API key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -165,8 +167,20 @@ pub trait Store: Send + Sync + 'static {
     /// Writes one message. Returns once it is durable (group commit: many
     /// concurrent writes share one disk sync). Keeps at most `max_entries`
     /// inserts per room, trimming the oldest.
-    async fn room_write(&self, tenant: &str, room: &str, write: RoomWrite, max_entries: u64) -> StoreResult<RoomWriteAck>;
-    async fn room_read(&self, tenant: &str, room: &str, offset: u64, limit: usize) -> StoreResult<RoomPage>;
+    async fn room_write(
+        &self,
+        tenant: &str,
+        room: &str,
+        write: RoomWrite,
+        max_entries: u64,
+    ) -> StoreResult<RoomWriteAck>;
+    async fn room_read(
+        &self,
+        tenant: &str,
+        room: &str,
+        offset: u64,
+        limit: usize,
+    ) -> StoreResult<RoomPage>;
     /// Removes every stored message of the room and raises its epoch.
     async fn room_clear(&self, tenant: &str, room: &str) -> StoreResult<u64>;
     async fn room_epoch(&self, tenant: &str, room: &str) -> StoreResult<u64>;
@@ -175,15 +189,38 @@ pub trait Store: Send + Sync + 'static {
     /// Assigns the next tenant-wide push seq.
     async fn push_next_seq(&self, tenant: &str) -> StoreResult<u64>;
     /// Queues `entry` for each of `devices` of `uid`.
-    async fn push_enqueue(&self, tenant: &str, uid: &str, devices: &[String], entry: &PushEntry) -> StoreResult<()>;
+    async fn push_enqueue(
+        &self,
+        tenant: &str,
+        uid: &str,
+        devices: &[String],
+        entry: &PushEntry,
+    ) -> StoreResult<()>;
     /// Pending entries of one device, oldest first.
-    async fn push_pending(&self, tenant: &str, uid: &str, device: &str) -> StoreResult<Vec<PushEntry>>;
-    async fn push_ack(&self, tenant: &str, uid: &str, device: &str, seqs: &[u64]) -> StoreResult<PushAckOutcome>;
+    async fn push_pending(
+        &self,
+        tenant: &str,
+        uid: &str,
+        device: &str,
+    ) -> StoreResult<Vec<PushEntry>>;
+    async fn push_ack(
+        &self,
+        tenant: &str,
+        uid: &str,
+        device: &str,
+        seqs: &[u64],
+    ) -> StoreResult<PushAckOutcome>;
     async fn push_clear(&self, tenant: &str, uid: &str, device: &str) -> StoreResult<()>;
     /// Moves the entries queued for `from` (e.g. the "no device" queue) to `to`.
     async fn push_move(&self, tenant: &str, uid: &str, from: &str, to: &str) -> StoreResult<()>;
     /// Records that a device of `uid` was online at `now_ms`.
-    async fn device_seen(&self, tenant: &str, uid: &str, device: &str, now_ms: u64) -> StoreResult<()>;
+    async fn device_seen(
+        &self,
+        tenant: &str,
+        uid: &str,
+        device: &str,
+        now_ms: u64,
+    ) -> StoreResult<()>;
     /// Devices of `uid` with their last-seen time.
     async fn devices(&self, tenant: &str, uid: &str) -> StoreResult<Vec<(String, u64)>>;
     /// Forgets devices (and their queues) last seen before `before_ms`.
@@ -193,7 +230,12 @@ pub trait Store: Send + Sync + 'static {
     // --- plugins (issue 3) ---
     async fn put_plugin(&self, tenant: &str, rec: &PluginRecord, wasm: &[u8]) -> StoreResult<()>;
     async fn list_plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>>;
-    async fn get_plugin_wasm(&self, tenant: &str, name: &str, version: u64) -> StoreResult<Option<Vec<u8>>>;
+    async fn get_plugin_wasm(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u64,
+    ) -> StoreResult<Option<Vec<u8>>>;
     async fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<bool>;
     async fn get_chain(&self, tenant: &str) -> StoreResult<PluginChainRecord>;
     async fn put_chain(&self, tenant: &str, chain: &PluginChainRecord) -> StoreResult<()>;

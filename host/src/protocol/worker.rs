@@ -1,0 +1,100 @@
+//! One worker per socket: the socket's events are handled one after the
+//! other, in the order they arrived.
+//!
+//! socketioxide runs every event handler as its own task, so two `msg`s
+//! sent back to back could be relayed and stored in either order. The
+//! handlers therefore only queue the event (in arrival order) and this loop
+//! handles them. A `msg`'s store write is the exception to "one after the
+//! other": it is *started* in order (the first poll enqueues it in the
+//! store's group commit) and then awaited alongside later events, so a
+//! socket is not held to one disk sync per message; acks go out in order.
+
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use serde_json::Value;
+use socketioxide::extract::{AckSender, SocketRef};
+use tokio::sync::mpsc;
+
+use super::room_sync::{self, PendingMsg};
+use super::session::Session;
+use super::wire;
+use crate::server::AppState;
+
+/// Events queued per socket before the worker takes them.
+pub const QUEUE: usize = 256;
+
+pub enum Event {
+    Authenticate(Value, Option<AckSender>),
+    Join(Value, Option<AckSender>),
+    Msg(Value, AckSender, bool),
+    Sync(Value, Option<AckSender>),
+    Leave(Option<AckSender>),
+    Disconnected,
+}
+
+pub type EventTx = mpsc::Sender<Event>;
+
+/// Runs until the socket is gone. `first`: the handshake authentication,
+/// handled before any queued event.
+pub async fn run(
+    state: AppState,
+    sess: Arc<Session>,
+    socket: SocketRef,
+    mut rx: mpsc::Receiver<Event>,
+    first: Option<Value>,
+) {
+    if let Some(creds) = first {
+        let req = room_sync::auth_request(&creds, &sess.query);
+        room_sync::authenticate(&state, &sess, &socket, req, None).await;
+    }
+    let mut inflight = FuturesOrdered::new();
+    loop {
+        let event = tokio::select! {
+            biased;
+            Some((pending, r)) = inflight.next(), if !inflight.is_empty() => {
+                let pending: PendingMsg = pending;
+                pending.complete(&state, &sess, &socket, r);
+                continue;
+            }
+            ev = rx.recv() => ev,
+        };
+        let Some(event) = event else { break };
+        match event {
+            Event::Authenticate(data, ack) => {
+                let payload = wire::first_object(&data)
+                    .map(|m| Value::Object(m.clone()))
+                    .unwrap_or(Value::Null);
+                let req = room_sync::auth_request(&payload, &sess.query);
+                room_sync::authenticate(&state, &sess, &socket, req, ack).await;
+            }
+            Event::Join(data, ack) => room_sync::join(&state, &sess, &socket, data, ack).await,
+            Event::Msg(data, ack, wants) => {
+                if let Some(mut pending) =
+                    room_sync::msg(&state, &sess, &socket, data, ack, wants).await
+                {
+                    // Start the write now, in order; finish it later.
+                    match futures::poll!(&mut pending.write) {
+                        Poll::Ready(r) => pending.complete(&state, &sess, &socket, r),
+                        Poll::Pending => inflight.push_back(async move {
+                            let r = (&mut pending.write).await;
+                            (pending, r)
+                        }),
+                    }
+                }
+            }
+            Event::Sync(data, ack) => room_sync::sync(&state, &sess, &socket, data, ack).await,
+            Event::Leave(ack) => room_sync::leave(&state, &sess, socket.clone(), ack).await,
+            Event::Disconnected => {
+                // Writes already relayed still get stored.
+                while let Some((pending, r)) = inflight.next().await {
+                    pending.complete(&state, &sess, &socket, r);
+                }
+                room_sync::disconnected(&state, &sess, &socket).await;
+                break;
+            }
+        }
+    }
+}
