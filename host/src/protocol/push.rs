@@ -223,7 +223,15 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
     let device = sess.device_key();
     let store = &state.store;
     let r: Result<Vec<PushEntry>, StoreError> = async {
-        store.device_seen(tenant, uid, &device, now_ms()).await?;
+        // A device offline longer than device_ttl is forgotten with its
+        // queue, even if the periodic sweep has not run yet.
+        let ttl_ms = sess.tenant.config().device_ttl_secs * 1000;
+        let now = now_ms();
+        let stale = store.devices(tenant, uid).await?.iter().any(|(d, seen)| *d == device && now.saturating_sub(*seen) > ttl_ms);
+        if stale {
+            store.push_clear(tenant, uid, &device).await?;
+        }
+        store.device_seen(tenant, uid, &device, now).await?;
         if !device.is_empty() {
             // What was queued while the user had no known device belongs to
             // the first device that comes back.
