@@ -86,6 +86,16 @@ export function pushSuite(transport) {
       await expectNothingPending(await device(uid));
     });
 
+    test('a socket authenticated with the `authenticate` event is in its user room too', T, async () => {
+      const uid = rid('u');
+      const c = await device(uid, { via: 'event' });
+      await send({ rooms: [`user_${uid}`], event: 'ev_auth', args: [{ ok: true }] });
+      const e = await c.waitForEntry('ev_auth');
+      assert.deepEqual(e.args, [{ ok: true }]);
+      assert.equal(typeof e.ack, 'function');
+      e.ack();
+    });
+
     test('not acked: delivered again on reconnect as _batch [[event, ...args], ...] in send order; acking the batch clears it', T, async () => {
       const uid = rid('u');
       const c = await device(uid);
