@@ -43,6 +43,11 @@ describe('HTTP API', () => {
     for (const [what, re] of [['connections', /connect/], ['rooms', /room/], ['messages', /msg|message/], ['store latency', /store/]]) {
       assert.ok(names.some((n) => re.test(n)), `a hookwire_ metric about ${what}; have: ${[...new Set(names)].join(', ')}`);
     }
+    // samples: name{labels} value
+    const samples = [...r.text.matchAll(/^(hookwire_[a-zA-Z0-9_]+)(\{[^}]*\})?\s+([0-9.eE+-]+|NaN)/gm)].map((m) => ({ name: m[1], value: Number(m[3]) }));
+    assert.ok(samples.some((x) => /msg|message/.test(x.name) && !/bucket|sum|count|bytes/.test(x.name) && x.value >= 1),
+      `a message counter counted the msg: ${samples.filter((x) => /msg|message/.test(x.name)).map((x) => `${x.name}=${x.value}`).join(', ')}`);
+    assert.ok(samples.some((x) => /connect/.test(x.name) && x.value >= 2), 'a connection metric counts the two clients');
   });
 
   test('POST /user/create_token: envelope {meta:{status:0,msg}, data:{uid, token}}; again -> status 1 (user exists)', T, async () => {

@@ -95,6 +95,13 @@ describe('tenants', () => {
     assert.equal(bad.json?.meta?.status, 4);
     const noName = await srv.admin('POST', '/api/tenants', { body: { config: {} } });
     assert.ok([200, 400].includes(noName.status) && noName.json?.meta?.status === 4, `no name: ${noName.status} ${noName.text}`);
+    for (const name of ['Bad Name', 'a/b', '', 'x'.repeat(200)]) {
+      const r = await srv.admin('POST', '/api/tenants', { body: { name } });
+      assert.notEqual(r.json?.meta?.status, 0, `tenant name ${JSON.stringify(name)} must be refused: ${r.status} ${r.text}`);
+    }
+    const wrongType = await srv.admin('PATCH', '/api/tenants/default', { body: { max_msg_bytes: 'big' } });
+    assert.ok([200, 400].includes(wrongType.status) && wrongType.json?.meta?.status === 4, `wrong type: ${wrongType.status} ${wrongType.text}`);
+    assert.equal(ok(await srv.admin('GET', '/api/tenants/default')).config.max_msg_bytes, 512000, 'a refused PATCH changes nothing');
     const del = await srv.admin('DELETE', '/api/tenants/default');
     assert.notEqual(del.json?.meta?.status, 0, 'deleting default is refused');
     assert.equal((await srv.admin('GET', '/api/tenants/default')).status, 200);
