@@ -113,6 +113,15 @@ export function roomSyncSuite(transport) {
       await c.expectNo('join', 400, (r) => r?.status === 0);
     });
 
+    test('msg and sync before any join: {status:1}, the socket stays usable', T, async () => {
+      const c = await user();
+      const m = await c.emitAck('msg', { data: 1, storage: 0, msgId: 1 });
+      assert.equal(m?.status, 1, `msg before join: ${JSON.stringify(m)}`);
+      const s = await c.emitAck('sync', { offset: 0 });
+      assert.equal(s?.status, 1, `sync before join: ${JSON.stringify(s)}`);
+      assert.equal((await c.emitAck('join', { roomId: rid('r') })).status, 0);
+    });
+
     // ---- join ---------------------------------------------------------------
 
     test('join without roomId or with an empty roomId: {status:1}', T, async () => {

@@ -200,6 +200,38 @@ describe('tenants', () => {
       assert.deepEqual((await syncAll(d1)).msgs.map((m) => m.data), ['default only'], 'clearing acme room leaves default room alone');
     });
 
+    test('one multiplexed connection (same Manager) to / and /acme: each namespace is its own tenant', T, async () => {
+      const { Manager } = await import('socket.io-client');
+      const uid = rid('mx');
+      const tDefault = await tokenFor(srv, uid);
+      const tAcme = await tokenFor(srv, uid, { tenant: 'acme', key: acmeKey });
+      const manager = new Manager(srv.url, { transports: ['websocket'], reconnection: false });
+      const sd = manager.socket('/');
+      const sa = manager.socket('/acme');
+      try {
+        await Promise.all([sd, sa].map((s) => new Promise((res, rej) => { s.once('connect', res); s.once('connect_error', rej); })));
+        const ad = await sd.timeout(5000).emitWithAck('authenticate', { uid, token: tDefault });
+        const aa = await sa.timeout(5000).emitWithAck('authenticate', { uid, token: tAcme });
+        assert.equal(ad.status, 0);
+        assert.equal(aa.status, 0, 'same uid on the other tenant over the same connection: no kickout between tenants');
+        const room = rid('r');
+        assert.equal((await sd.timeout(5000).emitWithAck('join', { roomId: room })).status, 0);
+        assert.equal((await sa.timeout(5000).emitWithAck('join', { roomId: room })).status, 0);
+        const acmeMsgs = [];
+        sa.on('msg', (m) => acmeMsgs.push(m));
+        const other = track(await loginJoin(srv, room, { label: 'default/other' }));
+        await other.emitAck('msg', { data: 'x', storage: 0, msgId: 1 });
+        await new Promise((res) => sd.once('msg', res));
+        await new Promise((r) => setTimeout(r, 300));
+        assert.deepEqual(acmeMsgs, [], 'acme namespace does not get default room traffic');
+        const syncA = await sa.timeout(5000).emitWithAck('sync', { offset: 0 });
+        assert.deepEqual(syncA.data, []);
+      } finally {
+        sd.disconnect();
+        sa.disconnect();
+      }
+    });
+
     test('acme config changes do not affect default', T, async () => {
       ok(await srv.admin('PATCH', '/api/tenants/acme', { body: { force_user_auth: false } }));
       try {
