@@ -29,8 +29,17 @@ describe('restart', () => {
     await tokenFor(srv, refreshedUid);
     const refreshed = ok(await srv.api('POST', '/user/refresh_token', { body: { uid: refreshedUid } })).token;
 
-    // a tenant with its own key and config
-    const acme = ok(await srv.admin('POST', '/api/tenants', { body: { name: 'acme', config: { sync_page_size: 7 } } }));
+    // a tenant with its own key and config, patched, key rotated
+    const acme0 = ok(await srv.admin('POST', '/api/tenants', { body: { name: 'acme', config: { sync_page_size: 7 } } }));
+    ok(await srv.admin('PATCH', '/api/tenants/acme', { body: { kickout: false } }), 'patch acme');
+    const acme = ok(await srv.admin('POST', '/api/tenants/acme/keys', { body: {} }), 'rotate acme key');
+
+    // a cleared room stays cleared
+    const cleared = rid('cleared');
+    const clearer = track(await loginJoin(srv, cleared, { label: 'clearer' }));
+    for (let i = 0; i < 5; i++) await clearer.emitAck('msg', { data: i, storage: 0, msgId: i });
+    ok(await srv.api('POST', '/admin/system/clear_room_msgs', { body: { roomId: cleared } }), 'clear');
+    assert.equal((await clearer.emitAck('msg', { data: 'after clear', storage: 0, msgId: 'ac' })).status, 0);
 
     // messages: each acked = durable
     for (let i = 0; i < 60; i++) assert.equal((await writer.emitAck('msg', { data: { i }, storage: 0, msgId: `m${i}` })).status, 0);
@@ -45,7 +54,7 @@ describe('restart', () => {
     const dev = track(await login(srv, { uid: pushUid, via: 'handshake', query: { deviceId: 'd1' } }));
     await dev.waitFor('_settings');
     dev.close();
-    await eventually(async () => ok(await srv.api('GET', '/admin/monitor/stat')).online_user_count === 1, 5000, 'push device offline');
+    await eventually(async () => ok(await srv.api('GET', '/admin/monitor/stat')).online_user_count === 2, 5000, 'push device offline (writer and clearer stay)');
     for (let i = 0; i < 3; i++) ok(await srv.api('POST', '/send', { keyVia: 'query', query: { site: 'default' }, body: { rooms: [`user_${pushUid}`], event: 'queued', args: [i, { n: i }] } }));
 
     closeAll(clients.splice(0));
@@ -66,7 +75,14 @@ describe('restart', () => {
 
     const acmeNow = ok(await srv.admin('GET', '/api/tenants/acme'));
     assert.equal(acmeNow.config.sync_page_size, 7);
-    ok(await srv.api('GET', '/admin/monitor/stat', { tenant: 'acme', key: acme.api_key }), 'acme key after restart');
+    assert.equal(acmeNow.config.kickout, false, 'PATCHed config after restart');
+    ok(await srv.api('GET', '/admin/monitor/stat', { tenant: 'acme', key: acme.api_key }), 'rotated acme key after restart');
+    assert.equal((await srv.api('GET', '/admin/monitor/stat', { tenant: 'acme', key: acme0.api_key })).status, 401, 'rotated-out key stays refused');
+
+    const reClear = track(await loginJoin(srv, cleared, { uid: clearer.uid, token: clearer.token, label: 'clearer after restart' }));
+    const cs = await reClear.emitAck('sync', { offset: 0 });
+    assert.deepEqual(cs.data.map((m) => m.data), ['after clear'], 'cleared messages do not come back');
+    assert.equal(cs.epoch, 1, 'the epoch survives the restart');
 
     const dev2 = track(await login(srv, { uid: pushUid, via: 'handshake', query: { deviceId: 'd1' }, label: 'push device after restart' }));
     const batch = await dev2.waitForEntry('_batch', 5000, (ev) => Array.isArray(ev) && ev.length > 0);
