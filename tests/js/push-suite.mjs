@@ -231,6 +231,35 @@ export function pushSuite(transport) {
       await expectNothingPending(await device(uid, { deviceId: 'phone' }));
     });
 
+    test('two devices online at once (tenant kickout:false, join_timeout_ms:0 = socket.io-webservice style): each gets the live push and acks its own copy', T, async () => {
+      const name = rid('t');
+      const key = ok(await srv.admin('POST', '/api/tenants', { body: { name, config: { kickout: false, join_timeout_ms: 0 } } }), 'create tenant').api_key;
+      const uid = rid('u');
+      const token = await tokenFor(srv, uid, { tenant: name, key });
+      const dev = async (deviceId) => track(await connect(srv, { ns: `/${name}`, transports, query: { uid, token, deviceId }, label: deviceId }));
+      const tab1 = await dev('tab1');
+      const tab2 = await dev('tab2');
+      await Promise.all([tab1.waitFor('_settings'), tab2.waitFor('_settings')]);
+      ok(await srv.api('POST', '/send', { key, keyVia: 'query', query: { site: name }, body: { rooms: [`user_${uid}`], event: 'both', args: [7] } }));
+      const e1 = await tab1.waitForEntry('both');
+      const e2 = await tab2.waitForEntry('both');
+      assert.deepEqual([e1.args, e2.args], [[7], [7]]);
+      await tab1.expectNo('kickout', 0);
+      e1.ack();
+      await settle();
+      tab1.close();
+      tab2.close();
+      await allOffline(name);
+      const again1 = await dev('tab1');
+      await again1.waitFor('_settings');
+      await again1.expectNo('_batch', 500, (ev) => Array.isArray(ev) && ev.length > 0);
+      again1.close();
+      await allOffline(name);
+      const again2 = await dev('tab2');
+      assert.deepEqual((await batchOf(again2)).events, [['both', 7]], 'tab2 never acked: its copy is still pending');
+      await srv.admin('DELETE', `/api/tenants/${name}`);
+    });
+
     test('socket.io-webservice style query auth ?uid=&token=&deviceId= gets its _batch', T, async () => {
       const uid = rid('u');
       const token = await tokenFor(srv, uid);
