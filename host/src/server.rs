@@ -108,7 +108,7 @@ pub async fn serve(
         }
         protocol::mount(&state, &tenant);
     }
-    protocol::spawn_housekeeping(&state);
+    let housekeeping = protocol::spawn_housekeeping(&state);
 
     let app = crate::http::router(state.clone()).layer(layer);
     let addr = listener.local_addr()?;
@@ -125,6 +125,12 @@ pub async fn serve(
         io.close().await;
     })
     .await?;
+    housekeeping.abort();
+    // The namespaces' handlers hold the state (and the store): drop them so
+    // the store closes when this function returns.
+    for t in state.tenants.all() {
+        protocol::unmount(&state, &t.name());
+    }
     state
         .store
         .flush()

@@ -2,3 +2,4 @@
 
 pub mod plugins;
 pub mod procs;
+pub mod server;

@@ -222,7 +222,7 @@ fn register_handlers(
 
 /// Background chores: forget expired devices, refresh the last-seen time of
 /// connected ones, drop finished rate-limit windows.
-pub fn spawn_housekeeping(state: &AppState) {
+pub fn spawn_housekeeping(state: &AppState) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -255,5 +255,5 @@ pub fn spawn_housekeeping(state: &AppState) {
                 }
             }
         }
-    });
+    })
 }

@@ -227,7 +227,11 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
         // queue, even if the periodic sweep has not run yet.
         let ttl_ms = sess.tenant.config().device_ttl_secs * 1000;
         let now = now_ms();
-        let stale = store.devices(tenant, uid).await?.iter().any(|(d, seen)| *d == device && now.saturating_sub(*seen) > ttl_ms);
+        let stale = store
+            .devices(tenant, uid)
+            .await?
+            .iter()
+            .any(|(d, seen)| *d == device && now.saturating_sub(*seen) > ttl_ms);
         if stale {
             store.push_clear(tenant, uid, &device).await?;
         }

@@ -29,10 +29,13 @@ const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("users");
 const ROOM_LOG: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("room_log");
 const ROOM_META: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("room_meta");
-const ROOM_UPDATES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("room_updates");
-const ROOM_UPDATE_HISTORY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("room_update_history");
+const ROOM_UPDATES: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("room_updates");
+const ROOM_UPDATE_HISTORY: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("room_update_history");
 const PUSH_SEQ: TableDefinition<&str, u64> = TableDefinition::new("push_seq");
-const PUSH_QUEUE: TableDefinition<(&str, &str, &str, u64), &[u8]> = TableDefinition::new("push_queue");
+const PUSH_QUEUE: TableDefinition<(&str, &str, &str, u64), &[u8]> =
+    TableDefinition::new("push_queue");
 const DEVICES: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("devices");
 const PLUGINS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("plugins");
 const PLUGIN_WASM: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("plugin_wasm");
@@ -58,6 +61,19 @@ type Job = Box<dyn FnOnce(&WriteTransaction) -> Completion + Send>;
 pub struct EmbeddedStore {
     db: Arc<Database>,
     jobs: mpsc::Sender<Job>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for EmbeddedStore {
+    /// Waits for the writer to finish what was queued, so the file is closed
+    /// (and can be opened again) when the store is gone.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.jobs, closed));
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -103,11 +119,15 @@ impl EmbeddedStore {
         }
         let (tx, rx) = mpsc::channel::<Job>();
         let wdb = db.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("hookwire-store-writer".into())
             .spawn(move || writer_loop(wdb, rx, commit_delay))
             .map_err(err)?;
-        Ok(EmbeddedStore { db, jobs: tx })
+        Ok(EmbeddedStore {
+            db,
+            jobs: tx,
+            writer: Some(writer),
+        })
     }
 
     /// Runs `f` inside the next group commit; resolves after the commit.
@@ -163,12 +183,19 @@ fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<Job>, commit_delay: Duratio
             tracing::error!(error = %e, "store: group commit failed");
         }
         for c in completions {
-            c(result.as_ref().map(|_| ()).map_err(|e| StoreError::Backend(e.to_string())));
+            c(result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| StoreError::Backend(e.to_string())));
         }
     }
 }
 
-fn room_meta_get(t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>, tenant: &str, room: &str) -> StoreResult<RoomMeta> {
+fn room_meta_get(
+    t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    tenant: &str,
+    room: &str,
+) -> StoreResult<RoomMeta> {
     match t.get((tenant, room)).map_err(err)? {
         Some(v) => from_json(v.value()),
         None => Ok(RoomMeta::default()),
@@ -179,7 +206,9 @@ fn room_meta_get(t: &impl ReadableTable<(&'static str, &'static str), &'static [
 macro_rules! delete_prefix {
     ($txn:expr, $table:expr, $lo:expr, $hi:expr) => {{
         let mut t = $txn.open_table($table).map_err(err)?;
-        t.extract_from_if($lo..$hi, |_, _| true).map_err(err)?.for_each(drop);
+        t.extract_from_if($lo..$hi, |_, _| true)
+            .map_err(err)?
+            .for_each(drop);
     }};
 }
 
@@ -211,7 +240,10 @@ impl Store for EmbeddedStore {
     async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
         let (k, v) = (key.to_string(), value.to_string());
         self.write(move |txn| {
-            txn.open_table(META).map_err(err)?.insert(k.as_str(), v.as_str()).map_err(err)?;
+            txn.open_table(META)
+                .map_err(err)?
+                .insert(k.as_str(), v.as_str())
+                .map_err(err)?;
             Ok(())
         })
         .await
@@ -220,7 +252,10 @@ impl Store for EmbeddedStore {
     async fn put_tenant(&self, rec: &TenantRecord) -> StoreResult<()> {
         let (name, bytes) = (rec.name.clone(), to_json(rec));
         self.write(move |txn| {
-            txn.open_table(TENANTS).map_err(err)?.insert(name.as_str(), bytes.as_slice()).map_err(err)?;
+            txn.open_table(TENANTS)
+                .map_err(err)?
+                .insert(name.as_str(), bytes.as_slice())
+                .map_err(err)?;
             Ok(())
         })
         .await
@@ -229,34 +264,56 @@ impl Store for EmbeddedStore {
     async fn get_tenant(&self, name: &str) -> StoreResult<Option<TenantRecord>> {
         self.read(|txn| {
             let t = txn.open_table(TENANTS).map_err(err)?;
-            t.get(name).map_err(err)?.map(|v| from_json(v.value())).transpose()
+            t.get(name)
+                .map_err(err)?
+                .map(|v| from_json(v.value()))
+                .transpose()
         })
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
         self.read(|txn| {
             let t = txn.open_table(TENANTS).map_err(err)?;
-            t.iter().map_err(err)?.map(|r| from_json(r.map_err(err)?.1.value())).collect()
+            t.iter()
+                .map_err(err)?
+                .map(|r| from_json(r.map_err(err)?.1.value()))
+                .collect()
         })
     }
 
     async fn delete_tenant(&self, name: &str) -> StoreResult<bool> {
         let n = name.to_string();
         self.write(move |txn| {
-            let existed = txn.open_table(TENANTS).map_err(err)?.remove(n.as_str()).map_err(err)?.is_some();
+            let existed = txn
+                .open_table(TENANTS)
+                .map_err(err)?
+                .remove(n.as_str())
+                .map_err(err)?
+                .is_some();
             let n = n.as_str();
             delete_prefix!(txn, USERS, (n, ""), (n, MAX_STR));
             delete_prefix!(txn, ROOM_LOG, (n, "", 0), (n, MAX_STR, u64::MAX));
             delete_prefix!(txn, ROOM_META, (n, ""), (n, MAX_STR));
             delete_prefix!(txn, ROOM_UPDATES, (n, "", ""), (n, MAX_STR, MAX_STR));
             delete_prefix!(txn, ROOM_UPDATE_HISTORY, (n, "", 0), (n, MAX_STR, u64::MAX));
-            delete_prefix!(txn, PUSH_QUEUE, (n, "", "", 0), (n, MAX_STR, MAX_STR, u64::MAX));
+            delete_prefix!(
+                txn,
+                PUSH_QUEUE,
+                (n, "", "", 0),
+                (n, MAX_STR, MAX_STR, u64::MAX)
+            );
             delete_prefix!(txn, DEVICES, (n, "", ""), (n, MAX_STR, MAX_STR));
             delete_prefix!(txn, PLUGINS, (n, "", 0), (n, MAX_STR, u64::MAX));
             delete_prefix!(txn, PLUGIN_WASM, (n, "", 0), (n, MAX_STR, u64::MAX));
             delete_prefix!(txn, KV, (n, ""), (n, MAX_STR));
-            txn.open_table(CHAINS).map_err(err)?.remove(n).map_err(err)?;
-            txn.open_table(PUSH_SEQ).map_err(err)?.remove(n).map_err(err)?;
+            txn.open_table(CHAINS)
+                .map_err(err)?
+                .remove(n)
+                .map_err(err)?;
+            txn.open_table(PUSH_SEQ)
+                .map_err(err)?
+                .remove(n)
+                .map_err(err)?;
             Ok(existed)
         })
         .await
@@ -265,7 +322,10 @@ impl Store for EmbeddedStore {
     async fn put_user(&self, tenant: &str, user: &UserRecord) -> StoreResult<()> {
         let (tn, uid, bytes) = (tenant.to_string(), user.uid.clone(), to_json(user));
         self.write(move |txn| {
-            txn.open_table(USERS).map_err(err)?.insert((tn.as_str(), uid.as_str()), bytes.as_slice()).map_err(err)?;
+            txn.open_table(USERS)
+                .map_err(err)?
+                .insert((tn.as_str(), uid.as_str()), bytes.as_slice())
+                .map_err(err)?;
             Ok(())
         })
         .await
@@ -274,11 +334,20 @@ impl Store for EmbeddedStore {
     async fn get_user(&self, tenant: &str, uid: &str) -> StoreResult<Option<UserRecord>> {
         self.read(|txn| {
             let t = txn.open_table(USERS).map_err(err)?;
-            t.get((tenant, uid)).map_err(err)?.map(|v| from_json(v.value())).transpose()
+            t.get((tenant, uid))
+                .map_err(err)?
+                .map(|v| from_json(v.value()))
+                .transpose()
         })
     }
 
-    async fn room_write(&self, tenant: &str, room: &str, write: RoomWrite, max_entries: u64) -> StoreResult<RoomWriteAck> {
+    async fn room_write(
+        &self,
+        tenant: &str,
+        room: &str,
+        write: RoomWrite,
+        max_entries: u64,
+    ) -> StoreResult<RoomWriteAck> {
         let (tn, rm) = (tenant.to_string(), room.to_string());
         self.write(move |txn| {
             let (tn, rm) = (tn.as_str(), rm.as_str());
@@ -288,7 +357,8 @@ impl Store for EmbeddedStore {
                 RoomWrite::Insert(entry) => {
                     let mut log = txn.open_table(ROOM_LOG).map_err(err)?;
                     let seq = meta.next;
-                    log.insert((tn, rm, seq), to_json(&entry).as_slice()).map_err(err)?;
+                    log.insert((tn, rm, seq), to_json(&entry).as_slice())
+                        .map_err(err)?;
                     meta.next += 1;
                     while meta.next - meta.first > max_entries.max(1) {
                         log.remove((tn, rm, meta.first)).map_err(err)?;
@@ -310,32 +380,59 @@ impl Store for EmbeddedStore {
                     meta.next
                 }
             };
-            metas.insert((tn, rm), to_json(&meta).as_slice()).map_err(err)?;
-            Ok(RoomWriteAck { seq, epoch: meta.epoch })
+            metas
+                .insert((tn, rm), to_json(&meta).as_slice())
+                .map_err(err)?;
+            Ok(RoomWriteAck {
+                seq,
+                epoch: meta.epoch,
+            })
         })
         .await
     }
 
-    async fn room_read(&self, tenant: &str, room: &str, offset: u64, limit: usize) -> StoreResult<RoomPage> {
+    async fn room_read(
+        &self,
+        tenant: &str,
+        room: &str,
+        offset: u64,
+        limit: usize,
+    ) -> StoreResult<RoomPage> {
         self.read(|txn| {
             let meta = room_meta_get(&txn.open_table(ROOM_META).map_err(err)?, tenant, room)?;
             let log = txn.open_table(ROOM_LOG).map_err(err)?;
             let start = offset.max(meta.first);
             let mut inserts = Vec::new();
-            for r in log.range((tenant, room, start)..(tenant, room, meta.next)).map_err(err)?.take(limit) {
+            for r in log
+                .range((tenant, room, start)..(tenant, room, meta.next))
+                .map_err(err)?
+                .take(limit)
+            {
                 let (k, v) = r.map_err(err)?;
                 inserts.push((k.value().2, from_json(v.value())?));
             }
-            let next_offset = inserts.last().map(|(s, _)| s + 1).unwrap_or(start.min(meta.next).max(offset.min(meta.next)));
+            let next_offset = inserts
+                .last()
+                .map(|(s, _)| s + 1)
+                .unwrap_or(start.min(meta.next).max(offset.min(meta.next)));
             let more = next_offset < meta.next;
             let mut updates = Vec::new();
             if !more {
                 let t = txn.open_table(ROOM_UPDATES).map_err(err)?;
-                for r in t.range((tenant, room, "")..(tenant, room, MAX_STR)).map_err(err)? {
+                for r in t
+                    .range((tenant, room, "")..(tenant, room, MAX_STR))
+                    .map_err(err)?
+                {
                     updates.push(from_json(r.map_err(err)?.1.value())?);
                 }
             }
-            Ok(RoomPage { inserts, updates, next_offset, more, epoch: meta.epoch })
+            Ok(RoomPage {
+                inserts,
+                updates,
+                next_offset,
+                more,
+                epoch: meta.epoch,
+            })
         })
     }
 
@@ -348,41 +445,74 @@ impl Store for EmbeddedStore {
             delete_prefix!(txn, ROOM_LOG, (tn, rm, 0), (tn, rm, u64::MAX));
             delete_prefix!(txn, ROOM_UPDATES, (tn, rm, ""), (tn, rm, MAX_STR));
             delete_prefix!(txn, ROOM_UPDATE_HISTORY, (tn, rm, 0), (tn, rm, u64::MAX));
-            let meta = RoomMeta { epoch: old.epoch + 1, ..RoomMeta::default() };
-            metas.insert((tn, rm), to_json(&meta).as_slice()).map_err(err)?;
+            let meta = RoomMeta {
+                epoch: old.epoch + 1,
+                ..RoomMeta::default()
+            };
+            metas
+                .insert((tn, rm), to_json(&meta).as_slice())
+                .map_err(err)?;
             Ok(meta.epoch)
         })
         .await
     }
 
     async fn room_epoch(&self, tenant: &str, room: &str) -> StoreResult<u64> {
-        self.read(|txn| Ok(room_meta_get(&txn.open_table(ROOM_META).map_err(err)?, tenant, room)?.epoch))
+        self.read(|txn| {
+            Ok(room_meta_get(&txn.open_table(ROOM_META).map_err(err)?, tenant, room)?.epoch)
+        })
     }
 
     async fn push_next_seq(&self, tenant: &str) -> StoreResult<u64> {
         let tn = tenant.to_string();
         self.write(move |txn| {
             let mut t = txn.open_table(PUSH_SEQ).map_err(err)?;
-            let next = t.get(tn.as_str()).map_err(err)?.map(|v| v.value()).unwrap_or(0) + 1;
+            let next = t
+                .get(tn.as_str())
+                .map_err(err)?
+                .map(|v| v.value())
+                .unwrap_or(0)
+                + 1;
             t.insert(tn.as_str(), next).map_err(err)?;
             Ok(next)
         })
         .await
     }
 
-    async fn push_enqueue(&self, tenant: &str, uid: &str, devices: &[String], entry: &PushEntry) -> StoreResult<()> {
-        let (tn, uid, devices, seq, bytes) = (tenant.to_string(), uid.to_string(), devices.to_vec(), entry.seq, to_json(entry));
+    async fn push_enqueue(
+        &self,
+        tenant: &str,
+        uid: &str,
+        devices: &[String],
+        entry: &PushEntry,
+    ) -> StoreResult<()> {
+        let (tn, uid, devices, seq, bytes) = (
+            tenant.to_string(),
+            uid.to_string(),
+            devices.to_vec(),
+            entry.seq,
+            to_json(entry),
+        );
         self.write(move |txn| {
             let mut q = txn.open_table(PUSH_QUEUE).map_err(err)?;
             for d in &devices {
-                q.insert((tn.as_str(), uid.as_str(), d.as_str(), seq), bytes.as_slice()).map_err(err)?;
+                q.insert(
+                    (tn.as_str(), uid.as_str(), d.as_str(), seq),
+                    bytes.as_slice(),
+                )
+                .map_err(err)?;
             }
             Ok(())
         })
         .await
     }
 
-    async fn push_pending(&self, tenant: &str, uid: &str, device: &str) -> StoreResult<Vec<PushEntry>> {
+    async fn push_pending(
+        &self,
+        tenant: &str,
+        uid: &str,
+        device: &str,
+    ) -> StoreResult<Vec<PushEntry>> {
         self.read(|txn| {
             let q = txn.open_table(PUSH_QUEUE).map_err(err)?;
             q.range((tenant, uid, device, 0)..=(tenant, uid, device, u64::MAX))
@@ -392,12 +522,29 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn push_ack(&self, tenant: &str, uid: &str, device: &str, seqs: &[u64]) -> StoreResult<PushAckOutcome> {
-        let (tn, uid, dev, seqs) = (tenant.to_string(), uid.to_string(), device.to_string(), seqs.to_vec());
+    async fn push_ack(
+        &self,
+        tenant: &str,
+        uid: &str,
+        device: &str,
+        seqs: &[u64],
+    ) -> StoreResult<PushAckOutcome> {
+        let (tn, uid, dev, seqs) = (
+            tenant.to_string(),
+            uid.to_string(),
+            device.to_string(),
+            seqs.to_vec(),
+        );
         self.write(move |txn| {
             let mut q = txn.open_table(PUSH_QUEUE).map_err(err)?;
             let key = |s| (tn.as_str(), uid.as_str(), dev.as_str(), s);
-            let oldest = q.range(key(0)..=key(u64::MAX)).map_err(err)?.next().transpose().map_err(err)?.map(|(k, _)| k.value().3);
+            let oldest = q
+                .range(key(0)..=key(u64::MAX))
+                .map_err(err)?
+                .next()
+                .transpose()
+                .map_err(err)?
+                .map(|(k, _)| k.value().3);
             let min_acked = seqs.iter().copied().min();
             let mut removed = 0;
             for s in &seqs {
@@ -405,7 +552,10 @@ impl Store for EmbeddedStore {
                     removed += 1;
                 }
             }
-            Ok(PushAckOutcome { removed, was_oldest: oldest.is_none() || min_acked == oldest })
+            Ok(PushAckOutcome {
+                removed,
+                was_oldest: oldest.is_none() || min_acked == oldest,
+            })
         })
         .await
     }
@@ -421,7 +571,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn push_move(&self, tenant: &str, uid: &str, from: &str, to: &str) -> StoreResult<()> {
-        let (tn, uid, from, to) = (tenant.to_string(), uid.to_string(), from.to_string(), to.to_string());
+        let (tn, uid, from, to) = (
+            tenant.to_string(),
+            uid.to_string(),
+            from.to_string(),
+            to.to_string(),
+        );
         self.write(move |txn| {
             let (tn, uid, from, to) = (tn.as_str(), uid.as_str(), from.as_str(), to.as_str());
             let mut q = txn.open_table(PUSH_QUEUE).map_err(err)?;
@@ -439,10 +594,19 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn device_seen(&self, tenant: &str, uid: &str, device: &str, now: u64) -> StoreResult<()> {
+    async fn device_seen(
+        &self,
+        tenant: &str,
+        uid: &str,
+        device: &str,
+        now: u64,
+    ) -> StoreResult<()> {
         let (tn, uid, dev) = (tenant.to_string(), uid.to_string(), device.to_string());
         self.write(move |txn| {
-            txn.open_table(DEVICES).map_err(err)?.insert((tn.as_str(), uid.as_str(), dev.as_str()), now).map_err(err)?;
+            txn.open_table(DEVICES)
+                .map_err(err)?
+                .insert((tn.as_str(), uid.as_str(), dev.as_str()), now)
+                .map_err(err)?;
             Ok(())
         })
         .await
@@ -453,7 +617,10 @@ impl Store for EmbeddedStore {
             let t = txn.open_table(DEVICES).map_err(err)?;
             t.range((tenant, uid, "")..(tenant, uid, MAX_STR))
                 .map_err(err)?
-                .map(|r| r.map(|(k, v)| (k.value().2.to_string(), v.value())).map_err(err))
+                .map(|r| {
+                    r.map(|(k, v)| (k.value().2.to_string(), v.value()))
+                        .map_err(err)
+                })
                 .collect()
         })
     }
@@ -464,13 +631,20 @@ impl Store for EmbeddedStore {
             let tn = tn.as_str();
             let mut devs = txn.open_table(DEVICES).map_err(err)?;
             let expired: Vec<(String, String)> = devs
-                .extract_from_if((tn, "", "")..(tn, MAX_STR, MAX_STR), |_, seen| seen < before)
+                .extract_from_if((tn, "", "")..(tn, MAX_STR, MAX_STR), |_, seen| {
+                    seen < before
+                })
                 .map_err(err)?
                 .map(|r| r.map(|(k, _)| (k.value().1.to_string(), k.value().2.to_string())))
                 .collect::<Result<_, _>>()
                 .map_err(err)?;
             for (uid, dev) in &expired {
-                delete_prefix!(txn, PUSH_QUEUE, (tn, uid.as_str(), dev.as_str(), 0), (tn, uid.as_str(), dev.as_str(), u64::MAX));
+                delete_prefix!(
+                    txn,
+                    PUSH_QUEUE,
+                    (tn, uid.as_str(), dev.as_str(), 0),
+                    (tn, uid.as_str(), dev.as_str(), u64::MAX)
+                );
             }
             Ok(expired.len())
         })
@@ -478,11 +652,23 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_plugin(&self, tenant: &str, rec: &PluginRecord, wasm: &[u8]) -> StoreResult<()> {
-        let (tn, name, ver, meta, wasm) = (tenant.to_string(), rec.name.clone(), rec.version, to_json(rec), wasm.to_vec());
+        let (tn, name, ver, meta, wasm) = (
+            tenant.to_string(),
+            rec.name.clone(),
+            rec.version,
+            to_json(rec),
+            wasm.to_vec(),
+        );
         self.write(move |txn| {
             let key = (tn.as_str(), name.as_str(), ver);
-            txn.open_table(PLUGINS).map_err(err)?.insert(key, meta.as_slice()).map_err(err)?;
-            txn.open_table(PLUGIN_WASM).map_err(err)?.insert(key, wasm.as_slice()).map_err(err)?;
+            txn.open_table(PLUGINS)
+                .map_err(err)?
+                .insert(key, meta.as_slice())
+                .map_err(err)?;
+            txn.open_table(PLUGIN_WASM)
+                .map_err(err)?
+                .insert(key, wasm.as_slice())
+                .map_err(err)?;
             Ok(())
         })
         .await
@@ -498,10 +684,17 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn get_plugin_wasm(&self, tenant: &str, name: &str, version: u64) -> StoreResult<Option<Vec<u8>>> {
+    async fn get_plugin_wasm(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u64,
+    ) -> StoreResult<Option<Vec<u8>>> {
         self.read(|txn| {
             let t = txn.open_table(PLUGIN_WASM).map_err(err)?;
-            Ok(t.get((tenant, name, version)).map_err(err)?.map(|v| v.value().to_vec()))
+            Ok(t.get((tenant, name, version))
+                .map_err(err)?
+                .map(|v| v.value().to_vec()))
         })
     }
 
@@ -511,7 +704,10 @@ impl Store for EmbeddedStore {
             let (tn, nm) = (tn.as_str(), name.as_str());
             let existed = {
                 let t = txn.open_table(PLUGINS).map_err(err)?;
-                t.range((tn, nm, 0)..=(tn, nm, u64::MAX)).map_err(err)?.next().is_some()
+                t.range((tn, nm, 0)..=(tn, nm, u64::MAX))
+                    .map_err(err)?
+                    .next()
+                    .is_some()
             };
             delete_prefix!(txn, PLUGINS, (tn, nm, 0), (tn, nm, u64::MAX));
             delete_prefix!(txn, PLUGIN_WASM, (tn, nm, 0), (tn, nm, u64::MAX));
@@ -523,14 +719,21 @@ impl Store for EmbeddedStore {
     async fn get_chain(&self, tenant: &str) -> StoreResult<PluginChainRecord> {
         self.read(|txn| {
             let t = txn.open_table(CHAINS).map_err(err)?;
-            Ok(t.get(tenant).map_err(err)?.map(|v| from_json(v.value())).transpose()?.unwrap_or_default())
+            Ok(t.get(tenant)
+                .map_err(err)?
+                .map(|v| from_json(v.value()))
+                .transpose()?
+                .unwrap_or_default())
         })
     }
 
     async fn put_chain(&self, tenant: &str, chain: &PluginChainRecord) -> StoreResult<()> {
         let (tn, bytes) = (tenant.to_string(), to_json(chain));
         self.write(move |txn| {
-            txn.open_table(CHAINS).map_err(err)?.insert(tn.as_str(), bytes.as_slice()).map_err(err)?;
+            txn.open_table(CHAINS)
+                .map_err(err)?
+                .insert(tn.as_str(), bytes.as_slice())
+                .map_err(err)?;
             Ok(())
         })
         .await
@@ -540,7 +743,9 @@ impl Store for EmbeddedStore {
         let now = now_ms();
         self.read(|txn| {
             let t = txn.open_table(KV).map_err(err)?;
-            Ok(t.get((tenant, key)).map_err(err)?.and_then(|v| live_value(v.value(), now).map(<[u8]>::to_vec)))
+            Ok(t.get((tenant, key))
+                .map_err(err)?
+                .and_then(|v| live_value(v.value(), now).map(<[u8]>::to_vec)))
         })
     }
 
@@ -550,7 +755,10 @@ impl Store for EmbeddedStore {
         let mut v = expiry.to_be_bytes().to_vec();
         v.extend_from_slice(value);
         self.write(move |txn| {
-            txn.open_table(KV).map_err(err)?.insert((tn.as_str(), k.as_str()), v.as_slice()).map_err(err)?;
+            txn.open_table(KV)
+                .map_err(err)?
+                .insert((tn.as_str(), k.as_str()), v.as_slice())
+                .map_err(err)?;
             Ok(())
         })
         .await
@@ -565,7 +773,10 @@ impl Store for EmbeddedStore {
             let (current, expiry) = match t.get(key).map_err(err)? {
                 Some(v) => match live_value(v.value(), now) {
                     Some(val) => {
-                        let n = std::str::from_utf8(val).ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+                        let n = std::str::from_utf8(val)
+                            .ok()
+                            .and_then(|s| s.parse::<i64>().ok())
+                            .unwrap_or(0);
                         (n, u64::from_be_bytes(v.value()[..8].try_into().unwrap()))
                     }
                     None => (0, if ttl_ms == 0 { 0 } else { now + ttl_ms }),
