@@ -28,7 +28,9 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "http://127.0.0.1:3000".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:3000".into());
     let room = args.next().unwrap_or_else(|| "lobby".into());
     let uid = args.next().unwrap_or_else(|| "rust-client".into());
     let text = args.next().unwrap_or_else(|| "hello from Rust".into());
@@ -45,7 +47,11 @@ async fn main() -> Result<()> {
     };
     println!("token for {uid}: {token}");
 
-    let namespace = if tenant == "default" { "/".to_string() } else { format!("/{tenant}") };
+    let namespace = if tenant == "default" {
+        "/".to_string()
+    } else {
+        format!("/{tenant}")
+    };
     // `connect()` returns once the handshake is sent; events emitted before the
     // server's CONNECT reply (the `open` event) may be dropped, so wait for it.
     let connected = Arc::new(Notify::new());
@@ -64,8 +70,12 @@ async fn main() -> Result<()> {
         .on("remote_join", |payload: Payload, _c: Client| {
             async move { println!("<- remote_join {}", first(&payload)) }.boxed()
         })
-        .on("kickout", |_p: Payload, _c: Client| async move { println!("<- kickout") }.boxed())
-        .on("error", |payload: Payload, _c: Client| async move { eprintln!("<- error {payload:?}") }.boxed())
+        .on("kickout", |_p: Payload, _c: Client| {
+            async move { println!("<- kickout") }.boxed()
+        })
+        .on("error", |payload: Payload, _c: Client| {
+            async move { eprintln!("<- error {payload:?}") }.boxed()
+        })
         .connect()
         .await
         .context("socket.io connect")?;
@@ -78,7 +88,12 @@ async fn main() -> Result<()> {
     println!("joined {room}");
 
     let msg_id = format!("rust-{}", std::process::id());
-    let sent = call(&client, "msg", json!({ "data": { "text": text }, "storage": 0, "msgId": msg_id })).await?;
+    let sent = call(
+        &client,
+        "msg",
+        json!({ "data": { "text": text }, "storage": 0, "msgId": msg_id }),
+    )
+    .await?;
     expect_ok("msg", &sent)?;
     println!("sent msg {msg_id} (stored: the ack is the durability point)");
 
@@ -92,7 +107,10 @@ async fn main() -> Result<()> {
         }
         total += data.len();
         if page["next"].as_i64().unwrap_or(0) == 0 {
-            println!("sync done: {total} messages, offset {}, epoch {}", page["offset"], page["epoch"]);
+            println!(
+                "sync done: {total} messages, offset {}, epoch {}",
+                page["offset"], page["epoch"]
+            );
             break;
         }
         offset = page["offset"].clone();
@@ -107,15 +125,20 @@ async fn call(client: &Client, event: &str, data: Value) -> Result<Value> {
     let (tx, rx) = oneshot::channel::<Value>();
     let tx = Arc::new(Mutex::new(Some(tx)));
     client
-        .emit_with_ack(event, data, ACK_TIMEOUT, move |payload: Payload, _c: Client| {
-            let tx = tx.clone();
-            async move {
-                if let Some(tx) = tx.lock().expect("ack lock").take() {
-                    let _ = tx.send(ack_value(&payload));
+        .emit_with_ack(
+            event,
+            data,
+            ACK_TIMEOUT,
+            move |payload: Payload, _c: Client| {
+                let tx = tx.clone();
+                async move {
+                    if let Some(tx) = tx.lock().expect("ack lock").take() {
+                        let _ = tx.send(ack_value(&payload));
+                    }
                 }
-            }
-            .boxed()
-        })
+                .boxed()
+            },
+        )
         .await
         .with_context(|| format!("emit {event}"))?;
     tokio::time::timeout(ACK_TIMEOUT, rx)
