@@ -563,6 +563,21 @@ export function roomSyncSuite(transport) {
       assert.equal((await srv.api('GET', '/healthz', { key: null })).status, 200, 'server alive');
     });
 
+    test('malformed socket.io packets (broken JSON on the wire) never take the server down', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      const evil = await member(room, { label: 'evil' });
+      for (const raw of ['2["msg",{"data":', '2[', '2{"not":"an array"}', '21["msg",{"data":1}', '2["msg"', '9garbage']) {
+        evil.socket.io.engine.write(raw);
+      }
+      await sleep(300);
+      assert.equal((await srv.api('GET', '/healthz', { key: null })).status, 200, 'server alive');
+      assert.equal((await a.emitAck('msg', { data: 'still fine', storage: 0, msgId: 'ok' })).status, 0);
+      assert.equal((await b.waitFor('msg', undefined, (m) => m?.msgId === 'ok')).data, 'still fine');
+      await b.expectNo('msg', 0, (m) => m?.msgId !== 'ok');
+    });
+
     // ---- admin pushes and config -------------------------------------------
 
     test('POST /admin/system/push {roomId, content} reaches every socket of the room as `system`', T, async () => {
