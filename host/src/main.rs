@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use hookwire::config::{Config, ServeArgs};
 
 #[derive(Parser)]
-#[command(name = "hookwire", version, about = "Realtime room-sync and push server speaking socket.io, with tenant policies as WebAssembly plugins")]
+#[command(
+    name = "hookwire",
+    version,
+    about = "Realtime room-sync and push server speaking socket.io, with tenant policies as WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -17,6 +21,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (defaults < file < environment < flags) as TOML.
     Config(ServeArgs),
+    /// Manage a tenant's plugins on a running server (a client of the admin REST API).
+    #[command(subcommand)]
+    Plugin(hookwire::cli::plugin::PluginCmd),
 }
 
 #[tokio::main]
@@ -29,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }
+        Command::Plugin(cmd) => hookwire::cli::plugin::run(cmd).await,
     }
 }
 
@@ -48,7 +56,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -4,6 +4,7 @@
 //! - [`admin`]: always-online's `/admin/monitor/*` and `/admin/system/*`.
 //! - [`send`]: socket.io-webservice's `POST /send`.
 //! - [`tenants`]: the admin REST API for tenants and their keys.
+//! - [`plugins`]: the admin REST API for tenants' plugin chains.
 //! - [`ops`]: `/healthz`, `/metrics`, `/demo`.
 //!
 //! Every answer is always-online's envelope `{meta:{status,msg}, data}`.
@@ -12,6 +13,7 @@ pub mod account;
 pub mod admin;
 mod envelope;
 pub mod ops;
+pub mod plugins;
 pub mod send;
 pub mod tenants;
 
@@ -31,10 +33,14 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/monitor/room_msgs", get(admin::room_msgs))
         .route("/admin/system/push", post(admin::push))
         .route("/admin/system/config", post(admin::config))
-        .route("/admin/system/clear_room_msgs", post(admin::clear_room_msgs))
+        .route(
+            "/admin/system/clear_room_msgs",
+            post(admin::clear_room_msgs),
+        )
         .route("/admin/system/clear_room_msg", post(admin::clear_room_msgs))
         .route("/send", post(send::send))
         .merge(tenants::routes())
+        .merge(plugins::routes())
         .merge(ops::routes())
         .with_state(state)
 }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test of hookwire, installing what they need on a Debian machine:
+#   redis-server and chromium (Debian packages), SecantusDB (PyPI, a
+#   MongoDB-compatible server), socket.io-client + playwright-core (npm), the
+#   wasm32-wasip2 Rust target.
+# Then: the sample plugins (built for wasm32-wasip2, their unit tests run
+# natively), the Rust tests (store conformance on all backends, the plugin
+# runtime, the Rust socket.io client), and the JS suites against the real
+# `hookwire` binary with the official socket.io-client.
+#
+# Usage: scripts/test.sh            everything
+#        SKIP_INSTALL=1 scripts/test.sh   when the dependencies are there
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ -z "${SKIP_INSTALL:-}" ]; then
+    step "system packages (redis-server, chromium)"
+    missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v chromium >/dev/null || missing+=(chromium)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    step "SecantusDB (PyPI)"
+    python3 -c 'import secantus' 2>/dev/null || python3 -m pip install -q secantusdb
+    step "Rust target wasm32-wasip2"
+    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+    step "npm packages"
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+step "sample plugins: build (wasm32-wasip2) and unit tests"
+plugins/build.sh >/dev/null
+(cd plugins && cargo test --quiet --target "$(rustc -vV | sed -n 's/^host: //p')")
+
+step "guest SDK docs and tests"
+(cd guest-sdk && cargo test --quiet --target "$(rustc -vV | sed -n 's/^host: //p')")
+
+step "cargo build"
+cargo build --quiet -p hookwire
+
+step "Rust tests (store conformance, plugin runtime, Rust client)"
+cargo test --quiet --workspace
+
+step "JS tests (socket.io-client against target/debug/hookwire)"
+HOOKWIRE_BIN="$root/target/debug/hookwire" node --test --test-concurrency=2 tests/js/
+
+step "all tests passed"
