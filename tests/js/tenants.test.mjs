@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { closeAll, connect, login, loginJoin, ok, rid, startServer, syncAll, tokenFor } from './harness.mjs';
+import { Client, closeAll, connect, login, loginJoin, ok, rid, startServer, syncAll, tokenFor } from './harness.mjs';
 
 const T = { timeout: 30000 };
 
@@ -206,30 +206,21 @@ describe('tenants', () => {
       const tDefault = await tokenFor(srv, uid);
       const tAcme = await tokenFor(srv, uid, { tenant: 'acme', key: acmeKey });
       const manager = new Manager(srv.url, { transports: ['websocket'], reconnection: false });
-      const sd = manager.socket('/');
-      const sa = manager.socket('/acme');
-      try {
-        await Promise.all([sd, sa].map((s) => new Promise((res, rej) => { s.once('connect', res); s.once('connect_error', rej); })));
-        const ad = await sd.timeout(5000).emitWithAck('authenticate', { uid, token: tDefault });
-        const aa = await sa.timeout(5000).emitWithAck('authenticate', { uid, token: tAcme });
-        assert.equal(ad.status, 0);
-        assert.equal(aa.status, 0, 'same uid on the other tenant over the same connection: no kickout between tenants');
-        const room = rid('r');
-        assert.equal((await sd.timeout(5000).emitWithAck('join', { roomId: room })).status, 0);
-        assert.equal((await sa.timeout(5000).emitWithAck('join', { roomId: room })).status, 0);
-        const acmeMsgs = [];
-        sa.on('msg', (m) => acmeMsgs.push(m));
-        const other = track(await loginJoin(srv, room, { label: 'default/other' }));
-        await other.emitAck('msg', { data: 'x', storage: 0, msgId: 1 });
-        await new Promise((res) => sd.once('msg', res));
-        await new Promise((r) => setTimeout(r, 300));
-        assert.deepEqual(acmeMsgs, [], 'acme namespace does not get default room traffic');
-        const syncA = await sa.timeout(5000).emitWithAck('sync', { offset: 0 });
-        assert.deepEqual(syncA.data, []);
-      } finally {
-        sd.disconnect();
-        sa.disconnect();
-      }
+      const sd = track(new Client(manager.socket('/'), 'mx /'));
+      const sa = track(new Client(manager.socket('/acme'), 'mx /acme'));
+      await Promise.all([sd.waitFor('connect'), sa.waitFor('connect')]);
+      assert.equal((await sd.emitAck('authenticate', { uid, token: tDefault })).status, 0);
+      assert.equal((await sa.emitAck('authenticate', { uid, token: tAcme })).status, 0, 'same uid on the other tenant over the same connection');
+      await sd.expectNo('kickout', 200);
+      const room = rid('r');
+      assert.equal((await sd.emitAck('join', { roomId: room })).status, 0);
+      assert.equal((await sa.emitAck('join', { roomId: room })).status, 0);
+      const other = track(await loginJoin(srv, room, { label: 'default/other' }));
+      await other.emitAck('msg', { data: 'x', storage: 0, msgId: 1 });
+      await sd.waitFor('msg');
+      await sa.expectNo('msg', 300);
+      const syncA = await sa.emitAck('sync', { offset: 0 });
+      assert.deepEqual(syncA.data, [], 'acme room log is empty');
     });
 
     test('acme config changes do not affect default', T, async () => {
