@@ -84,6 +84,8 @@ pub struct Window {
     pub server_cpu_cores: f64,
     pub cpu_us_per_delivery: f64,
     pub aux_cpu_us_per_delivery: f64,
+    /// the load generator's own CPU per delivery
+    pub client_cpu_us_per_delivery: f64,
     pub p50_us: u64,
     pub p99_us: u64,
     pub p999_us: u64,
@@ -105,6 +107,7 @@ pub struct Step {
 pub struct FanoutResult {
     pub scenario: &'static str,
     pub target: String,
+    pub ramp: bool,
     pub rooms: usize,
     pub subs: usize,
     pub pubs: usize,
@@ -276,6 +279,7 @@ fn window_stats(
     delivered: u64,
     cpu: f64,
     aux: f64,
+    client: f64,
     h: &Histogram<u64>,
 ) -> Window {
     let d = delivered.max(1) as f64;
@@ -286,6 +290,7 @@ fn window_stats(
         server_cpu_cores: cpu / secs,
         cpu_us_per_delivery: cpu * 1e6 / d,
         aux_cpu_us_per_delivery: aux * 1e6 / d,
+        client_cpu_us_per_delivery: client * 1e6 / d,
         p50_us: h.value_at_quantile(0.5),
         p99_us: h.value_at_quantile(0.99),
         p999_us: h.value_at_quantile(0.999),
@@ -303,6 +308,7 @@ fn median_window(ws: &[Window]) -> Window {
         server_cpu_cores: m(&|w| w.server_cpu_cores),
         cpu_us_per_delivery: m(&|w| w.cpu_us_per_delivery),
         aux_cpu_us_per_delivery: m(&|w| w.aux_cpu_us_per_delivery),
+        client_cpu_us_per_delivery: m(&|w| w.client_cpu_us_per_delivery),
         p50_us: m(&|w| w.p50_us as f64) as u64,
         p99_us: m(&|w| w.p99_us as f64) as u64,
         p999_us: m(&|w| w.p999_us as f64) as u64,
@@ -401,6 +407,7 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
 
     let pids = c.server_pids.clone();
     let aux = c.aux_pids.clone();
+    let me = std::process::id();
     let mut steps: Vec<Step> = Vec::new();
     let mut max_ok: Option<f64> = None;
     let room_fan: f64 = (0..a.pubs)
@@ -416,6 +423,7 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
             let slot = ri * a.windows + w;
             let (s0, d0) = (sh.sent.load(Relaxed), sh.delivered.load(Relaxed));
             let (c0, x0) = (procfs::cpu_seconds_all(&pids), procfs::cpu_seconds_all(&aux));
+            let me0 = procfs::cpu_seconds(me).unwrap_or(0.0);
             let t = Instant::now();
             sh.slot.store(slot, Relaxed);
             tokio::time::sleep(Duration::from_secs_f64(a.window)).await;
@@ -423,8 +431,9 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
             let secs = t.elapsed().as_secs_f64();
             let (s1, d1) = (sh.sent.load(Relaxed), sh.delivered.load(Relaxed));
             let (c1, x1) = (procfs::cpu_seconds_all(&pids), procfs::cpu_seconds_all(&aux));
+            let me1 = procfs::cpu_seconds(me).unwrap_or(0.0);
             let h = sh.hists[slot].lock().clone();
-            wins.push(window_stats(secs, s1 - s0, d1 - d0, c1 - c0, x1 - x0, &h));
+            wins.push(window_stats(secs, s1 - s0, d1 - d0, c1 - c0, x1 - x0, me1 - me0, &h));
         }
         let med = median_window(&wins);
         let offered = rate * room_fan;
@@ -433,7 +442,7 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
             && (med.p99_us as f64) <= a.max_p99_ms * 1000.0;
         let label = a.labels.get(ri).cloned().unwrap_or_else(|| format!("{rate}"));
         eprintln!(
-            "[fanout {}] rate {:>8.0} msg/s ({label}): offered {:>9.0} deliv/s, got {:>9.0}/s, server {:.2} cores, {:.2} us/delivery (+aux {:.2}), p50 {} us p99 {} us p999 {} us{}",
+            "[fanout {}] rate {:>8.0} msg/s ({label}): offered {:>9.0} deliv/s, got {:>9.0}/s, server {:.2} cores, {:.2} us/delivery (+aux {:.2}, client {:.2}), p50 {} us p99 {} us p999 {} us{}",
             c.target,
             rate,
             offered,
@@ -441,6 +450,7 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
             med.server_cpu_cores,
             med.cpu_us_per_delivery,
             med.aux_cpu_us_per_delivery,
+            med.client_cpu_us_per_delivery,
             med.p50_us,
             med.p99_us,
             med.p999_us,
@@ -464,6 +474,7 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
     let res = FanoutResult {
         scenario: "fanout",
         target: c.target.clone(),
+        ramp: a.ramp,
         rooms: a.rooms,
         subs: a.subs,
         pubs: a.pubs,

@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# One-command side-by-side benchmark: hookwire embedded, hookwire + Redis
+# (cluster of two nodes, when `hookwire serve --help` lists --redis), hookwire +
+# word-filter plugin (when the plugin builds and uploads), and the Node peer
+# (socket.io 4 + @socket.io/redis-adapter + node-redis), all in ONE run; then
+# writes BENCHMARKS.md and bench/results/benchmarks.png.
+#
+#   bench/run.sh            full comparison (about 10 minutes)
+#   bench/run.sh --quick    smoke run (under 2 minutes)
+#
+# Options: --no-build (use the binaries already in target/release),
+#          --out FILE (markdown to write, default BENCHMARKS.md),
+#          --only LIST (comma list of: node,hookwire,hookwire-redis,hookwire-wordfilter)
+# Env: BENCH_NICE (nice level for servers and load generator, default 0),
+#      HOOKWIRE_ADMIN_KEY / HOOKWIRE_DEFAULT_API_KEY (defaults: random).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+QUICK=0
+BUILD=1
+OUT_MD=BENCHMARKS.md
+ONLY="node,hookwire,hookwire-redis,hookwire-wordfilter"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --no-build) BUILD=0 ;;
+    --out) OUT_MD=$2; shift ;;
+    --only) ONLY=$2; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+log() { echo "[run.sh $(date -u +%H:%M:%S)] $*" >&2; }
+
+# ------------------------------------------------------------------ parameters
+if [ $QUICK = 1 ]; then
+  MODE=quick
+  ROOMS=4; SUBS=50; PUBS=4; BYTES=128
+  RAMP_RATES=100,200,400,800,1600
+  RAMP_WARMUP=0.3; RAMP_WINDOW=1; RAMP_WINDOWS=1
+  WARMUP=0.5; WINDOW=1; WINDOWS=3
+  CONN_N=2000
+  SYNC_M=2000; SYNC_C=10
+else
+  MODE=full
+  ROOMS=10; SUBS=100; PUBS=10; BYTES=128
+  RAMP_RATES=100,150,200,300,400,500,650,800,1000,1300,1600,2000,2500,3200
+  RAMP_WARMUP=0.5; RAMP_WINDOW=1.5; RAMP_WINDOWS=2
+  WARMUP=1; WINDOW=3; WINDOWS=3
+  CONN_N=19900
+  SYNC_M=10000; SYNC_C=50
+fi
+NICE_LVL=${BENCH_NICE:-0}
+NICE=(nice -n "$NICE_LVL")
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS_DIR=bench/results
+mkdir -p "$RESULTS_DIR"
+RESULTS=$RESULTS_DIR/results-$MODE.jsonl
+NOTES=$(mktemp /tmp/hookwire-bench-notes.XXXXXX)
+WORK=$(mktemp -d /tmp/hookwire-bench.XXXXXX)
+: > "$RESULTS"
+note() { echo "- $*" >> "$NOTES"; log "NOTE: $*"; }
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK" "$NOTES"
+}
+trap cleanup EXIT
+
+stop() { # pid
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# ------------------------------------------------------------------ build & deps
+BENCH=target/release/hookwire-bench
+HOOKWIRE=target/release/hookwire
+HAVE_HOOKWIRE=1
+if [ $BUILD = 1 ]; then
+  log "building (release)"
+  cargo build --release -p hookwire-bench
+  if ! cargo build --release -p hookwire; then
+    HAVE_HOOKWIRE=0; note "hookwire did not build; only the Node peer was measured"
+  fi
+fi
+[ -x "$HOOKWIRE" ] || { HAVE_HOOKWIRE=0; }
+if ! command -v redis-server >/dev/null; then
+  log "installing redis-server"
+  (apt-get update -qq && apt-get install -y -qq redis-server) >&2
+fi
+if ! ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1; then
+  (apt-get install -y -qq fonts-dejavu-core) >&2 || note "no font for the chart"
+fi
+if [ ! -d bench/node-peer/node_modules ]; then
+  log "npm ci in bench/node-peer"
+  (cd bench/node-peer && npm ci --no-audit --no-fund --loglevel=error) >&2
+fi
+
+free_port() { "$BENCH" free-port; }
+
+wait_http() { # url, seconds
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# ------------------------------------------------------------------ redis
+RPORT=$(free_port)
+"${NICE[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
+  --logfile "$WORK/redis.log" &
+RPID=$!
+PIDS+=("$RPID")
+for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+REDIS_URL=redis://127.0.0.1:$RPORT
+log "redis-server pid $RPID on $RPORT"
+
+# ------------------------------------------------------------------ servers
+ADMIN_KEY=${HOOKWIRE_ADMIN_KEY:-bench-admin-$RANDOM$RANDOM}
+API_KEY=${HOOKWIRE_DEFAULT_API_KEY:-bench-api-$RANDOM$RANDOM}
+
+SERVER_PID=
+start_node() { # port [redis_url]
+  local port=$1 url=${2:-}
+  (cd bench/node-peer && PORT=$port REDIS_URL=$url JOIN_TIMEOUT_MS=0 exec "${NICE[@]}" node server.js) \
+    > "$WORK/node-$port.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  wait_http "http://127.0.0.1:$port/healthz" 20 || { cat "$WORK/node-$port.log" >&2; return 1; }
+}
+
+start_hookwire() { # port datadir [extra serve args...]
+  local port=$1 dir=$2; shift 2
+  mkdir -p "$dir"
+  HOOKWIRE_ADMIN_KEY=$ADMIN_KEY HOOKWIRE_DEFAULT_API_KEY=$API_KEY RUST_LOG=${RUST_LOG:-warn} \
+    "${NICE[@]}" "$HOOKWIRE" serve --listen "127.0.0.1:$port" --data-dir "$dir" "$@" \
+    > "$WORK/hookwire-$port.log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  if ! wait_http "http://127.0.0.1:$port/healthz" 30; then
+    tail -20 "$WORK/hookwire-$port.log" >&2; return 1
+  fi
+  # any uid authenticates without a token, no join timeout
+  curl -fsS -X PATCH -H "Authorization: Bearer $ADMIN_KEY" -H 'content-type: application/json' \
+    -d '{"force_user_auth": false, "join_timeout_ms": 0}' \
+    "http://127.0.0.1:$port/api/tenants/default" > /dev/null \
+    || curl -fsS -X POST -H "Authorization: Bearer $ADMIN_KEY" -H 'content-type: application/json' \
+      -d '{"forceUserAuth": false}' "http://127.0.0.1:$port/admin/system/config" > /dev/null \
+    || { note "could not switch tenant 'default' to forceUserAuth=false on :$port"; return 1; }
+}
+
+B() { "${NICE[@]}" "$BENCH" "$@"; }
+
+FAN_ARGS=(--rooms "$ROOMS" --subs "$SUBS" --pubs "$PUBS" --bytes "$BYTES")
+
+measure_fanout() { # target label-args... (server pids and servers passed in)
+  local target=$1; shift
+  B fanout "${FAN_ARGS[@]}" --target "$target" --rates "$R1,$R2" --labels 1x,2x \
+    --warmup "$WARMUP" --window "$WINDOW" --windows "$WINDOWS" --drain 2 --out "$RESULTS" "$@" > /dev/null \
+    || note "fanout on $target failed"
+}
+measure_connect() {
+  local target=$1; shift
+  B connect --target "$target" --n "$CONN_N" --settle 3 --out "$RESULTS" "$@" > /dev/null \
+    || note "connect on $target failed"
+}
+measure_sync() {
+  local target=$1; shift
+  B sync --target "$target" --messages "$SYNC_M" --clients "$SYNC_C" --out "$RESULTS" "$@" > /dev/null \
+    || note "sync on $target failed"
+}
+
+# ------------------------------------------------------------------ meta
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+OTHERS=$(ps -eo comm= | grep -cE '^(rustc|cargo|cc1|cc1plus|ld|node|python3|pytest|wasm-tools)$' || true)
+GIT=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
+MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), node $(node --version), redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
+T_START=$(date +%s)
+
+# ------------------------------------------------------------------ 1. Node peer ramp
+R1=0
+if want node; then
+  NPORT=$(free_port)
+  start_node "$NPORT" "$REDIS_URL"
+  log "node peer pid $SERVER_PID on $NPORT: ramp $RAMP_RATES"
+  B fanout "${FAN_ARGS[@]}" --server "127.0.0.1:$NPORT" --target node --server-pid "$SERVER_PID" \
+    --aux-pid "$RPID" --rates "$RAMP_RATES" --ramp --warmup "$RAMP_WARMUP" --window "$RAMP_WINDOW" \
+    --windows "$RAMP_WINDOWS" --drain 1 --out "$RESULTS" > "$WORK/ramp.json"
+  R1=$(jq -r '.max_sustainable_rate // empty' "$WORK/ramp.json")
+  stop "$SERVER_PID"
+fi
+if [ -z "$R1" ] || [ "$R1" = 0 ]; then
+  R1=${BENCH_RATE:-$(echo "$RAMP_RATES" | cut -d, -f1)}
+  note "no sustainable Node rate found; using $R1 msg/s as 1x"
+fi
+R2=$(awk -v r="$R1" 'BEGIN{print r*2}')
+log "1x = $R1 msg/s, 2x = $R2 msg/s"
+
+# ------------------------------------------------------------------ 2. Node peer fixed rates, idle, sync
+if want node; then
+  NPORT=$(free_port)
+  start_node "$NPORT" "$REDIS_URL"
+  log "node: fanout"
+  measure_fanout node --server "127.0.0.1:$NPORT" --server-pid "$SERVER_PID" --aux-pid "$RPID"
+  log "node: sync"
+  measure_sync node --server "127.0.0.1:$NPORT" --server-pid "$SERVER_PID"
+  stop "$SERVER_PID"
+  NPORT=$(free_port)
+  start_node "$NPORT" "$REDIS_URL"
+  log "node: $CONN_N idle connections"
+  measure_connect node --server "127.0.0.1:$NPORT" --server-pid "$SERVER_PID"
+  stop "$SERVER_PID"
+fi
+
+# ------------------------------------------------------------------ 3. hookwire embedded
+if [ $HAVE_HOOKWIRE = 1 ] && want hookwire; then
+  HPORT=$(free_port)
+  if start_hookwire "$HPORT" "$WORK/hw-embedded"; then
+    log "hookwire: fanout"
+    measure_fanout hookwire --server "127.0.0.1:$HPORT" --server-pid "$SERVER_PID"
+    log "hookwire: sync"
+    measure_sync hookwire --server "127.0.0.1:$HPORT" --server-pid "$SERVER_PID"
+    stop "$SERVER_PID"
+  else
+    note "hookwire did not start"
+  fi
+  HPORT=$(free_port)
+  if start_hookwire "$HPORT" "$WORK/hw-embedded-idle"; then
+    log "hookwire: $CONN_N idle connections"
+    measure_connect hookwire --server "127.0.0.1:$HPORT" --server-pid "$SERVER_PID"
+    stop "$SERVER_PID"
+  fi
+fi
+
+# ------------------------------------------------------------------ 4. hookwire + Redis (two nodes)
+if [ $HAVE_HOOKWIRE = 1 ] && want hookwire-redis; then
+  if "$HOOKWIRE" serve --help 2>/dev/null | grep -q -- '--redis'; then
+    redis-cli -p "$RPORT" flushall > /dev/null
+    PA=$(free_port)
+    if start_hookwire "$PA" "$WORK/hw-redis-a" --redis "$REDIS_URL"; then
+      PIDA=$SERVER_PID
+      PB=$(free_port)
+      if start_hookwire "$PB" "$WORK/hw-redis-b" --redis "$REDIS_URL"; then
+        PIDB=$SERVER_PID
+        log "hookwire-redis: fanout (publishers on node A, subscribers on node B)"
+        measure_fanout hookwire-redis --pub-server "127.0.0.1:$PA" --sub-server "127.0.0.1:$PB" \
+          --server "127.0.0.1:$PA" --server-pid "$PIDA,$PIDB" --aux-pid "$RPID"
+        log "hookwire-redis: sync"
+        measure_sync hookwire-redis --server "127.0.0.1:$PA" --server-pid "$PIDA"
+        stop "$PIDB"
+      fi
+      stop "$PIDA"
+    fi
+    PA=$(free_port)
+    if start_hookwire "$PA" "$WORK/hw-redis-idle" --redis "$REDIS_URL"; then
+      log "hookwire-redis: $CONN_N idle connections"
+      measure_connect hookwire-redis --server "127.0.0.1:$PA" --server-pid "$SERVER_PID"
+      stop "$SERVER_PID"
+    fi
+  else
+    note "\`hookwire serve --help\` has no --redis option yet: hookwire + Redis not measured"
+  fi
+fi
+
+# ------------------------------------------------------------------ 5. hookwire + word-filter
+if [ $HAVE_HOOKWIRE = 1 ] && want hookwire-wordfilter; then
+  WASM=""
+  if [ -d plugins/word-filter ]; then
+    if [ -f plugins/build.sh ]; then
+      log "building the word-filter plugin (plugins/build.sh -p word-filter)"
+      WASM=$(bash plugins/build.sh -p word-filter 2> "$WORK/plugins-build.log" | grep -E 'word.filter[^/]*\.wasm$' | head -1) \
+        || log "plugins/build.sh failed: $(tail -3 "$WORK/plugins-build.log")"
+    fi
+    [ -n "$WASM" ] || WASM=$(find plugins/target -name 'word_filter.wasm' -path '*release*' 2>/dev/null | head -1)
+  fi
+  if [ -z "$WASM" ]; then
+    note "no word-filter plugin (plugins/word-filter or its .wasm) yet: hookwire + word-filter not measured"
+  else
+    # a realistic list; the benchmark's messages contain none of the words, so every
+    # message is scanned and passes unchanged
+    WF_CONFIG=$(printf '%s' '{"words":["darn","heck","shoot","blast","crud","dang","frick","gosh"],"mode":"mask"}' | jq -sRr @uri)
+    HPORT=$(free_port)
+    if start_hookwire "$HPORT" "$WORK/hw-wordfilter"; then
+      CODE=$(curl -sS -o "$WORK/upload.out" -w '%{http_code}' -X POST -H "Authorization: Bearer $ADMIN_KEY" \
+        -H 'content-type: application/wasm' --data-binary "@$WASM" \
+        "http://127.0.0.1:$HPORT/api/tenants/default/plugins/word-filter?config=$WF_CONFIG" || echo 000)
+      if [[ "$CODE" == 2* ]]; then
+        log "hookwire-wordfilter ($WASM): fanout"
+        measure_fanout hookwire-wordfilter --server "127.0.0.1:$HPORT" --server-pid "$SERVER_PID"
+      else
+        note "uploading $WASM answered HTTP $CODE ($(head -c 200 "$WORK/upload.out")): hookwire + word-filter not measured"
+      fi
+      stop "$SERVER_PID"
+    fi
+  fi
+fi
+
+# ------------------------------------------------------------------ report
+T_END=$(date +%s)
+SHARED=false
+if awk -v l="${LOADAVG%% *}" 'BEGIN{exit !(l > 0.5)}' || [ "$OTHERS" -gt 0 ]; then SHARED=true; fi
+jq -nc --arg date "$STAMP" --arg mode "$MODE run, $((T_END - T_START)) s" --arg git "commit $GIT" \
+  --arg machine "$MACHINE" --arg loadavg "$LOADAVG" --argjson shared "$SHARED" \
+  --argjson node_rate "$R1" --argjson node_deliveries "$(awk -v r="$R1" -v s="$SUBS" 'BEGIN{print r*s}')" \
+  --arg nice "$NICE_LVL" \
+  '{scenario:"meta", date:$date, mode:$mode, git:$git, machine:$machine, loadavg:$loadavg, shared:$shared,
+    node_rate:$node_rate, node_deliveries:$node_deliveries, nice:$nice,
+    describe:{
+      "node": "Node peer (bench/node-peer: socket.io 4 + @socket.io/redis-adapter + node-redis v4, messages stored in a Redis list), one process",
+      "hookwire": "hookwire, one node, embedded store",
+      "hookwire-redis": "hookwire, two nodes over Redis: publishers on node A, subscribers on node B (CPU of both nodes counted)",
+      "hookwire-wordfilter": "hookwire, one node, embedded store, word-filter plugin on every message"}}' \
+  >> "$RESULTS"
+"$BENCH" report --results "$RESULTS" --out "$OUT_MD" --chart "$RESULTS_DIR/benchmarks.png" --notes "$NOTES"
+log "done in $((T_END - T_START)) s: $OUT_MD, $RESULTS_DIR/benchmarks.png, $RESULTS"
