@@ -98,8 +98,8 @@ export class HookwireServer {
       env: {
         ...serverEnv(),
         RUST_LOG: process.env.RUST_LOG || 'info',
-        HOOKWIRE_ADMIN_KEY: this.adminKey,
-        HOOKWIRE_DEFAULT_API_KEY: this.apiKey,
+        ...(this.adminKey ? { HOOKWIRE_ADMIN_KEY: this.adminKey } : {}),
+        ...(this.apiKey ? { HOOKWIRE_DEFAULT_API_KEY: this.apiKey } : {}),
         ...this.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -214,8 +214,9 @@ export async function startServer(opts = {}) {
   const srv = new HookwireServer({
     dataDir,
     port,
-    adminKey: opts.adminKey || `admin-${rid('k')}`,
-    apiKey: opts.apiKey || `default-${rid('k')}`,
+    // null: let the server generate its keys (first start)
+    adminKey: opts.adminKey === null ? null : opts.adminKey || `admin-${rid('k')}`,
+    apiKey: opts.apiKey === null ? null : opts.apiKey || `default-${rid('k')}`,
     env: opts.env,
     args: opts.args,
   });

@@ -107,6 +107,28 @@ describe('restart', () => {
     assert.equal((await syncAll(b)).msgs.length, 50);
   });
 
+  test('first start without keys: the server generates the admin and default keys, says where they are, and keeps them across restarts', T, async () => {
+    const srv = await startServer({ adminKey: null, apiKey: null });
+    servers.push(srv);
+    const found = (what) => {
+      const m = srv.logs.match(new RegExp(`${what}[^\\n]*?(/[^\\s"']+)`));
+      assert.ok(m, `the first start tells where the ${what} is:\n${srv.excerpt()}`);
+      return m[1];
+    };
+    const adminPath = found('admin key');
+    const apiPath = found('default');
+    const { readFile } = await import('node:fs/promises');
+    srv.adminKey = (await readFile(adminPath, 'utf8')).trim();
+    srv.apiKey = (await readFile(apiPath, 'utf8')).trim();
+    ok(await srv.admin('GET', '/api/tenants'), 'generated admin key works');
+    const token = await tokenFor(srv, 'first');
+    srv.logs = '';
+    await srv.restart();
+    ok(await srv.admin('GET', '/api/tenants'), 'same admin key after restart');
+    track(await login(srv, { uid: 'first', token }));
+    assert.equal((await readFile(adminPath, 'utf8')).trim(), srv.adminKey, 'key file unchanged');
+  });
+
   test('a restart with connected clients: clients see a disconnect, can log in again', T, async () => {
     const srv = await startServer();
     servers.push(srv);
