@@ -58,6 +58,23 @@ describe('configuration', () => {
     assert.match(r.stdout + r.stderr, /no_such_setting/);
   });
 
+  test('--log-format json: structured log lines (one JSON object per line)', T, async () => {
+    const srv = await startServer({ args: ['--log-format', 'json'] });
+    try {
+      const a = await loginJoin(srv, rid('r'));
+      closeAll(a);
+      await srv.stop();
+      const lines = srv.logs.split('\n').filter((l) => l.trim().startsWith('{'));
+      assert.ok(lines.length >= 2, `JSON log lines:\n${srv.excerpt()}`);
+      for (const l of lines) {
+        const j = JSON.parse(l);
+        assert.ok(j.level || j.severity, `a level in ${l}`);
+      }
+    } finally {
+      await srv.destroy();
+    }
+  });
+
   test('tenant_defaults from the file apply to the default tenant and to new tenants', T, async () => {
     const srv = await startServer({ args: ['--config', file] });
     const clients = [];
