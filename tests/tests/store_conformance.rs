@@ -131,7 +131,7 @@ fn push(seq: u64) -> PushEntry {
         seq,
         event: "chat".into(),
         args: vec![json!({ "n": seq }), json!("x")],
-        resync: seq % 2 == 0,
+        resync: seq.is_multiple_of(2),
     }
 }
 

@@ -113,7 +113,7 @@ fn dec(s: &str) -> String {
 fn tkey(tenant: &str, parts: &[&str]) -> String {
     let mut k = String::from("hw:{");
     enc_into(&mut k, tenant);
-    k.push_str("}");
+    k.push('}');
     for p in parts {
         k.push(':');
         k.push_str(p);
