@@ -20,6 +20,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory of the embedded store (created if missing).
     pub data_dir: PathBuf,
+    /// Keep all durable state in Redis instead of the embedded store
+    /// (`redis://host:6379/0`). See README, "Stores".
+    pub redis: Option<String>,
+    /// Keep all durable state in MongoDB (`mongodb://host:27017/hookwire`);
+    /// takes precedence over `redis` as the store.
+    pub mongo: Option<String>,
     /// Admin key; when unset, one is generated on first start and written to
     /// `<data_dir>/admin.key`.
     pub admin_key: Option<String>,
@@ -56,6 +62,8 @@ impl Default for Config {
         Config {
             listen: "0.0.0.0:3000".parse().unwrap(),
             data_dir: PathBuf::from("./data"),
+            redis: None,
+            mongo: None,
             admin_key: None,
             default_api_key: None,
             max_payload_bytes: 4 * 1024 * 1024,
@@ -83,6 +91,14 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKWIRE_DATA_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// Redis URL: keep all durable state in Redis (e.g. redis://127.0.0.1:6379/0).
+    #[arg(long, env = "HOOKWIRE_REDIS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+    /// MongoDB URL: keep all durable state in MongoDB (e.g. mongodb://127.0.0.1:27017/hookwire).
+    #[arg(long, env = "HOOKWIRE_MONGO")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mongo: Option<String>,
     /// Admin key for the admin REST API (generated on first start if unset).
     #[arg(long, env = "HOOKWIRE_ADMIN_KEY", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +125,8 @@ pub struct ServeArgs {
 const ENV_KEYS: &[&str] = &[
     "listen",
     "data_dir",
+    "redis",
+    "mongo",
     "admin_key",
     "default_api_key",
     "max_payload_bytes",

@@ -14,7 +14,9 @@ use crate::auth;
 use crate::config::Config;
 use crate::protocol::{self, AuthLimiter, Presence};
 use crate::runtime::PluginRuntime;
-use crate::store::{Store, TenantRecord, embedded::EmbeddedStore};
+use crate::store::{
+    Store, TenantRecord, embedded::EmbeddedStore, mongo::MongoStore, redis::RedisStore,
+};
 use crate::telemetry::Metrics;
 use crate::tenant::{DEFAULT_TENANT, TenantRegistry};
 
@@ -51,18 +53,30 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(
-        EmbeddedStore::open(
-            &config.data_dir.join("hookwire.redb"),
-            Duration::from_micros(config.commit_delay_us),
-        )
-        .with_context(|| {
-            format!(
-                "cannot open the embedded store in {}",
-                config.data_dir.display()
+    let store: Arc<dyn Store> = match (&config.mongo, &config.redis) {
+        (Some(url), _) => Arc::new(
+            MongoStore::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to MongoDB at {url}"))?,
+        ),
+        (None, Some(url)) => Arc::new(
+            RedisStore::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to Redis at {url}"))?,
+        ),
+        (None, None) => Arc::new(
+            EmbeddedStore::open(
+                &config.data_dir.join("hookwire.redb"),
+                Duration::from_micros(config.commit_delay_us),
             )
-        })?,
-    );
+            .with_context(|| {
+                format!(
+                    "cannot open the embedded store in {}",
+                    config.data_dir.display()
+                )
+            })?,
+        ),
+    };
     serve(config, store, listener, shutdown).await
 }
 

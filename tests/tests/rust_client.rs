@@ -6,7 +6,11 @@ use rust_socketio::TransportType;
 use serde_json::json;
 
 async fn room_sync_roundtrip(transport: TransportType) {
-    let srv = TestServer::start().await;
+    room_sync_on(TestServer::start().await, transport).await;
+}
+
+/// The room-sync round trip against a node on `srv`'s store.
+async fn room_sync_on(srv: TestServer, transport: TransportType) {
     let (ta, tb) = (srv.token("alice").await, srv.token("bob").await);
 
     let mut a = TestClient::connect(&srv.url, transport.clone(), None).await;
@@ -89,4 +93,28 @@ async fn wrong_token_is_refused_then_disconnected() {
         .await;
     assert_eq!(r, json!({ "status": 1, "data": "invalid token" }));
     srv.stop().await;
+}
+
+/// The same room-sync round trip with every durable record in Redis, then
+/// in MongoDB (SecantusDB), each a real server process started here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_sync_on_redis_store() {
+    let proc = hookwire_tests::procs::ServiceProc::redis().expect("redis-server");
+    let store = hookwire::store::redis::RedisStore::connect(&proc.url())
+        .await
+        .expect("connect redis");
+    let dir = tempfile::tempdir().unwrap();
+    let srv = TestServer::start_on(std::sync::Arc::new(store), dir.path().to_path_buf()).await;
+    room_sync_on(srv, TransportType::Websocket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_sync_on_mongo_store() {
+    let proc = hookwire_tests::procs::ServiceProc::secantus().expect("secantus");
+    let store = hookwire::store::mongo::MongoStore::connect(&proc.mongo_url("room_sync"))
+        .await
+        .expect("connect mongo");
+    let dir = tempfile::tempdir().unwrap();
+    let srv = TestServer::start_on(std::sync::Arc::new(store), dir.path().to_path_buf()).await;
+    room_sync_on(srv, TransportType::Websocket).await;
 }
