@@ -1107,6 +1107,32 @@ async fn survives_restart(proc: &mut ServiceProc, store: Arc<dyn Store>) -> Resu
 mod outage {
     use super::*;
 
+    /// Nothing listening: `connect` fails with `Unavailable`, quickly.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connect_to_nothing_is_unavailable() -> Result<()> {
+        let port = hookwire_tests::procs::free_port()?;
+        let started = std::time::Instant::now();
+        match hookwire::store::redis::RedisStore::connect(&format!("redis://127.0.0.1:{port}"))
+            .await
+        {
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => return Err(anyhow!("redis: expected Unavailable, got {e:?}")),
+            Ok(_) => return Err(anyhow!("redis: connected to nothing")),
+        }
+        let url = format!("mongodb://127.0.0.1:{port}/x?directConnection=true");
+        match hookwire::store::mongo::MongoStore::connect(&url).await {
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => return Err(anyhow!("mongo: expected Unavailable, got {e:?}")),
+            Ok(_) => return Err(anyhow!("mongo: connected to nothing")),
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "took {:?}",
+            started.elapsed()
+        );
+        Ok(())
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_kill9_and_restart() -> Result<()> {
         let mut proc = tokio::task::spawn_blocking(ServiceProc::redis).await??;
