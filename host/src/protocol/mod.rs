@@ -165,14 +165,14 @@ fn register_handlers(
     tx: worker::EventTx,
 ) {
     fn queue(tx: &worker::EventTx, sess: &Session, socket: &SocketRef, ev: worker::Event) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ev) {
+        if let Err(mpsc::error::TrySendError::Full(ev)) = tx.try_send(ev) {
             tracing::warn!(tenant = %sess.tenant_name, sid = %sess.sid, "socket sends faster than it is served; event refused");
-            let _ = socket.emit(
-                "error",
-                &wire::fail(format!(
-                    "too many events in flight (at most {})",
+            ev.refuse(
+                socket,
+                &format!(
+                    "server busy: too many events in flight on this socket (at most {}), retry",
                     worker::QUEUE
-                )),
+                ),
             );
         }
     }

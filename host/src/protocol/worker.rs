@@ -24,7 +24,7 @@ use super::wire;
 use crate::server::AppState;
 
 /// Events queued per socket before the worker takes them.
-pub const QUEUE: usize = 256;
+pub const QUEUE: usize = 1024;
 
 pub enum Event {
     Authenticate(Value, Option<AckSender>),
@@ -36,6 +36,29 @@ pub enum Event {
 }
 
 pub type EventTx = mpsc::Sender<Event>;
+
+impl Event {
+    /// Refuses the event without handling it: through its ack when the
+    /// client gave one, else as an `error` event.
+    pub fn refuse(self, socket: &SocketRef, reason: &str) {
+        let v = wire::fail(reason);
+        let ack = match self {
+            Event::Authenticate(_, a) | Event::Join(_, a) | Event::Sync(_, a) | Event::Leave(a) => {
+                a
+            }
+            Event::Msg(_, a, true) => Some(a),
+            Event::Msg(_, _, false) | Event::Disconnected => None,
+        };
+        match ack {
+            Some(a) => {
+                let _ = a.send(&v);
+            }
+            None => {
+                let _ = socket.emit("error", &v);
+            }
+        }
+    }
+}
 
 /// Runs until the socket is gone. `first`: the handshake authentication,
 /// handled before any queued event.
