@@ -16,12 +16,12 @@ const skip = !existsSync(CHROMIUM)
   ? `Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH) to run the demo test`
   : false;
 
-test('demo whiteboard: live drawing between two pages, sync on reload, screenshot', { timeout: 120000, skip }, async () => {
+async function runScreenshot(extraArgs) {
   const dir = await mkdtemp(path.join(tmpdir(), 'hookwire-demo-test-'));
   const png = process.env.HOOKWIRE_DEMO_PNG || path.join(dir, 'demo.png');
   try {
     const script = path.join(REPO_ROOT, 'examples/demo/screenshot.mjs');
-    const child = spawn(process.execPath, [script, png], { env: { ...process.env, HOOKWIRE_BIN: BIN }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, png, ...extraArgs], { env: { ...process.env, HOOKWIRE_BIN: BIN }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { out += d; });
@@ -33,4 +33,8 @@ test('demo whiteboard: live drawing between two pages, sync on reload, screensho
   } finally {
     if (!process.env.HOOKWIRE_DEMO_PNG) await rm(dir, { recursive: true, force: true });
   }
-});
+}
+
+test('demo whiteboard served at /demo: live drawing between two pages, sync on reload, screenshot', { timeout: 120000, skip }, () => runScreenshot([]));
+
+test('demo whiteboard from examples/demo/index.html (the page as in the repo, even before the server is rebuilt)', { timeout: 120000, skip }, () => runScreenshot(['--page-from-file']));
