@@ -1062,6 +1062,9 @@ async fn survives_restart(proc: &mut ServiceProc, store: Arc<dyn Store>) -> Resu
         Err(StoreError::Unavailable(_)) => {}
         other => return Err(anyhow!("write while down: {other:?}")),
     }
+    // Long enough for the clients' reconnect backoff to give up once, so
+    // recovery after a longer outage is covered too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     tokio::task::block_in_place(|| proc.restart())?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while store.ping().await.is_err() {
