@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command side-by-side benchmark: hookwire embedded, hookwire + Redis
-# (cluster of two nodes, when `hookwire serve --help` lists --redis), hookwire +
+# (one node with the Redis store, and a cluster of two nodes when a probe shows
+# messages crossing nodes; only when `hookwire serve --help` lists --redis), hookwire +
 # word-filter plugin (when the plugin builds and uploads), and the Node peer
 # (socket.io 4 + @socket.io/redis-adapter + node-redis), all in ONE run; then
 # writes BENCHMARKS.md and bench/results/benchmarks.png.
@@ -10,7 +11,8 @@
 #
 # Options: --no-build (use the binaries already in target/release),
 #          --out FILE (markdown to write, default BENCHMARKS.md),
-#          --only LIST (comma list of: node,hookwire,hookwire-redis,hookwire-wordfilter)
+#          --only LIST (comma list of: node,hookwire,hookwire-redis,hookwire-cluster,
+#                       hookwire-wordfilter)
 # Env: BENCH_NICE (nice level for servers and load generator, default 0),
 #      HOOKWIRE_ADMIN_KEY / HOOKWIRE_DEFAULT_API_KEY (defaults: random).
 set -euo pipefail
@@ -21,7 +23,7 @@ cd "$ROOT"
 QUICK=0
 BUILD=1
 OUT_MD=BENCHMARKS.md
-ONLY="node,hookwire,hookwire-redis,hookwire-wordfilter"
+ONLY="node,hookwire,hookwire-redis,hookwire-cluster,hookwire-wordfilter"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -206,104 +208,120 @@ fi
 R2=$(awk -v r="$R1" 'BEGIN{print r*2}')
 log "1x = $R1 msg/s, 2x = $R2 msg/s"
 
-# ------------------------------------------------------------------ 2. Node peer fixed rates, idle, sync
-if want node; then
-  NPORT=$(free_port)
-  start_node "$NPORT" "$REDIS_URL"
-  log "node: fanout"
-  measure_fanout node --server "127.0.0.1:$NPORT" --server-pid "$SERVER_PID" --aux-pid "$RPID"
-  log "node: sync"
-  measure_sync node --server "127.0.0.1:$NPORT" --server-pid "$SERVER_PID"
-  stop "$SERVER_PID"
-  NPORT=$(free_port)
-  start_node "$NPORT" "$REDIS_URL"
-  log "node: $CONN_N idle connections"
-  measure_connect node --server "127.0.0.1:$NPORT" --server-pid "$SERVER_PID"
-  stop "$SERVER_PID"
-fi
-
-# ------------------------------------------------------------------ 3. hookwire embedded
-if [ $HAVE_HOOKWIRE = 1 ] && want hookwire; then
-  HPORT=$(free_port)
-  if start_hookwire "$HPORT" "$WORK/hw-embedded"; then
-    log "hookwire: fanout"
-    measure_fanout hookwire --server "127.0.0.1:$HPORT" --server-pid "$SERVER_PID"
-    log "hookwire: sync"
-    measure_sync hookwire --server "127.0.0.1:$HPORT" --server-pid "$SERVER_PID"
-    stop "$SERVER_PID"
-  else
-    note "hookwire did not start"
+# ------------------------------------------------------------------ which systems
+HAVE_REDIS_FLAG=0
+if [ $HAVE_HOOKWIRE = 1 ] && "$HOOKWIRE" serve --help 2>/dev/null | grep -q -- '--redis'; then HAVE_REDIS_FLAG=1; fi
+WASM=""
+if [ $HAVE_HOOKWIRE = 1 ] && want hookwire-wordfilter && [ -d plugins/word-filter ]; then
+  if [ -f plugins/build.sh ]; then
+    log "building the word-filter plugin (plugins/build.sh -p word-filter)"
+    WASM=$(bash plugins/build.sh -p word-filter 2> "$WORK/plugins-build.log" | grep -E 'word.filter[^/]*\.wasm$' | head -1) \
+      || log "plugins/build.sh failed: $(tail -3 "$WORK/plugins-build.log")"
   fi
-  HPORT=$(free_port)
-  if start_hookwire "$HPORT" "$WORK/hw-embedded-idle"; then
-    log "hookwire: $CONN_N idle connections"
-    measure_connect hookwire --server "127.0.0.1:$HPORT" --server-pid "$SERVER_PID"
-    stop "$SERVER_PID"
+  [ -n "$WASM" ] || WASM=$(find plugins/target -name 'word_filter.wasm' -path '*release*' 2>/dev/null | head -1)
+fi
+# a realistic list; the benchmark's messages contain none of the words, so every
+# message is scanned and passes unchanged
+WF_CONFIG=$(printf '%s' '{"words":["darn","heck","shoot","blast","crud","dang","frick","gosh"],"mode":"mask"}' | jq -sRr @uri)
+
+TARGETS=()
+want node && TARGETS+=(node)
+if [ $HAVE_HOOKWIRE = 1 ]; then
+  want hookwire && TARGETS+=(hookwire)
+  if want hookwire-redis || want hookwire-cluster; then
+    if [ $HAVE_REDIS_FLAG = 1 ]; then
+      want hookwire-redis && TARGETS+=(hookwire-redis)
+      want hookwire-cluster && TARGETS+=(hookwire-cluster)
+    else note "\`hookwire serve --help\` has no --redis option yet: hookwire + Redis not measured"; fi
+  fi
+  if want hookwire-wordfilter; then
+    if [ -n "$WASM" ]; then TARGETS+=(hookwire-wordfilter)
+    else note "no word-filter plugin .wasm (plugins/word-filter, plugins/build.sh): hookwire + word-filter not measured"; fi
   fi
 fi
+log "systems: ${TARGETS[*]}"
 
-# ------------------------------------------------------------------ 4. hookwire + Redis (two nodes)
-if [ $HAVE_HOOKWIRE = 1 ] && want hookwire-redis; then
-  if "$HOOKWIRE" serve --help 2>/dev/null | grep -q -- '--redis'; then
-    redis-cli -p "$RPORT" flushall > /dev/null
-    PA=$(free_port)
-    if start_hookwire "$PA" "$WORK/hw-redis-a" --redis "$REDIS_URL"; then
-      PIDA=$SERVER_PID
-      PB=$(free_port)
-      if start_hookwire "$PB" "$WORK/hw-redis-b" --redis "$REDIS_URL"; then
-        PIDB=$SERVER_PID
-        log "hookwire-redis: fanout (publishers on node A, subscribers on node B)"
-        measure_fanout hookwire-redis --pub-server "127.0.0.1:$PA" --sub-server "127.0.0.1:$PB" \
-          --server "127.0.0.1:$PA" --server-pid "$PIDA,$PIDB" --aux-pid "$RPID"
-        log "hookwire-redis: sync"
-        measure_sync hookwire-redis --server "127.0.0.1:$PA" --server-pid "$PIDA"
-        stop "$PIDB"
-      fi
-      stop "$PIDA"
-    fi
-    PA=$(free_port)
-    if start_hookwire "$PA" "$WORK/hw-redis-idle" --redis "$REDIS_URL"; then
-      log "hookwire-redis: $CONN_N idle connections"
-      measure_connect hookwire-redis --server "127.0.0.1:$PA" --server-pid "$SERVER_PID"
-      stop "$SERVER_PID"
-    fi
-  else
-    note "\`hookwire serve --help\` has no --redis option yet: hookwire + Redis not measured"
-  fi
-fi
-
-# ------------------------------------------------------------------ 5. hookwire + word-filter
-if [ $HAVE_HOOKWIRE = 1 ] && want hookwire-wordfilter; then
-  WASM=""
-  if [ -d plugins/word-filter ]; then
-    if [ -f plugins/build.sh ]; then
-      log "building the word-filter plugin (plugins/build.sh -p word-filter)"
-      WASM=$(bash plugins/build.sh -p word-filter 2> "$WORK/plugins-build.log" | grep -E 'word.filter[^/]*\.wasm$' | head -1) \
-        || log "plugins/build.sh failed: $(tail -3 "$WORK/plugins-build.log")"
-    fi
-    [ -n "$WASM" ] || WASM=$(find plugins/target -name 'word_filter.wasm' -path '*release*' 2>/dev/null | head -1)
-  fi
-  if [ -z "$WASM" ]; then
-    note "no word-filter plugin (plugins/word-filter or its .wasm) yet: hookwire + word-filter not measured"
-  else
-    # a realistic list; the benchmark's messages contain none of the words, so every
-    # message is scanned and passes unchanged
-    WF_CONFIG=$(printf '%s' '{"words":["darn","heck","shoot","blast","crud","dang","frick","gosh"],"mode":"mask"}' | jq -sRr @uri)
-    HPORT=$(free_port)
-    if start_hookwire "$HPORT" "$WORK/hw-wordfilter"; then
-      CODE=$(curl -sS -o "$WORK/upload.out" -w '%{http_code}' -X POST -H "Authorization: Bearer $ADMIN_KEY" \
+# Starts the system under test. Sets UP_SERVERS (addresses), UP_PIDS (comma list),
+# UP_PUB / UP_SUB (fan-out placement args), UP_AUX (aux pid args), UP_ALL (pids to stop).
+up() { # target
+  local t=$1 p pa pb
+  UP_AUX=(); UP_PUB=(); UP_SUB=(); UP_ALL=()
+  case $t in
+    node)
+      p=$(free_port); start_node "$p" "$REDIS_URL" || return 1
+      UP_SERVERS="127.0.0.1:$p"; UP_PIDS=$SERVER_PID; UP_ALL=("$SERVER_PID"); UP_AUX=(--aux-pid "$RPID") ;;
+    hookwire)
+      p=$(free_port); start_hookwire "$p" "$WORK/hw-$p" || return 1
+      UP_SERVERS="127.0.0.1:$p"; UP_PIDS=$SERVER_PID; UP_ALL=("$SERVER_PID") ;;
+    hookwire-redis)
+      redis-cli -p "$RPORT" flushall > /dev/null
+      p=$(free_port); start_hookwire "$p" "$WORK/hw-$p" --redis "$REDIS_URL" || return 1
+      UP_SERVERS="127.0.0.1:$p"; UP_PIDS=$SERVER_PID; UP_ALL=("$SERVER_PID"); UP_AUX=(--aux-pid "$RPID") ;;
+    hookwire-cluster)
+      redis-cli -p "$RPORT" flushall > /dev/null
+      pa=$(free_port); start_hookwire "$pa" "$WORK/hw-$pa" --redis "$REDIS_URL" || return 1
+      UP_ALL=("$SERVER_PID"); UP_PIDS=$SERVER_PID
+      pb=$(free_port); start_hookwire "$pb" "$WORK/hw-$pb" --redis "$REDIS_URL" || { down; return 1; }
+      UP_ALL+=("$SERVER_PID"); UP_PIDS="$UP_PIDS,$SERVER_PID"
+      UP_SERVERS="127.0.0.1:$pa"; UP_PUB=(--pub-server "127.0.0.1:$pa"); UP_SUB=(--sub-server "127.0.0.1:$pb")
+      UP_AUX=(--aux-pid "$RPID") ;;
+    hookwire-wordfilter)
+      p=$(free_port); start_hookwire "$p" "$WORK/hw-$p" || return 1
+      UP_SERVERS="127.0.0.1:$p"; UP_PIDS=$SERVER_PID; UP_ALL=("$SERVER_PID")
+      local code
+      code=$(curl -sS -o "$WORK/upload.out" -w '%{http_code}' -X POST -H "Authorization: Bearer $ADMIN_KEY" \
         -H 'content-type: application/wasm' --data-binary "@$WASM" \
-        "http://127.0.0.1:$HPORT/api/tenants/default/plugins/word-filter?config=$WF_CONFIG" || echo 000)
-      if [[ "$CODE" == 2* ]]; then
-        log "hookwire-wordfilter ($WASM): fanout"
-        measure_fanout hookwire-wordfilter --server "127.0.0.1:$HPORT" --server-pid "$SERVER_PID"
-      else
-        note "uploading $WASM answered HTTP $CODE ($(head -c 200 "$WORK/upload.out")): hookwire + word-filter not measured"
-      fi
-      stop "$SERVER_PID"
-    fi
+        "http://127.0.0.1:$p/api/tenants/default/plugins/word-filter?config=$WF_CONFIG" || echo 000)
+      if [[ "$code" != 2* ]]; then
+        note "uploading $WASM answered HTTP $code ($(head -c 200 "$WORK/upload.out")): hookwire + word-filter not measured"
+        down; return 1
+      fi ;;
+  esac
+}
+down() { local p; for p in "${UP_ALL[@]}"; do stop "$p"; done; UP_ALL=(); }
+
+# ------------------------------------------------------------------ cluster probe
+if [[ " ${TARGETS[*]} " == *" hookwire-cluster "* ]]; then
+  PROBE_OK=0
+  if up hookwire-cluster; then
+    B fanout --rooms 1 --subs 2 --pubs 1 --rates 20 --warmup 0.2 --window 1 --windows 1 --drain 1 \
+      --target probe --server "$UP_SERVERS" "${UP_PUB[@]}" "${UP_SUB[@]}" > "$WORK/probe.json" 2>/dev/null || true
+    [ "$(jq -r '.delivered // 0' "$WORK/probe.json" 2>/dev/null)" -gt 0 ] 2>/dev/null && PROBE_OK=1
+    down
+  fi
+  if [ $PROBE_OK = 0 ]; then
+    note "two hookwire nodes sharing Redis did not deliver a msg from node A to a subscriber on node B (probe): the cluster was not measured"
+    T2=(); for t in "${TARGETS[@]}"; do [ "$t" = hookwire-cluster ] || T2+=("$t"); done; TARGETS=("${T2[@]}")
   fi
 fi
+
+# ------------------------------------------------------------------ 2. fan-out at 1x and 2x, system after system
+for t in "${TARGETS[@]}"; do
+  up "$t" || { note "$t did not start for fan-out"; continue; }
+  log "$t: fan-out at 1x and 2x"
+  # one node: the --server; cluster: publishers on node A, subscribers on node B
+  measure_fanout "$t" --server "$UP_SERVERS" "${UP_PUB[@]}" "${UP_SUB[@]}" --server-pid "$UP_PIDS" "${UP_AUX[@]}"
+  down
+done
+
+# ------------------------------------------------------------------ 3. idle connections at the open-file limit
+for t in "${TARGETS[@]}"; do
+  case $t in hookwire-wordfilter|hookwire-cluster) continue ;; esac # same memory as hookwire / hookwire-redis
+  up "$t" || { note "$t did not start for idle connections"; continue; }
+  log "$t: $CONN_N idle connections"
+  # a cluster's idle memory is measured on node A alone
+  measure_connect "$t" --server "$UP_SERVERS" --server-pid "${UP_PIDS%%,*}"
+  down
+done
+
+# ------------------------------------------------------------------ 4. sync
+for t in "${TARGETS[@]}"; do
+  case $t in hookwire-wordfilter|hookwire-cluster) continue ;; esac
+  up "$t" || { note "$t did not start for sync"; continue; }
+  log "$t: sync"
+  measure_sync "$t" --server "$UP_SERVERS" --server-pid "${UP_PIDS%%,*}"
+  down
+done
 
 # ------------------------------------------------------------------ report
 T_END=$(date +%s)
@@ -318,7 +336,8 @@ jq -nc --arg date "$STAMP" --arg mode "$MODE run, $((T_END - T_START)) s" --arg 
     describe:{
       "node": "Node peer (bench/node-peer: socket.io 4 + @socket.io/redis-adapter + node-redis v4, messages stored in a Redis list), one process",
       "hookwire": "hookwire, one node, embedded store",
-      "hookwire-redis": "hookwire, two nodes over Redis: publishers on node A, subscribers on node B (CPU of both nodes counted)",
+      "hookwire-redis": "hookwire, one node, Redis store (`--redis`)",
+      "hookwire-cluster": "hookwire, two nodes sharing Redis: publishers on node A, subscribers on node B (CPU of both nodes counted; idle memory and sync on node A)",
       "hookwire-wordfilter": "hookwire, one node, embedded store, word-filter plugin on every message"}}' \
   >> "$RESULTS"
 "$BENCH" report --results "$RESULTS" --out "$OUT_MD" --chart "$RESULTS_DIR/benchmarks.png" --notes "$NOTES"

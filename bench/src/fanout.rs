@@ -123,6 +123,9 @@ pub struct FanoutResult {
     pub undelivered: i64,
     pub seq_gaps: u64,
     pub errors: u64,
+    /// `error` events the publishers got back (refused messages)
+    pub refused: u64,
+    pub first_refusal: Option<String>,
 }
 
 struct Shared {
@@ -133,6 +136,8 @@ struct Shared {
     expected: AtomicU64,
     gaps: AtomicU64,
     errors: AtomicU64,
+    refused: AtomicU64,
+    first_refusal: Mutex<Option<String>>,
     rate_gen: AtomicU64,
     rate_per_pub: AtomicU64,
     stop: AtomicBool,
@@ -183,6 +188,12 @@ impl Receiver {
                     }
                     if q > *last {
                         *last = q;
+                    }
+                } else if b.starts_with(b"42[\"error\"") {
+                    sh.refused.fetch_add(1, Relaxed);
+                    let mut f = sh.first_refusal.lock();
+                    if f.is_none() {
+                        *f = Some(t.as_str().chars().take(300).collect());
                     }
                 } else if b.starts_with(b"41") || b.starts_with(b"1") {
                     return Err(());
@@ -333,6 +344,8 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
         expected: AtomicU64::new(0),
         gaps: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        first_refusal: Mutex::new(None),
         rate_gen: AtomicU64::new(0),
         rate_per_pub: AtomicU64::new(0f64.to_bits()),
         stop: AtomicBool::new(false),
@@ -490,9 +503,11 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
         undelivered: expected as i64 - delivered as i64,
         seq_gaps: sh.gaps.load(Relaxed),
         errors: sh.errors.load(Relaxed),
+        refused: sh.refused.load(Relaxed),
+        first_refusal: sh.first_refusal.lock().clone(),
     };
     eprintln!(
-        "[fanout {}] sent {} expected {} delivered {} undelivered {} gaps {} errors {}{}",
+        "[fanout {}] sent {} expected {} delivered {} undelivered {} gaps {} errors {} refused {}{}{}",
         c.target,
         res.sent,
         res.expected,
@@ -500,6 +515,8 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
         res.undelivered,
         res.seq_gaps,
         res.errors,
+        res.refused,
+        res.first_refusal.as_deref().map(|r| format!(" (first: {r})")).unwrap_or_default(),
         res.max_sustainable_rate.map(|r| format!("; highest sustainable rate {r} msg/s")).unwrap_or_default()
     );
     write_result(c, &res)?;

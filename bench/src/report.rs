@@ -249,7 +249,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
     let p99_ok = (known(hp99) && known(np99)).then(|| hp99 <= 0.5 * np99);
     let p99_2_ok = known(hp99_2).then(|| hp99_2 < 10_000.0);
     let rss_ok = (known(hrss) && known(nrss)).then(|| hrss <= 0.4 * nrss);
-    let rf = d.fanout.get("hookwire-redis");
+    let rf = d.fanout.get("hookwire-cluster");
     let rp99 = med(rf, "1x", "p99_us");
     let redis_ok = (known(rp99) && known(hp99)).then(|| rp99 - hp99 <= 1000.0);
     let wf = d.fanout.get("hookwire-wordfilter");
@@ -333,14 +333,16 @@ pub fn run(a: ReportArgs) -> Result<()> {
     }
     writeln!(w)?;
     writeln!(w, "Losses (counted by per-publisher sequence numbers, after a drain):\n")?;
-    writeln!(w, "| system | connections | sent | expected deliveries | delivered | undelivered | sequence gaps | disconnects |")?;
-    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(w, "| system | connections | sent | expected deliveries | delivered | undelivered | sequence gaps | disconnects | refused (`error` events) |")?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for t in &d.order {
         let Some(fan) = d.fanout.get(t) else { continue };
         writeln!(
             w,
-            "| `{t}` | {} | {} | {} | {} | {} | {} | {} |",
-            fan["connections"], fan["sent"], fan["expected"], fan["delivered"], fan["undelivered"], fan["seq_gaps"], fan["errors"]
+            "| `{t}` | {} | {} | {} | {} | {} | {} | {} | {}{} |",
+            fan["connections"], fan["sent"], fan["expected"], fan["delivered"], fan["undelivered"], fan["seq_gaps"], fan["errors"],
+            fan.get("refused").cloned().unwrap_or(Value::Null),
+            fan.get("first_refusal").and_then(Value::as_str).map(|r| format!(" (first: `{}`)", r.replace('|', "/"))).unwrap_or_default()
         )?;
     }
     writeln!(w)?;
