@@ -92,11 +92,11 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// Redis URL: keep all durable state in Redis (e.g. redis://127.0.0.1:6379/0).
-    #[arg(long, env = "HOOKWIRE_REDIS")]
+    #[arg(long, env = "HOOKWIRE_REDIS", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
     /// MongoDB URL: keep all durable state in MongoDB (e.g. mongodb://127.0.0.1:27017/hookwire).
-    #[arg(long, env = "HOOKWIRE_MONGO")]
+    #[arg(long, env = "HOOKWIRE_MONGO", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mongo: Option<String>,
     /// Admin key for the admin REST API (generated on first start if unset).

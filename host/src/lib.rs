@@ -11,12 +11,14 @@
 //! - [`store`]: the durable state trait and its backends.
 //! - [`protocol`]: socket.io handlers (room sync, reliable push) and presence.
 //! - [`http`]: account, admin, push and operations endpoints.
+//! - [`cluster`]: Redis pub/sub: the `notification` channel, plugin chain announcements.
 //! - [`telemetry`]: logs and Prometheus metrics.
 //!
 //! [`run`] serves one node on a bound listener until `shutdown` resolves.
 
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub presence: Arc<Presence>,
     pub auth_limiter: Arc<AuthLimiter>,
     pub plugins: Arc<PluginRuntime>,
+    /// Redis pub/sub, when `--redis` is set.
+    pub bus: Option<Arc<crate::cluster::Bus>>,
     pub started: Instant,
 }
 
@@ -57,12 +59,12 @@ pub async fn run(
         (Some(url), _) => Arc::new(
             MongoStore::connect(url)
                 .await
-                .with_context(|| format!("cannot connect to MongoDB at {url}"))?,
+                .context("cannot connect to MongoDB (--mongo)")?,
         ),
         (None, Some(url)) => Arc::new(
             RedisStore::connect(url)
                 .await
-                .with_context(|| format!("cannot connect to Redis at {url}"))?,
+                .context("cannot connect to Redis (--redis)")?,
         ),
         (None, None) => Arc::new(
             EmbeddedStore::open(
@@ -105,6 +107,10 @@ pub async fn serve(
         limits.cache_dir = Some(std::path::absolute(&dir).unwrap_or(dir));
     }
     let plugins = PluginRuntime::new(&limits, store.clone(), metrics.clone())?;
+    let bus = match &config.redis {
+        Some(url) => Some(crate::cluster::Bus::new(url).context("invalid Redis URL")?),
+        None => None,
+    };
     let state = AppState {
         config: Arc::new(config),
         store,
@@ -114,6 +120,7 @@ pub async fn serve(
         presence: Arc::new(Presence::default()),
         auth_limiter: Arc::new(AuthLimiter::default()),
         plugins,
+        bus,
         started: Instant::now(),
     };
     for tenant in tenants.all() {
@@ -123,6 +130,7 @@ pub async fn serve(
         protocol::mount(&state, &tenant);
     }
     let housekeeping = protocol::spawn_housekeeping(&state);
+    let listener_task = state.bus.as_ref().map(|b| b.spawn_listener(state.clone()));
 
     let app = crate::http::router(state.clone()).layer(layer);
     let addr = listener.local_addr()?;
@@ -140,6 +148,9 @@ pub async fn serve(
     })
     .await?;
     housekeeping.abort();
+    if let Some(t) = listener_task {
+        t.abort();
+    }
     // The namespaces' handlers hold the state (and the store): drop them so
     // the store closes when this function returns.
     for t in state.tenants.all() {

@@ -38,8 +38,19 @@ impl TestServer {
 
     /// A node on the given store (one per backend in the conformance runs).
     pub async fn start_on(store: Arc<dyn Store>, data_dir: std::path::PathBuf) -> TestServer {
+        Self::start_with(store, data_dir, None).await
+    }
+
+    /// With `redis`: the node's pub/sub bus (notification channel, plugin
+    /// announcements) on that Redis.
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        data_dir: std::path::PathBuf,
+        redis: Option<String>,
+    ) -> TestServer {
         let config = Config {
             data_dir,
+            redis,
             admin_key: Some(ADMIN_KEY.into()),
             default_api_key: Some(API_KEY.into()),
             ..Config::default()

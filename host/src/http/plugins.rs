@@ -56,9 +56,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/tenants/{tenant}/chain", put(set_chain))
 }
 
-/// Re-activates the tenant's chain on this node after a change. The
-/// cluster issue adds the announce to the other nodes here.
+/// Re-activates the tenant's chain on this node after a change, and (with
+/// `--redis`) announces it so every other node reloads it from the shared
+/// store.
 pub async fn on_chain_changed(state: &AppState, tenant: &Arc<Tenant>) -> Result<(), ApiError> {
+    if let Some(bus) = &state.bus {
+        bus.announce_chain(&tenant.name()).await;
+    }
     state.plugins.activate(tenant).await.map_err(|e| {
         tracing::error!(tenant = %tenant.name(), error = %e, "plugin chain stored but not activated");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 3, format!("stored, but activation failed: {e}"))

@@ -47,6 +47,18 @@ pub async fn send(
     req: PushRequest,
     resync: bool,
 ) -> Result<PushReport, PushError> {
+    send_with(state, tenant, req, resync, true).await
+}
+
+/// [`send`], choosing whether user rooms get reliable (queued until acked)
+/// delivery; the Redis `notification` channel's `needStore: false` does not.
+pub async fn send_with(
+    state: &AppState,
+    tenant: &Arc<Tenant>,
+    req: PushRequest,
+    resync: bool,
+    reliable: bool,
+) -> Result<PushReport, PushError> {
     let name = tenant.name();
     let cfg = tenant.config();
     let ctx = HookContext {
@@ -73,6 +85,10 @@ pub async fn send(
     };
     let mut plain = Vec::new();
     for room in rooms {
+        if !reliable {
+            plain.push(room);
+            continue;
+        }
         let Some(uid) = room
             .strip_prefix(cfg.user_room_prefix.as_str())
             .filter(|u| !u.is_empty() && !cfg.user_room_prefix.is_empty())
