@@ -300,6 +300,36 @@ export function pushSuite(transport) {
       await outsider.expectNo('broadcast', 300);
     });
 
+    test('a user cannot `join` another user\'s private room and read (or ack away) their pushes', T, async () => {
+      const victim = rid('victim');
+      const v = await device(victim);
+      await v.waitFor('_settings');
+      const attacker = await device(rid('mallory'), { via: 'event' });
+      const r = await attacker.emitAck('join', { roomId: `user_${victim}` });
+      for (const internal of [`\u0001dev\u0001${victim}\u0001`, `\u0001dev\u0001${victim}\u0001d1`]) await attacker.emitAck('join', { roomId: internal });
+      await send({ rooms: [`user_${victim}`], event: 'secret', args: ['for victim only'] });
+      const e = await v.waitForEntry('secret');
+      await attacker.expectNo('secret', 400).catch((err) => {
+        throw new Error(`a socket that joined user_<victim> and the internal device room names received the victim's push: ${err.message}`);
+      });
+      assert.ok(r.status !== 0 || !attacker.received('secret').length, `join user_<other> answered ${JSON.stringify(r)}`);
+      e.ack();
+    });
+
+    test('unicode uids and room ids work end to end (token, auth, user room, join, msg)', T, async () => {
+      const uid = `用户-${rid('ü')} 1`;
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      await send({ rooms: [`user_${uid}`], event: 'uni', args: ['ok'] });
+      (await c.waitForEntry('uni')).ack();
+      const room = `房间 ${rid('é')}`;
+      const a = track(await login(srv, { transports }));
+      assert.equal((await a.emitAck('join', { roomId: room })).status, 0);
+      assert.equal((await c.emitAck('join', { roomId: room })).status, 0);
+      await a.emitAck('msg', { data: 'ünïcødé ✓', storage: 0, msgId: 'u' });
+      assert.equal((await c.waitFor('msg')).data, 'ünïcødé ✓');
+    });
+
     test('/send with a missing or wrong API key: HTTP 401, meta.status 2', T, async () => {
       const body = { rooms: ['user_x'], event: 'e', args: [] };
       for (const key of [null, 'wrong-key']) {

@@ -444,6 +444,33 @@ export function roomSyncSuite(transport) {
       assert.equal(s2.epoch, 2);
     });
 
+    test('odd sync requests (negative, huge, non-numeric offsets, unknown encoding) get an answer, never a crash', T, async () => {
+      const a = await member(rid('r'));
+      for (let i = 0; i < 3; i++) await a.emitAck('msg', { data: i, storage: 0, msgId: i });
+      for (const req of [{ offset: -5 }, { offset: 1e12 }, { offset: 'abc' }, { offset: 1.5 }, { offset: 0, encoding: 'brotli' }, { offset: 0, epoch: 'x' }]) {
+        const r = await a.emitAck('sync', req);
+        assert.ok(r && (r.status === 1 || Array.isArray(r.data) || typeof r.data === 'string'), `sync ${JSON.stringify(req)} -> ${JSON.stringify(r)}`);
+      }
+      const big = await a.emitAck('sync', { offset: 1e12 });
+      if (big.status !== 1) assert.deepEqual(syncData(big).filter((m) => m.storage !== 1), [], 'past the end: no inserts');
+      assert.equal((await srv.api('GET', '/healthz', { key: null })).status, 200);
+      assert.equal((await syncAll(a)).msgs.length, 3);
+    });
+
+    test('odd ids: uid/roomId as objects or arrays are refused; a 10,000-character roomId is handled', T, async () => {
+      const c = track(await connect(srv, { transports }));
+      const r = await c.emitAck('authenticate', { uid: { a: 1 }, token: 'x' });
+      assert.equal(r.status, 1);
+      const a = await user();
+      for (const roomId of [{ a: 1 }, [1, 2], true]) {
+        const j = await a.emitAck('join', { roomId });
+        assert.equal(j.status, 1, `join ${JSON.stringify(roomId)} -> ${JSON.stringify(j)}`);
+      }
+      const long = await a.emitAck('join', { roomId: 'r'.repeat(10000) });
+      assert.ok(long.status === 0 || long.status === 1, JSON.stringify(long).slice(0, 200));
+      assert.ok(a.connected);
+    });
+
     // ---- leave / disconnect / kickout --------------------------------------
 
     test('leave: others get remote_leave then remote_disconnect; the leaver is disconnected', T, async () => {
