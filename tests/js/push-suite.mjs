@@ -316,6 +316,20 @@ export function pushSuite(transport) {
       e.ack();
     });
 
+    test('joining a room named like another user\'s private room does not reach that user\'s socket (no msg, no remote_join)', T, async () => {
+      const victim = rid('victim');
+      const v = await device(victim, { via: 'event' });
+      assert.equal((await v.emitAck('join', { roomId: rid('own') })).status, 0);
+      const attacker = await device(rid('mallory'), { via: 'event' });
+      for (const roomId of [`user_${victim}`, `\u0001dev\u0001${victim}\u0001`]) {
+        const j = await attacker.emitAck('join', { roomId });
+        if (j.status !== 0) continue;
+        await attacker.emitAck('msg', { data: 'spoof', storage: 2, msgId: 'x' });
+      }
+      await v.expectNo('msg', 400);
+      await v.expectNo('remote_join', 0);
+    });
+
     test('unicode uids and room ids work end to end (token, auth, user room, join, msg)', T, async () => {
       const uid = `用户-${rid('ü')} 1`;
       const c = await device(uid);
