@@ -526,6 +526,19 @@ export function roomSyncSuite(transport) {
       assert.equal(String((await b.waitFor('msg')).uid), String(a.uid));
     });
 
+    test('a failed login with someone else\'s uid (wrong token, event or handshake) does not kick them', T, async () => {
+      const room = rid('r');
+      const v = await member(room, { label: 'victim' });
+      const e = track(await connect(srv, { transports, label: 'attacker(event)' }));
+      e.emit('authenticate', { uid: v.uid, token: 'guess' });
+      assert.equal((await e.waitFor('authenticate')).status, 1);
+      const h = track(await connect(srv, { transports, auth: { uid: v.uid, token: 'guess' }, expectConnect: false, label: 'attacker(handshake)' }));
+      await Promise.race([h.waitFor('connect_error', 5000), h.waitFor('disconnect', 5000)]).catch(() => {});
+      await v.expectNo('kickout', 400);
+      assert.ok(v.connected, 'victim still connected');
+      assert.equal((await v.emitAck('msg', { data: 1, storage: 2, msgId: 1 })).status, 0);
+    });
+
     // ---- limits and bad input ----------------------------------------------
 
     test('oversized msg with an ack: {status:1, data:reason}, not relayed, connection stays open', T, async () => {
