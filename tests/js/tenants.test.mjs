@@ -157,6 +157,21 @@ describe('tenants', () => {
       ok(await srv.admin('GET', '/admin/monitor/stat', { tenant: 'acme' }), 'the admin key works on every tenant');
     });
 
+    test('an admin uid of acme is an admin on acme only, and never on the tenants REST API', T, async () => {
+      const boss = rid('boss');
+      const token = await tokenFor(srv, boss, { tenant: 'acme', key: acmeKey });
+      ok(await srv.admin('PATCH', '/api/tenants/acme', { body: { admin_uids: [boss] } }));
+      try {
+        ok(await srv.api('GET', '/admin/monitor/stat', { key: null, tenant: 'acme', query: { uid: boss, token } }), 'admin uid on its tenant');
+        const onDefault = await srv.api('GET', '/admin/monitor/stat', { key: null, tenant: 'default', query: { uid: boss, token } });
+        assert.notEqual(onDefault.json?.meta?.status, 0, `acme admin uid on default: ${onDefault.status} ${onDefault.text}`);
+        const rest = await srv.api('GET', '/api/tenants', { key: null, query: { uid: boss, token } });
+        assert.equal(rest.status, 401, 'tenants REST is admin-key only');
+      } finally {
+        await srv.admin('PATCH', '/api/tenants/acme', { body: { admin_uids: [] } });
+      }
+    });
+
     test('users are per tenant: the same uid exists separately, tokens do not cross', T, async () => {
       const uid = rid('same');
       const tDefault = await tokenFor(srv, uid);
