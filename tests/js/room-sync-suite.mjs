@@ -297,6 +297,30 @@ export function roomSyncSuite(transport) {
       if (accepted.length < N) console.log(`# note: the server refused ${N - accepted.length} of ${N} pipelined msgs`);
     });
 
+    test('sync while another socket writes: continuing from each reply\'s offset sees every insert exactly once, in order', { timeout: 60000 }, async () => {
+      const room = rid('r');
+      const w = await member(room, { label: 'writer' });
+      const r = await member(room, { label: 'reader' });
+      const N = 300;
+      const writing = (async () => {
+        for (let i = 0; i < N; i += 20) {
+          await Promise.all(Array.from({ length: 20 }, (_, k) => w.emitAck('msg', { data: i + k, storage: 0, msgId: i + k }, 15000)));
+          if (i % 100 === 0) await w.emitAck('msg', { data: `u${i}`, storage: 1, msgId: 'cursor' });
+        }
+      })();
+      const seen = [];
+      let offset = 0;
+      const deadline = Date.now() + 40000;
+      while (seen.length < N && Date.now() < deadline) {
+        const rep = await r.emitAck('sync', { offset });
+        seen.push(...syncData(rep).filter((m) => m.storage !== 1).map((m) => m.data));
+        offset = rep.offset;
+        if (!rep.next) await sleep(20);
+      }
+      await writing;
+      assert.deepEqual(seen, [...Array(N).keys()], 'no gap, no duplicate, insert order');
+    });
+
     test('short form {"1":id,"s":storage,...}: relayed with "2" = sender uid, other keys kept, storage honoured', T, async () => {
       const room = rid('r');
       const a = await member(room, { label: 'A' });
