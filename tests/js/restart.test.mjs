@@ -90,6 +90,37 @@ describe('restart', () => {
     batch.ack();
   });
 
+  for (const how of ['kill -9', 'SIGTERM']) {
+    test(`${how} in the middle of a write burst: every msg acked {status:0} before the stop is there after the restart`, T, async () => {
+      const srv = await startServer();
+      servers.push(srv);
+      const room = rid('r');
+      const a = track(await loginJoin(srv, room, { label: 'writer' }));
+      const acked = [];
+      let stopAt = null;
+      const stopped = new Promise((resolve) => { stopAt = resolve; });
+      const sends = Array.from({ length: 600 }, (_, i) => a.emitAck('msg', { data: i, storage: 0, msgId: i }, 20000)
+        .then((r) => {
+          if (r?.status === 0) acked.push(i);
+          if (acked.length === 150) stopAt();
+        })
+        .catch(() => { /* lost with the connection: not acked */ }));
+      await Promise.race([stopped, Promise.all(sends)]);
+      const ackedBeforeStop = [...acked];
+      if (how === 'kill -9') await srv.kill9();
+      else await srv.stop();
+      await Promise.all(sends);
+      closeAll(clients.splice(0));
+      await srv.start();
+      const b = track(await loginJoin(srv, room, { uid: a.uid, token: a.token, label: 'reader' }));
+      const stored = new Set((await syncAll(b)).msgs.map((m) => m.data));
+      const lost = ackedBeforeStop.filter((i) => !stored.has(i));
+      assert.deepEqual(lost, [], `${lost.length} of ${ackedBeforeStop.length} acked messages lost after ${how}`);
+      const lateLost = acked.filter((i) => !stored.has(i));
+      assert.deepEqual(lateLost, [], 'acks that raced the stop were durable too');
+    });
+  }
+
   test('SIGTERM: graceful exit (code 0, within 10 s), store flushed, data back after restart', T, async () => {
     const srv = await startServer();
     servers.push(srv);
