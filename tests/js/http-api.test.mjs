@@ -160,6 +160,18 @@ describe('HTTP API', () => {
     }
   });
 
+  test('/send without event or rooms: meta.status 4; odd args shapes never crash', T, async () => {
+    for (const body of [{ rooms: ['r'], args: [] }, { event: 'e', args: [] }, { rooms: { a: 1 }, event: 'e' }, { rooms: ['r'], event: '' }, { rooms: ['r'], event: 42 }]) {
+      const r = await srv.api('POST', '/send', { body });
+      assert.ok([200, 400].includes(r.status) && r.json?.meta?.status === 4, `${JSON.stringify(body)} -> ${r.status} ${r.text.slice(0, 200)}`);
+    }
+    for (const args of [{ a: 1 }, 'text', null, undefined]) {
+      const r = await srv.api('POST', '/send', { body: { rooms: ['r'], event: 'e', args } });
+      assert.ok([200, 400].includes(r.status) && [0, 4].includes(r.json?.meta?.status), `args ${JSON.stringify(args)} -> ${r.status} ${r.text.slice(0, 200)}`);
+    }
+    assert.equal((await srv.api('GET', '/healthz', { key: null })).status, 200);
+  });
+
   test('room_users / room_msgs of an unknown room: empty lists', T, async () => {
     const room = rid('empty');
     assert.deepEqual(ok(await srv.api('GET', '/admin/monitor/room_users', { query: { roomId: room } })).users, []);
