@@ -118,6 +118,19 @@ export function pushSuite(transport) {
       await expectNothingPending(await device(uid));
     });
 
+    test('re-login (kickout) with a push still unacked: the newcomer gets it as _batch', T, async () => {
+      const uid = rid('u');
+      const old = await device(uid);
+      await old.waitFor('_settings');
+      await send({ rooms: [`user_${uid}`], event: 'pending', args: ['p1'] });
+      await old.waitForEntry('pending'); // never acked
+      const fresh = await device(uid);
+      await old.waitFor('kickout');
+      const { events, ack } = await batchOf(fresh);
+      assert.deepEqual(events, [['pending', 'p1']]);
+      ack();
+    });
+
     test('offline user: pushes queue up and arrive as one _batch on connect', T, async () => {
       const uid = rid('u');
       const c = await device(uid);
