@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { closeAll, connect, login, loginJoin, ok, rid, sleep, startServer, syncAll, syncData, tokenFor } from './harness.mjs';
+import { closeAll, connect, eventually, login, loginJoin, ok, rid, sleep, startServer, syncAll, syncData, tokenFor } from './harness.mjs';
 
 const T = { timeout: 30000 };
 
@@ -172,6 +172,38 @@ describe('timeouts, rate limit and limits', () => {
     const { pages, msgs } = await syncAll(a);
     assert.deepEqual(pages.map((p) => syncData(p).length), [3, 3, 1]);
     assert.deepEqual(msgs.map((m) => m.data), [0, 1, 2, 3, 4, 5, 6]);
+  });
+
+  test('max_connections does not leak: after failed auths, kickouts, leaves, timeouts and refusals the full quota is available again', { timeout: 60000 }, async () => {
+    const t = await tenant({ max_connections: 3, auth_timeout_ms: 300 });
+    const uid = rid('u');
+    const token = await t.token(uid);
+    for (let i = 0; i < 4; i++) {
+      const bad = track(await connect(srv, { ns: t.ns }));
+      bad.emit('authenticate', { uid, token: 'wrong' });
+      await bad.waitDisconnect();
+      const a = await t.login({ uid, token });
+      const b = await t.login({ uid, token }); // kicks a
+      await a.waitDisconnect();
+      assert.equal((await b.emitAck('join', { roomId: 'r' })).status, 0);
+      b.emit('leave');
+      await b.waitDisconnect();
+      const idle = track(await connect(srv, { ns: t.ns })); // auth timeout
+      await idle.waitDisconnect(5000);
+    }
+    // fill the quota, try one more, release, and fill again
+    const full = [await t.login(), await t.login(), await t.login()];
+    const extra = track(await connect(srv, { ns: t.ns, expectConnect: false }));
+    await Promise.race([extra.waitFor('connect_error', 3000), extra.waitFor('disconnect', 3000), extra.waitFor('error', 3000)]).catch(() => {});
+    closeAll(full, extra);
+    await sleep(300);
+    const again = [await t.login(), await t.login(), await t.login()];
+    assert.ok(again.every((c) => c.connected), 'three connections fit again');
+    closeAll(again);
+    await eventually(async () => {
+      const st = ok(await srv.admin('GET', '/admin/monitor/stat', { tenant: t.name }));
+      return st.online_user_count === 0 && st.online_room_count === 0;
+    }, 5000, 'stat back to 0 users and 0 rooms');
   });
 
   test('max_connections: the tenant refuses a connection beyond the limit, and admits again after one leaves', T, async () => {
