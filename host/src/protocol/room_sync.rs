@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use socketioxide::extract::{AckSender, SocketRef};
 
@@ -21,7 +22,12 @@ use crate::server::{AppState, now_ms};
 use crate::store::{RoomEntry, RoomWrite};
 
 /// Sends a reply on `event` and, when the client passed a callback, to it.
-pub fn reply(socket: &SocketRef, ack: Option<AckSender>, event: &str, v: &Value) {
+pub fn reply<T: serde::Serialize + ?Sized>(
+    socket: &SocketRef,
+    ack: Option<AckSender>,
+    event: &str,
+    v: &T,
+) {
     let _ = socket.emit(event, v);
     if let Some(a) = ack {
         let _ = a.send(v);
@@ -636,6 +642,28 @@ impl PendingMsg {
     }
 }
 
+/// The `sync` reply.
+#[derive(serde::Serialize)]
+struct SyncReply {
+    status: u8,
+    next: u8,
+    offset: u64,
+    epoch: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reset: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+    data: SyncData,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum SyncData {
+    Plain(Vec<Box<RawValue>>),
+    /// base64 of the gzip of the JSON array, as always-online sent it.
+    Gzip(String),
+}
+
 pub async fn sync(
     state: &AppState,
     sess: &Arc<Session>,
@@ -687,31 +715,44 @@ pub async fn sync(
         Ok(p) => p,
         Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
     };
-    let msgs: Vec<Value> = page
+    // Stored messages go out as the JSON text they were stored as: no
+    // parse and re-serialisation per page.
+    let stored = page
         .inserts
         .iter()
         .map(|(_, e)| &e.msg)
-        .chain(page.updates.iter().map(|e| &e.msg))
-        .map(|m| serde_json::from_str(m).unwrap_or(Value::Null))
-        .collect();
-    let mut out = json!({
-        "status": 0,
-        "next": if page.more { 1 } else { 0 },
-        "offset": page.next_offset,
-        "epoch": page.epoch,
-    });
-    if reset == 1 {
-        out["reset"] = json!(1);
-    }
-    if gzip {
+        .chain(page.updates.iter().map(|e| &e.msg));
+    let data = if gzip {
+        let mut text = Vec::with_capacity(2 + stored.clone().map(|m| m.len() + 1).sum::<usize>());
+        text.push(b'[');
+        for (i, m) in stored.enumerate() {
+            if i > 0 {
+                text.push(b',');
+            }
+            text.extend_from_slice(m.as_bytes());
+        }
+        text.push(b']');
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let _ = enc.write_all(&serde_json::to_vec(&msgs).unwrap_or_default());
-        let bytes = enc.finish().unwrap_or_default();
-        out["data"] = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
-        out["encoding"] = json!("gzip");
+        let _ = enc.write_all(&text);
+        SyncData::Gzip(
+            base64::engine::general_purpose::STANDARD.encode(enc.finish().unwrap_or_default()),
+        )
     } else {
-        out["data"] = Value::Array(msgs);
-    }
+        SyncData::Plain(
+            stored
+                .filter_map(|m| RawValue::from_string(m.clone()).ok())
+                .collect(),
+        )
+    };
+    let out = SyncReply {
+        status: 0,
+        next: u8::from(page.more),
+        offset: page.next_offset,
+        epoch: page.epoch,
+        reset: (reset == 1).then_some(1),
+        encoding: gzip.then_some("gzip"),
+        data,
+    };
     reply(socket, ack, "sync", &out);
     if offset == 0 && !room.dummy {
         let _ = socket
