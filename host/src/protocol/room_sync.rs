@@ -353,6 +353,19 @@ fn msg_refused(
     }
 }
 
+/// What the pipeline made of one `msg`.
+enum MsgPlan {
+    /// A plugin answered the sender only.
+    Replied,
+    /// Relayed; nothing to store (storage 2, or redirected elsewhere).
+    Relayed,
+    /// Relayed; this write is to be stored before the sender's ack.
+    Store { room: String, write: RoomWrite },
+}
+
+/// A `msg`: validate, run the tenant's hooks, relay. Returns the store write
+/// still to do (its ack waits for the group commit); every refusal is
+/// answered here, through the ack or an `error` event.
 pub async fn msg(
     state: &AppState,
     sess: &Arc<Session>,
@@ -361,85 +374,80 @@ pub async fn msg(
     ack: AckSender,
     wants_ack: bool,
 ) -> Option<PendingMsg> {
-    let Some(uid) = sess.uid() else {
-        {
-            msg_refused(
-                state,
-                sess,
-                socket,
+    match plan_msg(state, sess, socket, data).await {
+        Err(reason) => {
+            msg_refused(state, sess, socket, ack, wants_ack, reason);
+            None
+        }
+        Ok(MsgPlan::Replied) => {
+            let _ = ack.send(&ok("msg handled"));
+            None
+        }
+        Ok(MsgPlan::Relayed) => {
+            let _ = ack.send(&ok("msg success"));
+            None
+        }
+        Ok(MsgPlan::Store { room, write }) => {
+            // Hand the write back to the socket's worker, which keeps it in
+            // order with the socket's other writes and acks after the commit.
+            let (store, metrics) = (state.store.clone(), state.metrics.clone());
+            let (tenant, room_name, max) = (
+                sess.tenant_name.clone(),
+                room.clone(),
+                sess.tenant.config().max_msgs_per_room,
+            );
+            let write: crate::store::PendingWrite = Box::pin(async move {
+                metrics
+                    .timed(
+                        "room_write",
+                        store.room_write(&tenant, &room_name, write, max),
+                    )
+                    .await
+            });
+            Some(PendingMsg {
+                write,
                 ack,
                 wants_ack,
-                "not authenticated".into(),
-            );
-            return None;
+                room,
+            })
         }
-    };
+    }
+}
+
+async fn plan_msg(
+    state: &AppState,
+    sess: &Arc<Session>,
+    socket: &SocketRef,
+    data: Value,
+) -> Result<MsgPlan, String> {
+    let uid = sess.uid().ok_or("not authenticated")?;
     let data = match data {
         Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
         other => other,
     };
     if !data.is_object() {
-        {
-            msg_refused(
-                state,
-                sess,
-                socket,
-                ack,
-                wants_ack,
-                "msg must be a JSON object".into(),
-            );
-            return None;
-        }
+        return Err("msg must be a JSON object".into());
     }
     let cfg = sess.tenant.config();
     let size = wire::json_len(&data);
     if size > cfg.max_msg_bytes {
-        {
-            msg_refused(
-                state,
-                sess,
-                socket,
-                ack,
-                wants_ack,
-                format!(
-                    "message too large: {size} bytes, the limit is {}",
-                    cfg.max_msg_bytes
-                ),
-            );
-            return None;
-        }
+        return Err(format!(
+            "message too large: {size} bytes, the limit is {}",
+            cfg.max_msg_bytes
+        ));
     }
     let requested = data.get("roomId").and_then(|v| id_string(Some(v)));
-    let Some(room) = sess.current_room(requested.as_deref()).or_else(|| {
-        requested
-            .is_some()
-            .then(|| sess.current_room(None))
-            .flatten()
-    }) else {
-        {
-            msg_refused(
-                state,
-                sess,
-                socket,
-                ack,
-                wants_ack,
-                "join a room before sending msg".into(),
-            );
-            return None;
-        }
-    };
+    let room = sess
+        .current_room(requested.as_deref())
+        .or_else(|| {
+            requested
+                .is_some()
+                .then(|| sess.current_room(None))
+                .flatten()
+        })
+        .ok_or("join a room before sending msg")?;
     if room.dummy {
-        {
-            msg_refused(
-                state,
-                sess,
-                socket,
-                ack,
-                wants_ack,
-                "a dummy member may not send msg".into(),
-            );
-            return None;
-        }
+        return Err("a dummy member may not send msg".into());
     }
     state
         .metrics
@@ -456,26 +464,14 @@ pub async fn msg(
     let mut redirect = None;
     match policy.on_msg(&ctx, &ev).await {
         Ok(MsgVerdict::Pass) => {}
-        Ok(MsgVerdict::Drop { reason }) => {
-            msg_refused(state, sess, socket, ack, wants_ack, reason);
-            return None;
-        }
+        Ok(MsgVerdict::Drop { reason }) => return Err(reason),
         Ok(MsgVerdict::Rewrite { msg }) if msg.is_object() => ev.msg = msg,
         Ok(MsgVerdict::Rewrite { .. }) => {
-            msg_refused(
-                state,
-                sess,
-                socket,
-                ack,
-                wants_ack,
-                "a plugin rewrote the message into a non-object".into(),
-            );
-            return None;
+            return Err("a plugin rewrote the message into a non-object".into());
         }
         Ok(MsgVerdict::Reply { event, data }) => {
             let _ = socket.emit(event, &data);
-            let _ = ack.send(&ok("msg handled"));
-            return None;
+            return Ok(MsgPlan::Replied);
         }
         Ok(MsgVerdict::Redirect { rooms, users, msg }) => {
             if let Some(m) = msg.filter(Value::is_object) {
@@ -490,50 +486,17 @@ pub async fn msg(
             redirect = Some(targets);
         }
         Err(e) if hook_failed(state, sess, "on_msg", &e) => {}
-        Err(e) => {
-            msg_refused(
-                state,
-                sess,
-                socket,
-                ack,
-                wants_ack,
-                format!("message refused: {e}"),
-            );
-            return None;
-        }
+        Err(e) => return Err(format!("message refused: {e}")),
     }
 
-    let Some(obj) = ev.msg.as_object() else {
-        unreachable!("checked above")
-    };
-    let form = msg_form(obj);
+    let form = msg_form(ev.msg.as_object().ok_or("msg must be a JSON object")?);
     let mode = match policy.storage_mode(&ctx, &ev, form.storage).await {
         Ok(m) => m,
         Err(e) if hook_failed(state, sess, "storage_mode", &e) => form.storage,
-        Err(e) => {
-            msg_refused(
-                state,
-                sess,
-                socket,
-                ack,
-                wants_ack,
-                format!("message refused: {e}"),
-            );
-            return None;
-        }
+        Err(e) => return Err(format!("message refused: {e}")),
     };
     if mode == StorageMode::Update && form.msg_id.is_none() {
-        {
-            msg_refused(
-                state,
-                sess,
-                socket,
-                ack,
-                wants_ack,
-                "msgId is required to update a stored message".into(),
-            );
-            return None;
-        }
+        return Err("msgId is required to update a stored message".into());
     }
 
     // The relayed object: as sent, plus the sender's uid (and `ts` in the long form).
@@ -548,28 +511,24 @@ pub async fn msg(
         }
     }
 
-    // Relay first (latency), then wait for the group commit before acking:
-    // the ack is the durability point.
-    match &redirect {
-        Some(targets) => {
-            let _ = socket.to(targets.clone()).emit("msg", &out).await;
-        }
-        None => {
-            let _ = socket.to(room.name.clone()).emit("msg", &out).await;
-            let n = state
-                .presence
-                .room_size(&sess.tenant_name, &room.name)
-                .saturating_sub(1);
-            state
-                .metrics
-                .messages_out
-                .get_or_create(&crate::telemetry::Metrics::tenant(&sess.tenant_name))
-                .inc_by(n as u64);
-        }
+    // Relay first (latency); the store write follows, and the sender's ack
+    // waits for its commit: the ack is the durability point.
+    if let Some(targets) = redirect {
+        let _ = socket.to(targets).emit("msg", &out).await;
+        return Ok(MsgPlan::Relayed);
     }
-    if redirect.is_some() || mode == StorageMode::Ignore {
-        let _ = ack.send(&ok("msg success"));
-        return None;
+    let _ = socket.to(room.name.clone()).emit("msg", &out).await;
+    let n = state
+        .presence
+        .room_size(&sess.tenant_name, &room.name)
+        .saturating_sub(1);
+    state
+        .metrics
+        .messages_out
+        .get_or_create(&crate::telemetry::Metrics::tenant(&sess.tenant_name))
+        .inc_by(n as u64);
+    if mode == StorageMode::Ignore {
+        return Ok(MsgPlan::Relayed);
     }
     let entry = RoomEntry {
         uid,
@@ -580,27 +539,9 @@ pub async fn msg(
         (StorageMode::Update, Some(id)) => RoomWrite::Update { msg_id: id, entry },
         _ => RoomWrite::Insert(entry),
     };
-    // Hand the write back to the socket's worker, which keeps it in order
-    // with the socket's other writes and acks after the group commit.
-    let (store, metrics) = (state.store.clone(), state.metrics.clone());
-    let (tenant, room_name, max) = (
-        sess.tenant_name.clone(),
-        room.name.clone(),
-        cfg.max_msgs_per_room,
-    );
-    let write: crate::store::PendingWrite = Box::pin(async move {
-        metrics
-            .timed(
-                "room_write",
-                store.room_write(&tenant, &room_name, write, max),
-            )
-            .await
-    });
-    Some(PendingMsg {
-        write,
-        ack,
-        wants_ack,
+    Ok(MsgPlan::Store {
         room: room.name,
+        write,
     })
 }
 
