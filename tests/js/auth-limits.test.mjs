@@ -175,7 +175,7 @@ describe('timeouts, rate limit and limits', () => {
   });
 
   test('max_connections does not leak: after failed auths, kickouts, leaves, timeouts and refusals the full quota is available again', { timeout: 60000 }, async () => {
-    const t = await tenant({ max_connections: 3, auth_timeout_ms: 300 });
+    const t = await tenant({ max_connections: 3, auth_timeout_ms: 1500 });
     const uid = rid('u');
     const token = await t.token(uid);
     for (let i = 0; i < 4; i++) {
@@ -188,8 +188,10 @@ describe('timeouts, rate limit and limits', () => {
       assert.equal((await b.emitAck('join', { roomId: 'r' })).status, 0);
       b.emit('leave');
       await b.waitDisconnect();
-      const idle = track(await connect(srv, { ns: t.ns })); // auth timeout
-      await idle.waitDisconnect(5000);
+      if (i === 0) {
+        const idle = track(await connect(srv, { ns: t.ns })); // auth timeout
+        await idle.waitDisconnect(5000);
+      }
     }
     // fill the quota, try one more, release, and fill again
     const full = [await t.login(), await t.login(), await t.login()];
