@@ -43,7 +43,10 @@ impl Common {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0);
-            format!("b{:x}", (n ^ ((std::process::id() as u64) << 32)) & 0xffff_ffff)
+            format!(
+                "b{:x}",
+                (n ^ ((std::process::id() as u64) << 32)) & 0xffff_ffff
+            )
         })
     }
 }
@@ -54,13 +57,20 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 pub fn write_result<T: Serialize>(c: &Common, r: &T) -> Result<()> {
     let line = serde_json::to_string(r)?;
     if let Some(p) = &c.out {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
         writeln!(f, "{line}")?;
     }
     println!("{line}");

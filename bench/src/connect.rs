@@ -55,7 +55,10 @@ pub struct ConnectResult {
 
 pub async fn run(a: ConnectArgs) -> Result<()> {
     let c = &a.common;
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain syscalls on a local struct.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
@@ -64,8 +67,11 @@ pub async fn run(a: ConnectArgs) -> Result<()> {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
-    if (a.n as u64) + 30 > lim.rlim_cur as u64 {
-        eprintln!("[connect] warning: {} connections near the open-file limit {}", a.n, lim.rlim_cur);
+    if (a.n as u64) + 30 > lim.rlim_cur {
+        eprintln!(
+            "[connect] warning: {} connections near the open-file limit {}",
+            a.n, lim.rlim_cur
+        );
     }
     let pids = c.server_pids.clone();
     let run_id = c.run_id();
@@ -84,17 +90,18 @@ pub async fn run(a: ConnectArgs) -> Result<()> {
         let dropped = dropped.clone();
         joins.push(tokio::spawn(async move {
             let permit = sem.acquire_owned().await;
-            let mut ws = sio::open_joined(addr, Some(sio::source_ip(i)), &uid, &room, timeout).await?;
+            let mut ws =
+                sio::open_joined(addr, Some(sio::source_ip(i)), &uid, &room, timeout).await?;
             drop(permit);
             let done = Instant::now();
             // idle: answer pings until the process ends
             tokio::spawn(async move {
                 while let Some(Ok(m)) = ws.next().await {
                     match m {
-                        Message::Text(t) if t.as_str() == "2" => {
-                            if ws.send(sio::pong()).await.is_err() {
-                                break;
-                            }
+                        Message::Text(t)
+                            if t.as_str() == "2" && ws.send(sio::pong()).await.is_err() =>
+                        {
+                            break;
                         }
                         Message::Close(_) => break,
                         _ => {}

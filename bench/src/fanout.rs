@@ -146,7 +146,10 @@ struct Shared {
 const NO_SLOT: usize = usize::MAX;
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 struct Receiver {
@@ -155,7 +158,9 @@ struct Receiver {
 
 impl Receiver {
     fn new() -> Self {
-        Self { last: HashMap::new() }
+        Self {
+            last: HashMap::new(),
+        }
     }
 
     /// Handles one incoming frame. Returns Some(reply) for pings, Err on close.
@@ -330,9 +335,20 @@ fn median_window(ws: &[Window]) -> Window {
 
 pub async fn run(a: FanoutArgs) -> Result<()> {
     let c = &a.common;
-    let pub_servers = if a.pub_servers.is_empty() { c.servers.clone() } else { a.pub_servers.clone() };
-    let sub_servers = if a.sub_servers.is_empty() { c.servers.clone() } else { a.sub_servers.clone() };
-    anyhow::ensure!(!pub_servers.is_empty() && !sub_servers.is_empty(), "no --server given");
+    let pub_servers = if a.pub_servers.is_empty() {
+        c.servers.clone()
+    } else {
+        a.pub_servers.clone()
+    };
+    let sub_servers = if a.sub_servers.is_empty() {
+        c.servers.clone()
+    } else {
+        a.sub_servers.clone()
+    };
+    anyhow::ensure!(
+        !pub_servers.is_empty() && !sub_servers.is_empty(),
+        "no --server given"
+    );
     let nslots = a.rates.len() * a.windows;
     let sh = Arc::new(Shared {
         slot: AtomicUsize::new(NO_SLOT),
@@ -371,7 +387,9 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
             let sem = sem.clone();
             joins.push(tokio::spawn(async move {
                 let _p = sem.acquire_owned().await;
-                sio::open_joined(addr, Some(sio::source_ip(i)), &uid, &room, timeout).await.map(|w| (w, None))
+                sio::open_joined(addr, Some(sio::source_ip(i)), &uid, &room, timeout)
+                    .await
+                    .map(|w| (w, None))
             }));
         }
     }
@@ -428,14 +446,18 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
         .sum::<f64>()
         / a.pubs.max(1) as f64;
     for (ri, &rate) in a.rates.iter().enumerate() {
-        sh.rate_per_pub.store((rate / a.pubs as f64).to_bits(), Relaxed);
+        sh.rate_per_pub
+            .store((rate / a.pubs as f64).to_bits(), Relaxed);
         sh.rate_gen.fetch_add(1, Relaxed);
         tokio::time::sleep(Duration::from_secs_f64(a.warmup)).await;
         let mut wins = Vec::new();
         for w in 0..a.windows {
             let slot = ri * a.windows + w;
             let (s0, d0) = (sh.sent.load(Relaxed), sh.delivered.load(Relaxed));
-            let (c0, x0) = (procfs::cpu_seconds_all(&pids), procfs::cpu_seconds_all(&aux));
+            let (c0, x0) = (
+                procfs::cpu_seconds_all(&pids),
+                procfs::cpu_seconds_all(&aux),
+            );
             let me0 = procfs::cpu_seconds(me).unwrap_or(0.0);
             let t = Instant::now();
             sh.slot.store(slot, Relaxed);
@@ -443,17 +465,32 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
             sh.slot.store(NO_SLOT, Relaxed);
             let secs = t.elapsed().as_secs_f64();
             let (s1, d1) = (sh.sent.load(Relaxed), sh.delivered.load(Relaxed));
-            let (c1, x1) = (procfs::cpu_seconds_all(&pids), procfs::cpu_seconds_all(&aux));
+            let (c1, x1) = (
+                procfs::cpu_seconds_all(&pids),
+                procfs::cpu_seconds_all(&aux),
+            );
             let me1 = procfs::cpu_seconds(me).unwrap_or(0.0);
             let h = sh.hists[slot].lock().clone();
-            wins.push(window_stats(secs, s1 - s0, d1 - d0, c1 - c0, x1 - x0, me1 - me0, &h));
+            wins.push(window_stats(
+                secs,
+                s1 - s0,
+                d1 - d0,
+                c1 - c0,
+                x1 - x0,
+                me1 - me0,
+                &h,
+            ));
         }
         let med = median_window(&wins);
         let offered = rate * room_fan;
         let sustainable = med.deliveries_per_s >= a.min_delivered_ratio * offered
             && med.sent_per_s >= a.min_delivered_ratio * rate
             && (med.p99_us as f64) <= a.max_p99_ms * 1000.0;
-        let label = a.labels.get(ri).cloned().unwrap_or_else(|| format!("{rate}"));
+        let label = a
+            .labels
+            .get(ri)
+            .cloned()
+            .unwrap_or_else(|| format!("{rate}"));
         eprintln!(
             "[fanout {}] rate {:>8.0} msg/s ({label}): offered {:>9.0} deliv/s, got {:>9.0}/s, server {:.2} cores, {:.2} us/delivery (+aux {:.2}, client {:.2}), p50 {} us p99 {} us p999 {} us{}",
             c.target,
@@ -469,7 +506,14 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
             med.p999_us,
             if sustainable { "" } else { "  NOT SUSTAINABLE" }
         );
-        steps.push(Step { label, rate_msgs: rate, offered_deliveries_per_s: offered, windows: wins, median: med, sustainable });
+        steps.push(Step {
+            label,
+            rate_msgs: rate,
+            offered_deliveries_per_s: offered,
+            windows: wins,
+            median: med,
+            sustainable,
+        });
         if sustainable {
             max_ok = Some(rate);
         } else if a.ramp {
@@ -516,8 +560,13 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
         res.seq_gaps,
         res.errors,
         res.refused,
-        res.first_refusal.as_deref().map(|r| format!(" (first: {r})")).unwrap_or_default(),
-        res.max_sustainable_rate.map(|r| format!("; highest sustainable rate {r} msg/s")).unwrap_or_default()
+        res.first_refusal
+            .as_deref()
+            .map(|r| format!(" (first: {r})"))
+            .unwrap_or_default(),
+        res.max_sustainable_rate
+            .map(|r| format!("; highest sustainable rate {r} msg/s"))
+            .unwrap_or_default()
     );
     write_result(c, &res)?;
     Ok(())

@@ -14,7 +14,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hookwire-bench", about = "socket.io load generator and benchmark report")]
+#[command(
+    name = "hookwire-bench",
+    about = "socket.io load generator and benchmark report"
+)]
 struct Cli {
     /// Tokio worker threads of the load generator.
     #[arg(long, global = true, default_value_t = 2)]

@@ -45,7 +45,9 @@ pub fn rss_kib_all(pids: &[u32]) -> u64 {
 
 /// Number of open fds of `pid`.
 pub fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

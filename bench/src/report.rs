@@ -36,15 +36,27 @@ fn f(v: &Value, k: &str) -> f64 {
 }
 
 fn fmt(x: f64, digits: usize) -> String {
-    if x.is_nan() { "–".into() } else { format!("{x:.digits$}") }
+    if x.is_nan() {
+        "–".into()
+    } else {
+        format!("{x:.digits$}")
+    }
 }
 
 fn ms(us: f64) -> String {
-    if us.is_nan() { "–".into() } else { format!("{:.2}", us / 1000.0) }
+    if us.is_nan() {
+        "–".into()
+    } else {
+        format!("{:.2}", us / 1000.0)
+    }
 }
 
 fn ratio(a: f64, b: f64) -> String {
-    if a.is_nan() || b.is_nan() || b == 0.0 { "–".into() } else { format!("{:.2}×", a / b) }
+    if a.is_nan() || b.is_nan() || b == 0.0 {
+        "–".into()
+    } else {
+        format!("{:.2}×", a / b)
+    }
 }
 
 struct Data {
@@ -72,13 +84,19 @@ fn load(path: &Path) -> Result<Data> {
             Ok(v) => v,
             Err(_) => continue,
         };
-        let target = v.get("target").and_then(Value::as_str).unwrap_or("").to_string();
+        let target = v
+            .get("target")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if !target.is_empty() && !d.order.contains(&target) {
             d.order.push(target.clone());
         }
         match v.get("scenario").and_then(Value::as_str) {
             Some("meta") => d.meta = v,
-            Some("fanout") if v.get("ramp").and_then(Value::as_bool) == Some(true) => d.ramp = Some(v),
+            Some("fanout") if v.get("ramp").and_then(Value::as_bool) == Some(true) => {
+                d.ramp = Some(v)
+            }
             Some("fanout") => {
                 d.fanout.insert(target, v);
             }
@@ -97,11 +115,17 @@ fn load(path: &Path) -> Result<Data> {
 }
 
 fn step<'a>(fan: &'a Value, label: &str) -> Option<&'a Value> {
-    fan.get("steps")?.as_array()?.iter().find(|s| s.get("label").and_then(Value::as_str) == Some(label))
+    fan.get("steps")?
+        .as_array()?
+        .iter()
+        .find(|s| s.get("label").and_then(Value::as_str) == Some(label))
 }
 
 fn med(fan: Option<&Value>, label: &str, k: &str) -> f64 {
-    fan.and_then(|f| step(f, label)).and_then(|s| s.get("median")).map(|m| f(m, k)).unwrap_or(f64::NAN)
+    fan.and_then(|f| step(f, label))
+        .and_then(|s| s.get("median"))
+        .map(|m| f(m, k))
+        .unwrap_or(f64::NAN)
 }
 
 fn check(ok: Option<bool>) -> &'static str {
@@ -125,10 +149,24 @@ pub fn run(a: ReportArgs) -> Result<()> {
          `bench/node-peer/`), measured by the Rust load generator in `bench/` (it speaks Engine.IO v4 / socket.io v5 \
          over WebSocket itself). Every figure below comes from **one run** of:\n"
     )?;
-    writeln!(w, "```sh\nbench/run.sh            # full comparison, about 10 minutes\nbench/run.sh --quick    # smoke run, under 2 minutes\n```\n")?;
+    writeln!(
+        w,
+        "```sh\nbench/run.sh            # full comparison, about 10 minutes\nbench/run.sh --quick    # smoke run, under 2 minutes\n```\n"
+    )?;
     writeln!(w, "## Conditions\n")?;
-    let s = |k: &str| meta.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
-    writeln!(w, "- run started {} UTC, {} ({})", s("date"), s("mode"), s("git"))?;
+    let s = |k: &str| {
+        meta.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    writeln!(
+        w,
+        "- run started {} UTC, {} ({})",
+        s("date"),
+        s("mode"),
+        s("git")
+    )?;
     writeln!(w, "- machine: {}", s("machine"))?;
     writeln!(w, "- load average before the run: {}", s("loadavg"))?;
     if meta.get("shared").and_then(Value::as_bool).unwrap_or(false) {
@@ -149,13 +187,27 @@ pub fn run(a: ReportArgs) -> Result<()> {
             w,
             "- fan-out: {} rooms × {} subscribers, {} publishers (one per room), {} byte msg objects, storage mode {}; each rate \
              runs a warm-up and then {} measurement windows; figures are the **medians over windows**.",
-            f0["rooms"], f0["subs"], f0["pubs"], f0["bytes"], f0["storage"],
-            f0["steps"][0]["windows"].as_array().map(|a| a.len()).unwrap_or(0)
+            f0["rooms"],
+            f0["subs"],
+            f0["pubs"],
+            f0["bytes"],
+            f0["storage"],
+            f0["steps"][0]["windows"]
+                .as_array()
+                .map(|a| a.len())
+                .unwrap_or(0)
         )?;
     }
     writeln!(w, "- systems measured:\n")?;
     for t in &d.order {
-        writeln!(w, "  - `{t}`: {}", meta.get("describe").and_then(|x| x.get(t)).and_then(Value::as_str).unwrap_or(""))?;
+        writeln!(
+            w,
+            "  - `{t}`: {}",
+            meta.get("describe")
+                .and_then(|x| x.get(t))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        )?;
     }
     writeln!(w)?;
 
@@ -170,7 +222,10 @@ pub fn run(a: ReportArgs) -> Result<()> {
             fmt(node_rate, 0),
             fmt(f(meta, "node_deliveries"), 0)
         )?;
-        writeln!(w, "| msg/s | offered deliveries/s | delivered/s | server CPU (cores) | µs CPU/delivery | p50 ms | p99 ms | p999 ms | sustainable |")?;
+        writeln!(
+            w,
+            "| msg/s | offered deliveries/s | delivered/s | server CPU (cores) | µs CPU/delivery | p50 ms | p99 ms | p999 ms | sustainable |"
+        )?;
         writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|:--:|")?;
         for st in r["steps"].as_array().into_iter().flatten() {
             let m = &st["median"];
@@ -185,7 +240,11 @@ pub fn run(a: ReportArgs) -> Result<()> {
                 ms(f(m, "p50_us")),
                 ms(f(m, "p99_us")),
                 ms(f(m, "p999_us")),
-                if st["sustainable"].as_bool() == Some(true) { "yes" } else { "no" }
+                if st["sustainable"].as_bool() == Some(true) {
+                    "yes"
+                } else {
+                    "no"
+                }
             )?;
         }
         writeln!(w)?;
@@ -213,26 +272,51 @@ pub fn run(a: ReportArgs) -> Result<()> {
         let aux = med(fan, "1x", "aux_cpu_us_per_delivery");
         let p99 = med(fan, "1x", "p99_us");
         let rss = con.map(|c| f(c, "rss_per_conn_bytes")).unwrap_or(f64::NAN);
-        let offered2 = fan.and_then(|x| step(x, "2x")).map(|s| f(s, "offered_deliveries_per_s")).unwrap_or(f64::NAN);
+        let offered2 = fan
+            .and_then(|x| step(x, "2x"))
+            .map(|s| f(s, "offered_deliveries_per_s"))
+            .unwrap_or(f64::NAN);
         writeln!(
             w,
             "| `{t}` | {}{} | {} | {} / {} / {} | {} | {} / {} / {} | {} ({}) | {} | {} | {} | {} |",
             fmt(cpu, 2),
-            if aux.is_nan() || aux == 0.0 { String::new() } else { format!(" (+{} redis)", fmt(aux, 2)) },
-            if t == NODE { "1".into() } else { ratio(cpu, ncpu) },
+            if aux.is_nan() || aux == 0.0 {
+                String::new()
+            } else {
+                format!(" (+{} redis)", fmt(aux, 2))
+            },
+            if t == NODE {
+                "1".into()
+            } else {
+                ratio(cpu, ncpu)
+            },
             ms(med(fan, "1x", "p50_us")),
             ms(p99),
             ms(med(fan, "1x", "p999_us")),
-            if t == NODE { "1".into() } else { ratio(p99, np99) },
+            if t == NODE {
+                "1".into()
+            } else {
+                ratio(p99, np99)
+            },
             ms(med(fan, "2x", "p50_us")),
             ms(med(fan, "2x", "p99_us")),
             ms(med(fan, "2x", "p999_us")),
             fmt(med(fan, "2x", "deliveries_per_s"), 0),
             fmt(offered2, 0),
-            if rss.is_nan() { "–".into() } else { format!("{:.1} KiB", rss / 1024.0) },
-            if t == NODE { "1".into() } else { ratio(rss, nrss) },
-            con.map(|c| format!("{:.1} GiB", f(c, "projected_1m_gib"))).unwrap_or("–".into()),
-            con.map(|c| fmt(f(c, "conns_per_s"), 0)).unwrap_or("–".into()),
+            if rss.is_nan() {
+                "–".into()
+            } else {
+                format!("{:.1} KiB", rss / 1024.0)
+            },
+            if t == NODE {
+                "1".into()
+            } else {
+                ratio(rss, nrss)
+            },
+            con.map(|c| format!("{:.1} GiB", f(c, "projected_1m_gib")))
+                .unwrap_or("–".into()),
+            con.map(|c| fmt(f(c, "conns_per_s"), 0))
+                .unwrap_or("–".into()),
         )?;
     }
     writeln!(w)?;
@@ -243,18 +327,22 @@ pub fn run(a: ReportArgs) -> Result<()> {
     let hcpu = med(hf, "1x", "cpu_us_per_delivery");
     let hp99 = med(hf, "1x", "p99_us");
     let hp99_2 = med(hf, "2x", "p99_us");
-    let hrss = d.connect.get("hookwire").map(|c| f(c, "rss_per_conn_bytes")).unwrap_or(f64::NAN);
+    let hrss = d
+        .connect
+        .get("hookwire")
+        .map(|c| f(c, "rss_per_conn_bytes"))
+        .unwrap_or(f64::NAN);
     let known = |x: f64| !x.is_nan();
-    let cpu_ok = (known(hcpu) && known(ncpu)).then(|| hcpu <= 0.2 * ncpu);
-    let p99_ok = (known(hp99) && known(np99)).then(|| hp99 <= 0.5 * np99);
-    let p99_2_ok = known(hp99_2).then(|| hp99_2 < 10_000.0);
-    let rss_ok = (known(hrss) && known(nrss)).then(|| hrss <= 0.4 * nrss);
+    let cpu_ok = (known(hcpu) && known(ncpu)).then_some(hcpu <= 0.2 * ncpu);
+    let p99_ok = (known(hp99) && known(np99)).then_some(hp99 <= 0.5 * np99);
+    let p99_2_ok = known(hp99_2).then_some(hp99_2 < 10_000.0);
+    let rss_ok = (known(hrss) && known(nrss)).then_some(hrss <= 0.4 * nrss);
     let rf = d.fanout.get("hookwire-cluster");
     let rp99 = med(rf, "1x", "p99_us");
-    let redis_ok = (known(rp99) && known(hp99)).then(|| rp99 - hp99 <= 1000.0);
+    let redis_ok = (known(rp99) && known(hp99)).then_some(rp99 - hp99 <= 1000.0);
     let wf = d.fanout.get("hookwire-wordfilter");
     let wcpu = med(wf, "1x", "cpu_us_per_delivery");
-    let wf_ok = (known(wcpu) && known(hcpu)).then(|| wcpu <= 1.10 * hcpu);
+    let wf_ok = (known(wcpu) && known(hcpu)).then_some(wcpu <= 1.10 * hcpu);
     writeln!(w, "| target | measured | result |")?;
     writeln!(w, "|---|---|---|")?;
     writeln!(
@@ -273,7 +361,12 @@ pub fn run(a: ReportArgs) -> Result<()> {
         ratio(hp99, np99),
         check(p99_ok)
     )?;
-    writeln!(w, "| p99 at twice that rate < 10 ms | {} ms | {} |", ms(hp99_2), check(p99_2_ok))?;
+    writeln!(
+        w,
+        "| p99 at twice that rate < 10 ms | {} ms | {} |",
+        ms(hp99_2),
+        check(p99_2_ok)
+    )?;
     writeln!(
         w,
         "| idle RSS per connection ≤ 0.4× Node's (at ~19,900 connections) | {} vs {} B = {} | {} |",
@@ -287,7 +380,11 @@ pub fn run(a: ReportArgs) -> Result<()> {
         "| cluster over Redis adds ≤ 1 ms to p99 | {} ms (cluster) − {} ms (embedded) = {} ms | {} |",
         ms(rp99),
         ms(hp99),
-        if known(rp99) && known(hp99) { ms(rp99 - hp99) } else { "–".into() },
+        if known(rp99) && known(hp99) {
+            ms(rp99 - hp99)
+        } else {
+            "–".into()
+        },
         check(redis_ok)
     )?;
     writeln!(
@@ -295,7 +392,11 @@ pub fn run(a: ReportArgs) -> Result<()> {
         "| word-filter on every message adds ≤ 10% server CPU per delivery | {} vs {} µs = {} | {} |",
         fmt(wcpu, 2),
         fmt(hcpu, 2),
-        if known(wcpu) && known(hcpu) { format!("{:+.1}%", (wcpu / hcpu - 1.0) * 100.0) } else { "–".into() },
+        if known(wcpu) && known(hcpu) {
+            format!("{:+.1}%", (wcpu / hcpu - 1.0) * 100.0)
+        } else {
+            "–".into()
+        },
         check(wf_ok)
     )?;
     writeln!(
@@ -306,8 +407,14 @@ pub fn run(a: ReportArgs) -> Result<()> {
 
     // ---------------------------------------------------------------- details
     writeln!(w, "## Fan-out detail\n")?;
-    writeln!(w, "| system | rate | msg/s sent | offered deliveries/s | delivered/s | server cores | µs CPU/delivery | redis µs/delivery | load generator µs/delivery | p50 ms | p99 ms | p999 ms | max ms |")?;
-    writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(
+        w,
+        "| system | rate | msg/s sent | offered deliveries/s | delivered/s | server cores | µs CPU/delivery | redis µs/delivery | load generator µs/delivery | p50 ms | p99 ms | p999 ms | max ms |"
+    )?;
+    writeln!(
+        w,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
     for t in &d.order {
         let Some(fan) = d.fanout.get(t) else { continue };
         for st in fan["steps"].as_array().into_iter().flatten() {
@@ -332,24 +439,45 @@ pub fn run(a: ReportArgs) -> Result<()> {
         }
     }
     writeln!(w)?;
-    writeln!(w, "Losses (counted by per-publisher sequence numbers, after a drain):\n")?;
-    writeln!(w, "| system | connections | sent | expected deliveries | delivered | undelivered | sequence gaps | disconnects | refused (`error` events) |")?;
+    writeln!(
+        w,
+        "Losses (counted by per-publisher sequence numbers, after a drain):\n"
+    )?;
+    writeln!(
+        w,
+        "| system | connections | sent | expected deliveries | delivered | undelivered | sequence gaps | disconnects | refused (`error` events) |"
+    )?;
     writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for t in &d.order {
         let Some(fan) = d.fanout.get(t) else { continue };
         writeln!(
             w,
             "| `{t}` | {} | {} | {} | {} | {} | {} | {} | {}{} |",
-            fan["connections"], fan["sent"], fan["expected"], fan["delivered"], fan["undelivered"], fan["seq_gaps"], fan["errors"],
+            fan["connections"],
+            fan["sent"],
+            fan["expected"],
+            fan["delivered"],
+            fan["undelivered"],
+            fan["seq_gaps"],
+            fan["errors"],
             fan.get("refused").cloned().unwrap_or(Value::Null),
-            fan.get("first_refusal").and_then(Value::as_str).map(|r| format!(" (first: `{}`)", r.replace('|', "/"))).unwrap_or_default()
+            fan.get("first_refusal")
+                .and_then(Value::as_str)
+                .map(|r| format!(" (first: `{}`)", r.replace('|', "/")))
+                .unwrap_or_default()
         )?;
     }
     writeln!(w)?;
 
     writeln!(w, "## Idle connections\n")?;
-    writeln!(w, "Connections authenticated and joined (rooms of 10), client source addresses spread over 127.0.0.2–251, held idle; server VmRSS from `/proc/<pid>/status` before and after. Projection to 1M = RSS before + 1M × per-connection.\n")?;
-    writeln!(w, "| system | connected (failed) | conn/s | server CPU µs / conn | RSS before → after | RSS / conn | projected @1M | server fds |")?;
+    writeln!(
+        w,
+        "Connections authenticated and joined (rooms of 10), client source addresses spread over 127.0.0.2–251, held idle; server VmRSS from `/proc/<pid>/status` before and after. Projection to 1M = RSS before + 1M × per-connection.\n"
+    )?;
+    writeln!(
+        w,
+        "| system | connected (failed) | conn/s | server CPU µs / conn | RSS before → after | RSS / conn | projected @1M | server fds |"
+    )?;
     writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for t in &d.order {
         let Some(c) = d.connect.get(t) else { continue };
@@ -370,8 +498,14 @@ pub fn run(a: ReportArgs) -> Result<()> {
     writeln!(w)?;
 
     writeln!(w, "## Sync\n")?;
-    writeln!(w, "One room with M stored messages (stored through `msg` with acks), then C clients page through them with `sync` from offset 0 until `next` is 0, all at once.\n")?;
-    writeln!(w, "| system | M × C | store msg/s | sync time s | synced msg/s | pages/s | server CPU µs / msg | complete clients |")?;
+    writeln!(
+        w,
+        "One room with M stored messages (stored through `msg` with acks), then C clients page through them with `sync` from offset 0 until `next` is 0, all at once.\n"
+    )?;
+    writeln!(
+        w,
+        "| system | M × C | store msg/s | sync time s | synced msg/s | pages/s | server CPU µs / msg | complete clients |"
+    )?;
     writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for t in &d.order {
         let Some(s) = d.sync.get(t) else { continue };
@@ -387,7 +521,10 @@ pub fn run(a: ReportArgs) -> Result<()> {
             fmt(f(s, "server_cpu_us_per_msg"), 2),
             s["complete_clients"],
             s["clients"],
-            s.get("first_error").and_then(Value::as_str).map(|e| format!(" (error: {e})")).unwrap_or_default()
+            s.get("first_error")
+                .and_then(Value::as_str)
+                .map(|e| format!(" (error: {e})"))
+                .unwrap_or_default()
         )?;
     }
     writeln!(w)?;
@@ -401,7 +538,11 @@ pub fn run(a: ReportArgs) -> Result<()> {
     writeln!(w, "## Profile\n")?;
     match std::fs::read_to_string(&a.profile) {
         Ok(t) => writeln!(w, "{}", t.trim())?,
-        Err(_) => writeln!(w, "(no profile recorded: `{}` is missing)", a.profile.display())?,
+        Err(_) => writeln!(
+            w,
+            "(no profile recorded: `{}` is missing)",
+            a.profile.display()
+        )?,
     }
     writeln!(w)?;
     writeln!(w, "Raw results of this run: `{}`.", a.results.display())?;
@@ -410,7 +551,11 @@ pub fn run(a: ReportArgs) -> Result<()> {
     if let Err(e) = chart(&d, &a.chart) {
         eprintln!("[report] chart not drawn: {e:#}");
     }
-    eprintln!("[report] wrote {} and {}", a.out.display(), a.chart.display());
+    eprintln!(
+        "[report] wrote {} and {}",
+        a.out.display(),
+        a.chart.display()
+    );
     Ok(())
 }
 
@@ -435,7 +580,8 @@ fn register_font() -> Result<()> {
         .context("no TrueType font found (apt-get install fonts-dejavu-core)")?;
     let bytes: &'static [u8] = Box::leak(std::fs::read(path)?.into_boxed_slice());
     for style in [FontStyle::Normal, FontStyle::Bold] {
-        plotters::style::register_font("sans-serif", style, bytes).map_err(|_| anyhow::anyhow!("bad font {path}"))?;
+        plotters::style::register_font("sans-serif", style, bytes)
+            .map_err(|_| anyhow::anyhow!("bad font {path}"))?;
     }
     Ok(())
 }
@@ -465,26 +611,70 @@ where
         "hookwire vs Node peer (socket.io 4 + redis-adapter), one run; 1x = Node's highest sustainable rate ({} msg/s)",
         fmt(f(&d.meta, "node_rate"), 0)
     );
-    let root = root.titled(&title, ("sans-serif", 20)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let root = root
+        .titled(&title, ("sans-serif", 20))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let panels = root.split_evenly((1, 3));
     let targets: Vec<String> = d.order.clone();
-    let colors = [RGBColor(214, 96, 77), RGBColor(67, 147, 195), RGBColor(33, 102, 172), RGBColor(90, 174, 97), RGBColor(153, 112, 171)];
+    let colors = [
+        RGBColor(214, 96, 77),
+        RGBColor(67, 147, 195),
+        RGBColor(33, 102, 172),
+        RGBColor(90, 174, 97),
+        RGBColor(153, 112, 171),
+    ];
 
     // panel 1: CPU per delivery at 1x
-    let series1: Vec<Vec<f64>> = targets.iter().map(|t| vec![med(d.fanout.get(t), "1x", "cpu_us_per_delivery")]).collect();
-    bars(&panels[0], "server CPU µs per delivery @1x (lower is better)", &targets, &series1, &["1x"], &colors)?;
+    let series1: Vec<Vec<f64>> = targets
+        .iter()
+        .map(|t| vec![med(d.fanout.get(t), "1x", "cpu_us_per_delivery")])
+        .collect();
+    bars(
+        &panels[0],
+        "server CPU µs per delivery @1x (lower is better)",
+        &targets,
+        &series1,
+        &["1x"],
+        &colors,
+    )?;
     // panel 2: p99 ms at 1x and 2x
     let series2: Vec<Vec<f64>> = targets
         .iter()
-        .map(|t| vec![med(d.fanout.get(t), "1x", "p99_us") / 1000.0, med(d.fanout.get(t), "2x", "p99_us") / 1000.0])
+        .map(|t| {
+            vec![
+                med(d.fanout.get(t), "1x", "p99_us") / 1000.0,
+                med(d.fanout.get(t), "2x", "p99_us") / 1000.0,
+            ]
+        })
         .collect();
-    bars(&panels[1], "p99 latency ms at 1x and 2x", &targets, &series2, &["1x", "2x"], &colors)?;
+    bars(
+        &panels[1],
+        "p99 latency ms at 1x and 2x",
+        &targets,
+        &series2,
+        &["1x", "2x"],
+        &colors,
+    )?;
     // panel 3: RSS per idle conn KiB
     let series3: Vec<Vec<f64>> = targets
         .iter()
-        .map(|t| vec![d.connect.get(t).map(|c| f(c, "rss_per_conn_bytes") / 1024.0).unwrap_or(f64::NAN)])
+        .map(|t| {
+            vec![
+                d.connect
+                    .get(t)
+                    .map(|c| f(c, "rss_per_conn_bytes") / 1024.0)
+                    .unwrap_or(f64::NAN),
+            ]
+        })
         .collect();
-    bars(&panels[2], "RSS KiB per idle connection", &targets, &series3, &["idle"], &colors)?;
+    bars(
+        &panels[2],
+        "RSS KiB per idle connection",
+        &targets,
+        &series3,
+        &["idle"],
+        &colors,
+    )?;
     root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(())
 }
@@ -501,7 +691,13 @@ where
     DB::ErrorType: 'static,
 {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
-    let ymax = series.iter().flatten().filter(|v| v.is_finite()).fold(0.0f64, |a, &b| a.max(b)).max(1e-3) * 1.15;
+    let ymax = series
+        .iter()
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |a, &b| a.max(b))
+        .max(1e-3)
+        * 1.15;
     let n = targets.len().max(1);
     let k = series_names.len().max(1);
     let mut chart = ChartBuilder::on(area)
@@ -518,7 +714,11 @@ where
         .x_labels(n * 2 + 1)
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 0.26 && i < names.len() { names[i].clone() } else { String::new() }
+            if (x - i as f64 - 0.5).abs() < 0.26 && i < names.len() {
+                names[i].clone()
+            } else {
+                String::new()
+            }
         })
         .x_label_style(("sans-serif", 12))
         .y_label_style(("sans-serif", 12))
@@ -532,13 +732,28 @@ where
             }
             let x0 = i as f64 + 0.1 + j as f64 * bw;
             let base = colors[i % colors.len()];
-            let color = if j == 0 { base } else { RGBColor(base.0 / 2 + 60, base.1 / 2 + 60, base.2 / 2 + 60) };
+            let color = if j == 0 {
+                base
+            } else {
+                RGBColor(base.0 / 2 + 60, base.1 / 2 + 60, base.2 / 2 + 60)
+            };
             chart
-                .draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x0 + bw * 0.95, v)], color.filled())))
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, 0.0), (x0 + bw * 0.95, v)],
+                    color.filled(),
+                )))
                 .map_err(e)?;
-            let label = if k > 1 { format!("{} {}", series_names[j], short(v)) } else { short(v) };
+            let label = if k > 1 {
+                format!("{} {}", series_names[j], short(v))
+            } else {
+                short(v)
+            };
             chart
-                .draw_series(std::iter::once(Text::new(label, (x0, v + ymax * 0.02), ("sans-serif", 12))))
+                .draw_series(std::iter::once(Text::new(
+                    label,
+                    (x0, v + ymax * 0.02),
+                    ("sans-serif", 12),
+                )))
                 .map_err(e)?;
         }
     }

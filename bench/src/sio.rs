@@ -100,7 +100,10 @@ pub async fn connect(addr: SocketAddr, bind: Option<Ipv4Addr>, nsp: &str) -> Res
         sock.bind(SocketAddr::new(IpAddr::V4(ip), 0))
             .with_context(|| format!("bind {ip}"))?;
     }
-    let stream = sock.connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    let stream = sock
+        .connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
     stream.set_nodelay(true)?;
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
     let mut cfg = WebSocketConfig::default();
@@ -114,7 +117,11 @@ pub async fn connect(addr: SocketAddr, bind: Option<Ipv4Addr>, nsp: &str) -> Res
     if !open.starts_with('0') {
         bail!("expected engine.io open packet, got {open:.80}");
     }
-    let connect = if nsp == "/" || nsp.is_empty() { "40".to_string() } else { format!("40{nsp},") };
+    let connect = if nsp == "/" || nsp.is_empty() {
+        "40".to_string()
+    } else {
+        format!("40{nsp},")
+    };
     ws.send(Message::Text(connect.into())).await?;
     loop {
         let t = next_text(&mut ws).await?;
@@ -176,13 +183,17 @@ pub async fn open_joined(
     let mut ws = tokio::time::timeout(timeout, connect(addr, bind, "/"))
         .await
         .map_err(|_| anyhow!("timeout connecting"))??;
-    ws.send(event("authenticate", &format!("{{\"uid\":\"{uid}\",\"token\":\"\"}}")))
-        .await?;
+    ws.send(event(
+        "authenticate",
+        &format!("{{\"uid\":\"{uid}\",\"token\":\"\"}}"),
+    ))
+    .await?;
     let r = wait_event(&mut ws, "authenticate", timeout).await?;
     if !status_ok(&r) {
         bail!("authenticate refused: {r:.200}");
     }
-    ws.send(event("join", &format!("{{\"roomId\":\"{room}\"}}"))).await?;
+    ws.send(event("join", &format!("{{\"roomId\":\"{room}\"}}")))
+        .await?;
     let r = wait_event(&mut ws, "join", timeout).await?;
     if !status_ok(&r) {
         bail!("join refused: {r:.200}");
@@ -230,7 +241,10 @@ mod tests {
             _ => panic!(),
         }
         assert!(matches!(classify("40{\"sid\":\"x\"}"), Frame::Connect));
-        assert!(matches!(classify("44{\"message\":\"no\"}"), Frame::Disconnect(_)));
+        assert!(matches!(
+            classify("44{\"message\":\"no\"}"),
+            Frame::Disconnect(_)
+        ));
     }
 
     #[test]

@@ -56,18 +56,28 @@ pub struct SyncResult {
     pub first_error: Option<String>,
 }
 
-async fn store_messages(ws: &mut sio::Ws, m: usize, bytes: usize, pipeline: usize, timeout: Duration) -> Result<()> {
+async fn store_messages(
+    ws: &mut sio::Ws,
+    m: usize,
+    bytes: usize,
+    pipeline: usize,
+    timeout: Duration,
+) -> Result<()> {
     let pad = "x".repeat(bytes.saturating_sub(60));
     let mut sent = 0usize;
     let mut acked = 0usize;
     while acked < m {
         while sent < m && sent - acked < pipeline {
             sent += 1;
-            let body = format!("{{\"data\":{{\"n\":{sent},\"pad\":\"{pad}\"}},\"storage\":0,\"msgId\":{sent}}}");
+            let body = format!(
+                "{{\"data\":{{\"n\":{sent},\"pad\":\"{pad}\"}},\"storage\":0,\"msgId\":{sent}}}"
+            );
             ws.feed(sio::event_ack("msg", sent as u64, &body)).await?;
         }
         ws.flush().await?;
-        let t = tokio::time::timeout(timeout, sio::next_text(ws)).await.context("timeout waiting for msg acks")??;
+        let t = tokio::time::timeout(timeout, sio::next_text(ws))
+            .await
+            .context("timeout waiting for msg acks")??;
         match sio::classify(&t) {
             Frame::Ack(_, body) => {
                 if !body.contains("\"status\":0") {
@@ -107,7 +117,9 @@ async fn page_through(mut ws: sio::Ws, gzip: bool, timeout: Duration) -> Result<
         };
         ws.send(sio::event("sync", &req)).await?;
         let t = sio::wait_event(&mut ws, "sync", timeout).await?;
-        let Frame::Event(_, body) = sio::classify(&t) else { bail!("bad sync frame") };
+        let Frame::Event(_, body) = sio::classify(&t) else {
+            bail!("bad sync frame")
+        };
         let (_, r): (String, SyncReply) = serde_json::from_str(body).context("parse sync reply")?;
         if let Some(s) = r.status
             && s != 0
@@ -140,7 +152,14 @@ pub async fn run(a: SyncArgs) -> Result<()> {
     let timeout = Duration::from_secs_f64(c.timeout);
     let pids = c.server_pids.clone();
 
-    let mut seeder = sio::open_joined(addr, Some(sio::source_ip(0)), &format!("{run_id}-seed"), &room, timeout).await?;
+    let mut seeder = sio::open_joined(
+        addr,
+        Some(sio::source_ip(0)),
+        &format!("{run_id}-seed"),
+        &room,
+        timeout,
+    )
+    .await?;
     let t0 = Instant::now();
     store_messages(&mut seeder, a.messages, a.bytes, a.pipeline, timeout).await?;
     let store_secs = t0.elapsed().as_secs_f64();
@@ -172,7 +191,10 @@ pub async fn run(a: SyncArgs) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cpu0 = procfs::cpu_seconds_all(&pids);
     let t1 = Instant::now();
-    let tasks: Vec<_> = readers.into_iter().map(|ws| tokio::spawn(page_through(ws, a.gzip, timeout))).collect();
+    let tasks: Vec<_> = readers
+        .into_iter()
+        .map(|ws| tokio::spawn(page_through(ws, a.gzip, timeout)))
+        .collect();
     let mut pages = 0u64;
     let mut msgs = 0u64;
     let mut complete = 0usize;
@@ -223,7 +245,10 @@ pub async fn run(a: SyncArgs) -> Result<()> {
         res.pages_per_s,
         res.server_cpu_us_per_msg,
         complete,
-        res.first_error.as_deref().map(|e| format!(", first error: {e}")).unwrap_or_default()
+        res.first_error
+            .as_deref()
+            .map(|e| format!(", first error: {e}"))
+            .unwrap_or_default()
     );
     write_result(c, &res)?;
     Ok(())
