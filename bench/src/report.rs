@@ -169,6 +169,14 @@ pub fn run(a: ReportArgs) -> Result<()> {
     )?;
     writeln!(w, "- machine: {}", s("machine"))?;
     writeln!(w, "- load average before the run: {}", s("loadavg"))?;
+    if s("nice") != "0" && s("nice") != "?" {
+        writeln!(
+            w,
+            "- servers, redis-server and the load generator ran at nice {} (the other engineers' jobs at 0) to keep their \
+             compiles from dominating the latency figures",
+            s("nice")
+        )?;
+    }
     if meta.get("shared").and_then(Value::as_bool).unwrap_or(false) {
         writeln!(
             w,
