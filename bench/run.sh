@@ -186,6 +186,8 @@ measure_sync() {
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 OTHERS=$(ps -eo comm= | grep -cE '^(rustc|cargo|cc1|cc1plus|ld|node|python3|pytest|wasm-tools)$' || true)
 GIT=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
+if [ -n "$(git status --porcelain -- host 2>/dev/null)" ]; then GIT="$GIT with uncommitted changes in host/"; fi
+if [ $HAVE_HOOKWIRE = 1 ]; then GIT="$GIT; hookwire binary built $(date -u -r "$HOOKWIRE" +%H:%M) UTC"; fi
 MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), node $(node --version), redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
 T_START=$(date +%s)
 
