@@ -128,6 +128,9 @@ describe('timeouts, rate limit and limits', () => {
     const a2 = await t.loginJoin(room, { uid: a.uid, token: a.token, label: 'A2' });
     await a.expectNo('kickout', 400);
     assert.ok(a.connected && a2.connected);
+    await a.emitAck('msg', { data: 'to my other tab', storage: 0, msgId: 1 });
+    assert.equal((await a2.waitFor('msg')).data, 'to my other tab', 'msg reaches every other socket, also of the same uid');
+    await a.expectNo('msg', 200);
   });
 
   test('force_user_auth:false (tenant config) accepts any uid without a token', T, async () => {
