@@ -56,6 +56,28 @@ describe('timeouts, rate limit and limits', () => {
     });
   }
 
+  test('authenticate right at the auth deadline: either success (and the socket stays) or the timeout, never both', { timeout: 60000 }, async () => {
+    const t = await tenant({ auth_timeout_ms: 300, join_timeout_ms: 0 });
+    const users = [];
+    for (let i = 0; i < 16; i++) {
+      const uid = rid('edge');
+      users.push({ uid, token: await t.token(uid) });
+    }
+    const results = await Promise.all(users.map(async ({ uid, token }, i) => {
+      const c = track(await connect(srv, { ns: t.ns, label: uid }));
+      await sleep(240 + i * 8); // 240..360 ms after connect
+      c.emit('authenticate', { uid, token });
+      await sleep(900);
+      return { uid, auths: c.received('authenticate'), connected: c.connected };
+    }));
+    for (const r of results) {
+      const success = r.auths.some((a) => a.status === 0);
+      const timedOut = r.auths.some((a) => a.status === 1);
+      assert.ok(!(success && timedOut), `${r.uid} got both the timeout and success: ${JSON.stringify(r.auths)}`);
+      if (success) assert.ok(r.connected, `${r.uid} was told "auth success" and then disconnected`);
+    }
+  });
+
   test('auth timeout does not hit an authenticated socket', T, async () => {
     const t = await tenant({ auth_timeout_ms: 1000, join_timeout_ms: 0 });
     const c = await t.login();
