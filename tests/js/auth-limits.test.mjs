@@ -78,6 +78,23 @@ describe('timeouts, rate limit and limits', () => {
     }
   });
 
+  test('join right at the join deadline: either "join success" (and the socket stays) or the disconnect, never both', { timeout: 60000 }, async () => {
+    const t = await tenant({ join_timeout_ms: 300 });
+    const socks = [];
+    for (let i = 0; i < 12; i++) socks.push(await t.login({ label: `j${i}` }));
+    const t0 = Date.now();
+    const results = await Promise.all(socks.map(async (c, i) => {
+      await sleep(Math.max(0, 240 + i * 10 - (Date.now() - t0)));
+      c.emit('join', { roomId: rid('r') });
+      await sleep(900);
+      return { label: c.label, joins: c.received('join'), connected: c.connected };
+    }));
+    for (const r of results) {
+      const success = r.joins.some((j) => j.status === 0);
+      if (success) assert.ok(r.connected, `${r.label} was told "join success" and then disconnected: ${JSON.stringify(r.joins)}`);
+    }
+  });
+
   test('auth timeout does not hit an authenticated socket', T, async () => {
     const t = await tenant({ auth_timeout_ms: 1000, join_timeout_ms: 0 });
     const c = await t.login();
