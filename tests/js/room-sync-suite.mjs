@@ -514,6 +514,18 @@ export function roomSyncSuite(transport) {
       }, 3000, 'room_users without the leaver');
     });
 
+    test('msg then leave back to back: the msg is relayed and stored before remote_leave', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      a.emit('msg', { data: 'last words', storage: 0, msgId: 'lw' });
+      a.emit('leave');
+      const m = await b.waitForEntry('msg');
+      const l = await b.waitForEntry('remote_leave');
+      assert.ok(b.log.indexOf(m) < b.log.indexOf(l), 'msg before remote_leave');
+      assert.deepEqual((await syncAll(b)).msgs.map((x) => x.data), ['last words']);
+    });
+
     test('leave with an ack callback gets {status:0} before the disconnect', T, async () => {
       const a = await member(rid('r'));
       const ack = await a.emitAck('leave', {});
