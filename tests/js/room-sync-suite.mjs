@@ -372,6 +372,11 @@ export function roomSyncSuite(transport) {
       const users = ok(await srv.api('GET', '/admin/monitor/room_users', { query: { roomId: roomNum } }), 'room_users');
       assert.deepEqual(new Set(users.users.map((x) => String(x.uid))), new Set([String(n), String(b.uid)]));
 
+      ok(await srv.api('POST', '/admin/system/push', { body: { roomId: String(roomNum), content: 'by string' } }));
+      assert.equal(await a.waitFor('system'), 'by string', 'system push by the string form reaches a numeric join');
+      ok(await srv.api('POST', '/send', { body: { rooms: [roomNum], event: 'by_number', args: [] } }));
+      await b.waitFor('by_number');
+
       // same user with the string uid and the same token
       const c = track(await connect(srv, { transports }));
       const auth = await c.emitAck('authenticate', { uid: String(n), token });
