@@ -61,6 +61,28 @@ function assertConnected(...clients) {
   }
 }
 
+/**
+ * Upload and config changes instantiate the plugin and call `describe` under
+ * the plugin's deadline (the engine default is 5 ms of wall-clock epoch time).
+ * On a loaded machine that first call of a plugin on engine defaults can miss
+ * it, and the change is refused with HTTP 400 "plugin failed its first call:
+ * plugin X exceeded its time budget", or stored and then not activated (HTTP
+ * 500 "stored, but activation failed: ... plugin failed its first call ...":
+ * activation loads the plugin a second time and calls describe again); both
+ * seen on the shared 2-core test box.
+ * The steps that must use engine defaults retry that one answer a few times
+ * and say so in the test output; anything else fails at once.
+ */
+async function retryFirstCallTimeout(ctx, what, fn) {
+  for (let attempt = 1; ; attempt++) {
+    const r = await fn();
+    const spurious = (r.status === 400 || r.status === 500) && /plugin failed its first call: .*exceeded its time budget/.test(r.text);
+    if (!spurious || attempt === 4) return r;
+    ctx?.diagnostic(`${what}: attempt ${attempt} refused as "${r.json?.meta?.msg}" (5 ms default deadline on a loaded machine), retrying`);
+    await sleep(200);
+  }
+}
+
 /** The JSON body's `meta.msg` (or the raw text) of an error answer. */
 const errText = (r) => r.json?.meta?.msg ?? r.text;
 
@@ -193,22 +215,32 @@ describe('plugins end-to-end (websocket)', () => {
     assertConnected(a, b);
   });
 
-  test('word-filter config given as ?config= on upload', T, async () => {
+  test('word-filter config given as ?config= on upload (engine default limits)', T, async (ctx) => {
     const t = await newTenant('wfq');
     const room = rid('r');
     const a = await tmember(t, room, { label: 'A' });
     const b = await tmember(t, room, { label: 'B' });
-    const up = await uploadOk(t.name, 'word-filter', 'word_filter', { config: { words: ['gosh'], mode: 'mask' } });
+    const up = ok(await retryFirstCallTimeout(ctx, 'upload ?config=', () => upload(t.name, 'word-filter', 'word_filter', { config: { words: ['gosh'], mode: 'mask' } })), 'upload ?config=');
     assert.equal(up.version, 1);
-    // The ?config= form sets only the config: the engine's default deadline applies.
-    const ack = await a.emitAck('msg', { data: { text: 'oh GOSH' }, storage: 0, msgId: rid('id') });
+    const listing = ok(await srv.admin('GET', `/api/tenants/${t.name}/plugins`), 'list');
+    assert.deepEqual(listing.plugins[0].versions[0].manifest.config, { words: ['gosh'], mode: 'mask' });
+    // The ?config= form sets only the config: the engine's 5 ms default deadline
+    // applies, which a preempted call on a loaded box can miss (retried, reported).
+    const send = async (text) => {
+      for (let attempt = 1; ; attempt++) {
+        const ack = await a.emitAck('msg', { data: { text }, storage: 0, msgId: rid('id') });
+        if (ack?.status === 0 || attempt === 4 || !/exceeded its time budget/.test(ack?.data)) return ack;
+        ctx.diagnostic(`msg attempt ${attempt} refused as "${ack.data}" (5 ms default deadline on a loaded machine), retrying`);
+      }
+    };
+    const ack = await send('oh GOSH');
     assert.equal(ack?.status, 0, `ack: ${JSON.stringify(ack)}`);
     const m = await b.waitFor('msg');
     assert.equal(m.data.text, 'oh ****');
     // nothing to roll back to: 4xx, and the plugin stays active
     const rb = await srv.admin('POST', `/api/tenants/${t.name}/plugins/word-filter/rollback`);
     assert.ok(rb.status >= 400 && rb.status < 500, `rollback of a single version: ${rb.status} ${rb.text}`);
-    assert.equal((await a.emitAck('msg', { data: { text: 'gosh' }, storage: 0, msgId: rid('id') }))?.status, 0);
+    assert.equal((await send('gosh'))?.status, 0);
     assert.equal((await b.waitFor('msg')).data.text, '****');
     assertConnected(a, b);
   });
@@ -246,6 +278,14 @@ describe('plugins end-to-end (websocket)', () => {
     const hs = await h.waitFor('authenticate');
     assert.deepEqual(hs, { status: 0, data: 'auth success' });
 
+    // good sign in the handshake query (?app=&timestamp=&sign=&uid=)
+    const ts3 = Date.now();
+    const qs = track(await connect(srv, {
+      ns, transports, label: 'signed-query',
+      query: { app, timestamp: String(ts3), sign: md5(`${app}${key}${ts3}`), uid: rid('s') },
+    }));
+    assert.deepEqual(await qs.waitFor('authenticate'), { status: 0, data: 'auth success' });
+
     // bad sign → the plugin's reason, then disconnect
     const bad = track(await connect(srv, { ns, transports, label: 'bad-sign' }));
     const br = await bad.emitAck('authenticate', { ...signed(rid('s')), sign: md5('nope') });
@@ -271,7 +311,7 @@ describe('plugins end-to-end (websocket)', () => {
     const tw = track(await connect(srv, { ns, transports, label: 'wrong-token' }));
     assert.deepEqual(await tw.emitAck('authenticate', { uid: tuid, token: 'wrong' }), { status: 1, data: 'invalid token' });
 
-    assertConnected(old, c, h, tc);
+    assertConnected(old, c, h, qs, tc);
   });
 
   // ---- 3. rate-limit -----------------------------------------------------------
@@ -503,7 +543,7 @@ describe('plugins end-to-end (websocket)', () => {
         const b = await tmember(evil, room, { label: 'evil-B' });
         await bystandersTalk(`before ${k.name}`);
 
-        const up = await upload(evil.name, k.name, k.file, { manifest: k.manifest });
+        const up = await retryFirstCallTimeout(t, `upload ${k.name}`, () => upload(evil.name, k.name, k.file, { manifest: k.manifest }));
         assert.equal(up.status, 200, `upload ${k.name}: HTTP ${up.status} ${up.text}`);
 
         const times = [];
@@ -542,7 +582,7 @@ describe('plugins end-to-end (websocket)', () => {
         await bystandersTalk(`after ${k.name}`);
 
         // back to the engine defaults (a new version): still refused, promptly
-        ok(await srv.admin('PUT', `/api/tenants/${evil.name}/plugins/${k.name}/config`, { body: {} }), 'default manifest');
+        ok(await retryFirstCallTimeout(t, `${k.name} on engine defaults`, () => srv.admin('PUT', `/api/tenants/${evil.name}/plugins/${k.name}/config`, { body: {} })), 'default manifest');
         const t0 = Date.now();
         const ack = await a.emitAck('msg', { data: 'defaults', storage: 0, msgId: 'd' }, 10000);
         assert.equal(ack?.status, 1, `${k.name} on engine defaults: ${JSON.stringify(ack)}`);
@@ -584,12 +624,12 @@ describe('plugins end-to-end (websocket)', () => {
       assert.ok(Math.max(...lat) < deadline / 2, `a bystander round trip took ${Math.max(...lat)} ms while plugins of another tenant spun (deadline ${deadline} ms): guest code blocks the node's async workers`);
     });
 
-    test('fail open: the tenant\'s plugin_fail_open lets msgs through a trapping plugin (still counted)', T, async () => {
+    test('fail open: the tenant\'s plugin_fail_open lets msgs through a trapping plugin (still counted)', T, async (ctx) => {
       const evil = await newTenant('evil-open', { plugin_fail_open: true });
       const room = rid('r');
       const a = await tmember(evil, room, { label: 'open-A' });
       const b = await tmember(evil, room, { label: 'open-B' });
-      ok(await upload(evil.name, 'trap', 'trap'), 'upload trap');
+      ok(await retryFirstCallTimeout(ctx, 'upload trap', () => upload(evil.name, 'trap', 'trap')), 'upload trap');
       await exchange(a, b, 'through a trap, fail open');
       const metrics = await srv.api('GET', '/metrics', { key: srv.adminKey });
       assert.ok(counterValue(metrics.text, 'hookwire_plugin_faults', { tenant: evil.name, kind: 'trap' }) >= 1);
@@ -621,6 +661,22 @@ describe('plugins end-to-end (websocket)', () => {
       r = await upload(evil.name, 'too-large', null, { body: big });
       assert.equal(r.status, 413, `too large: HTTP ${r.status} ${r.text}`);
       assert.match(errText(r), /10485760/, r.text);
+
+      // a bad plugin name, a manifest that does not parse or asks for more than the engine allows
+      r = await upload(evil.name, 'Bad.Name', 'word_filter');
+      assert.ok(r.status >= 400 && r.status < 500, `bad name: HTTP ${r.status} ${r.text}`);
+      assert.match(errText(r), /invalid plugin name/, r.text);
+      r = await srv.admin('POST', `/api/tenants/${evil.name}/plugins/word-filter`, {
+        rawBody: readFileSync(wasm.word_filter), headers: { 'content-type': 'application/wasm', 'x-hookwire-manifest': '{not json' },
+      });
+      assert.ok(r.status >= 400 && r.status < 500, `manifest not JSON: HTTP ${r.status} ${r.text}`);
+      r = await upload(evil.name, 'word-filter', 'word_filter', { manifest: { timeout_ms: 10 * 60 * 1000 } });
+      assert.ok(r.status >= 400 && r.status < 500, `timeout above the engine limit: HTTP ${r.status} ${r.text}`);
+      assert.match(errText(r), /timeout_ms .* above the engine limit/, r.text);
+      r = await upload(evil.name, 'word-filter', 'word_filter', { manifest: { memory_bytes: 1 << 30 } });
+      assert.ok(r.status >= 400 && r.status < 500, `memory above the engine limit: HTTP ${r.status} ${r.text}`);
+      r = await upload(evil.name, 'word-filter', 'word_filter', { manifest: { no_such_field: 1 } });
+      assert.ok(r.status >= 400 && r.status < 500, `unknown manifest field: HTTP ${r.status} ${r.text}`);
 
       for (const [what, key] of [['no key', null], ['wrong key', 'not-the-admin-key'], ['a tenant API key', evil.key]]) {
         r = await upload(evil.name, 'word-filter', 'word_filter', { key });
@@ -742,6 +798,48 @@ describe('plugins end-to-end (websocket)', () => {
     assert.equal((await b.waitFor('msg')).data.text, 'darn');
   });
 
+  test('rate-limit buckets are per tenant: the same uid exhausted in one tenant is not limited in another', T, async () => {
+    const x = await newTenant('rlx');
+    const y = await newTenant('rly');
+    const uid = rid('same');
+    const manifest = { timeout_ms: SAMPLE_TIMEOUT_MS, config: { rate_per_sec: 0.2, burst: 2 } };
+    await uploadOk(x.name, 'rate-limit', 'rate_limit', { manifest });
+    await uploadOk(y.name, 'rate-limit', 'rate_limit', { manifest });
+    const ax = await tmember(x, rid('r'), { uid, label: 'uid@x' });
+    const ay = await tmember(y, rid('r'), { uid, label: 'uid@y' });
+    const send = (c, i) => c.emitAck('msg', { data: i, storage: 2, msgId: `m${i}` });
+    const xs = [];
+    for (let i = 0; i < 4; i++) xs.push(await send(ax, i));
+    assert.deepEqual(xs.map((a) => a?.status), [0, 0, 1, 1], `tenant x: ${JSON.stringify(xs)}`);
+    const ys = [await send(ay, 0), await send(ay, 1)];
+    assert.deepEqual(ys.map((a) => a?.status), [0, 0], `tenant y shares no bucket with x: ${JSON.stringify(ys)}`);
+  });
+
+  test('swap while a call is in flight: the call finishes on the old version, the next event already uses the new one', T, async () => {
+    const t = await newTenant('inflight');
+    const room = rid('r');
+    const a = await tmember(t, room, { label: 'A' });
+    const b = await tmember(t, room, { label: 'B' });
+    const c = await tmember(t, room, { label: 'C' });
+    await uploadOk(t.name, 'p', 'spin_loop', { manifest: { timeout_ms: 1500 } });
+    const t0 = Date.now();
+    let aDone;
+    const aAck = a.emitAck('msg', { data: { text: 'darn old' }, storage: 2, msgId: 'a' }, 10000).then((x) => { aDone = Date.now() - t0; return x; });
+    await sleep(200);
+    const up = await uploadOk(t.name, 'p', 'word_filter', { manifest: { timeout_ms: SAMPLE_TIMEOUT_MS, config: { words: ['darn'], mode: 'mask' } } });
+    assert.equal(up.version, 2);
+    const upMs = Date.now() - t0;
+    const cAck = await c.emitAck('msg', { data: { text: 'darn new' }, storage: 2, msgId: 'c' });
+    const cMs = Date.now() - t0;
+    assert.equal(cAck?.status, 0, JSON.stringify(cAck));
+    assert.equal((await b.waitFor('msg', 5000, (m) => m?.data?.text?.endsWith('new'))).data.text, '**** new');
+    const old = await aAck;
+    assert.equal(old?.status, 1, `the in-flight call ran on the old version: ${JSON.stringify(old)}`);
+    assert.match(old.data, /plugin p exceeded its time budget/);
+    assert.ok(upMs < 1500 && cMs < aDone, `upload answered at ${upMs} ms, the new version served C at ${cMs} ms, the old call ended at ${aDone} ms: the swap must not wait for calls in flight`);
+    assertConnected(a, b, c);
+  });
+
   // ---- 7. dry run ----------------------------------------------------------------------
 
   test('dry run: POST .../plugins/word-filter/test returns the verdict and the time', T, async () => {
@@ -776,6 +874,34 @@ describe('plugins end-to-end (websocket)', () => {
     assert.equal(r.status, 404, `unknown plugin: ${r.status} ${r.text}`);
     r = await srv.api('POST', base, { key: null, body: { hook: 'on-msg' } });
     assert.equal(r.status, 401);
+  });
+
+  test('a stored chain that cannot be loaded at startup fails closed (it must not silently fall back to the built-in policy)', {
+    ...T,
+    todo: 'server bug: server.rs start-up logs "cannot load the plugin chain; built-in policy in use" and serves the tenant with no plugins at all, whatever plugin_fail_open says',
+  }, async () => {
+    // Its own server: restarted with a lower engine memory ceiling than a stored manifest asks for.
+    const own = await startServer();
+    const mine = [];
+    try {
+      const name = rid('lim-');
+      const t = ok(await own.admin('POST', '/api/tenants', { body: { name } }), 'tenant');
+      const tn = { name, key: t.api_key };
+      const h = { 'content-type': 'application/wasm', 'x-hookwire-manifest': JSON.stringify({ timeout_ms: SAMPLE_TIMEOUT_MS, memory_bytes: 64 << 20, config: { words: ['darn'], mode: 'drop' } }) };
+      ok(await own.admin('POST', `/api/tenants/${name}/plugins/word-filter`, { rawBody: readFileSync(wasm.word_filter), headers: h, timeoutMs: 120000 }), 'upload');
+      own.env = { ...own.env, HOOKWIRE_PLUGINS__MAX_MEMORY_BYTES: String(32 << 20) };
+      await own.restart();
+      const room = rid('r');
+      const a = await loginJoin(own, room, { transports, tenant: tn.name, key: tn.key, label: 'A' });
+      const b = await loginJoin(own, room, { transports, tenant: tn.name, key: tn.key, label: 'B' });
+      mine.push(a, b);
+      const ack = await a.emitAck('msg', { data: { text: 'darn' }, storage: 2, msgId: '1' });
+      const relayed = b.received('msg').concat(await b.waitFor('msg', 500).then((m) => [m], () => []));
+      assert.equal(ack?.status, 1, `tenant ${name} has word-filter (drop "darn") stored but its chain could not be loaded (manifest memory_bytes 64 MiB > engine max 32 MiB after restart): the msg must be refused, got ack ${JSON.stringify(ack)} and B received ${JSON.stringify(relayed)}`);
+    } finally {
+      closeAll(mine);
+      await own.destroy();
+    }
   });
 
   test('plugins survive a restart: the chain is active again when clients reconnect (last test: restarts the server)', T, async () => {
