@@ -15,7 +15,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
-  REPO_ROOT, closeAll, connect, login, loginJoin, ok, rid, sleep, startServer, tokenFor,
+  REPO_ROOT, closeAll, connect, loginJoin, ok, rid, sleep, startServer, syncAll, tokenFor,
 } from './harness.mjs';
 
 const T = { timeout: 60000 };
@@ -174,6 +174,22 @@ describe('plugins end-to-end (websocket)', () => {
     assert.equal(m.data.text, '**** it, what the ****', `masked for the receiver: ${JSON.stringify(m)}`);
     assert.deepEqual(m.data.n.deep, ['**** it, what the ****'], 'nested strings are masked too');
     assert.equal(String(m.uid), String(a.uid));
+
+    // what is stored is what was relayed: a late joiner syncs the masked text
+    const late = await member(room, { label: 'late' });
+    const { msgs } = await syncAll(late);
+    const stored = msgs.map((x) => x?.data?.text).filter(Boolean);
+    assert.ok(stored.includes('**** it, what the ****'), `stored: ${JSON.stringify(stored)}`);
+    assert.ok(!stored.some((x) => /darn it, what/i.test(x)), `the unmasked text must not be stored: ${JSON.stringify(stored)}`);
+    late.close();
+    await b.waitFor('remote_join', 2000).catch(() => {});
+
+    // the short form: id field "1" is left alone, other strings are masked
+    ack = await a.emitAck('msg', { 1: 'darn-id', s: 2, d: 'darn short' });
+    assert.equal(ack?.status, 0, `short form: ${JSON.stringify(ack)}`);
+    m = await b.waitFor('msg', 5000, (x) => x?.['1'] === 'darn-id');
+    assert.equal(m.d, '**** short');
+    assert.equal(String(m['2']), String(a.uid));
 
     // new config (mode drop) = new version, effective on the next msg
     const v2 = ok(await srv.admin('PUT', '/api/tenants/default/plugins/word-filter/config', {
@@ -685,6 +701,9 @@ describe('plugins end-to-end (websocket)', () => {
       r = await srv.api('GET', `/api/tenants/${evil.name}/plugins`, { key: null });
       assert.equal(r.status, 401, `list without key: ${r.status}`);
 
+      r = await srv.admin('POST', `/api/tenants/${rid('nosuch')}/plugins/word-filter`, { rawBody: readFileSync(wasm.word_filter), headers: { 'content-type': 'application/wasm' } });
+      assert.equal(r.status, 404, `unknown tenant: ${r.status} ${r.text}`);
+
       // nothing of that was stored
       const listing = ok(await srv.admin('GET', `/api/tenants/${evil.name}/plugins`), 'list');
       assert.deepEqual(listing.plugins, [], JSON.stringify(listing));
@@ -767,6 +786,19 @@ describe('plugins end-to-end (websocket)', () => {
     const r = await srv.admin('PUT', `/api/tenants/${t.name}/chain`, { body: { order: ['block', 'nope'] } });
     assert.ok(r.status >= 400 && r.status < 500, `unknown plugin in chain: ${r.status} ${r.text}`);
     assertConnected(a, b, c);
+  });
+
+  test('concurrent uploads of one plugin get distinct versions; the chain points to one of them', T, async () => {
+    const t = await newTenant('conc');
+    const rs = await Promise.all([1, 2, 3].map((i) => upload(t.name, 'word-filter', 'word_filter', {
+      manifest: { timeout_ms: SAMPLE_TIMEOUT_MS, config: { words: [`w${i}`], mode: 'mask' } },
+    })));
+    const versions = rs.map((r) => ok(r, 'concurrent upload').version).sort();
+    assert.deepEqual(versions, [1, 2, 3]);
+    const listing = ok(await srv.admin('GET', `/api/tenants/${t.name}/plugins`), 'list');
+    assert.equal(listing.chain.length, 1, JSON.stringify(listing.chain));
+    assert.deepEqual(listing.plugins[0].versions.map((v) => v.version), [1, 2, 3]);
+    assert.equal(listing.chain[0].version, 3, 'the last stored version is the active one');
   });
 
   test('DELETE of a plugin the tenant does not have is 404, also when its chain holds other plugins', {
