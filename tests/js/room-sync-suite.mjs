@@ -446,6 +446,7 @@ export function roomSyncSuite(transport) {
       const room = rid('r');
       const a = await member(room, { label: 'A' });
       for (let i = 0; i < 3; i++) await a.emitAck('msg', { data: `old${i}`, storage: 0, msgId: i });
+      await a.emitAck('msg', { data: 'old cursor', storage: 1, msgId: 'cur' });
       const s0 = await a.emitAck('sync', { offset: 0 });
       assert.equal(s0.epoch, 0, `new room epoch: ${JSON.stringify(s0)}`);
       assert.ok(!s0.reset, 'no reset on a normal reply');
@@ -453,7 +454,7 @@ export function roomSyncSuite(transport) {
 
       ok(await srv.api('POST', '/admin/system/clear_room_msgs', { body: { roomId: room } }), 'clear_room_msgs');
       const s1 = await a.emitAck('sync', { offset: 0 });
-      assert.deepEqual(syncData(s1), [], 'messages gone after clear');
+      assert.deepEqual(syncData(s1), [], 'messages (inserts and updates) gone after clear');
       assert.equal(s1.epoch, 1, 'epoch raised by the clear');
       const rm = ok(await srv.api('GET', '/admin/monitor/room_msgs', { query: { roomId: room } }), 'room_msgs');
       assert.equal(rm.msgs.length, 0);
@@ -466,6 +467,9 @@ export function roomSyncSuite(transport) {
 
       const cur = await a.emitAck('sync', { offset: 0, epoch: 1 });
       assert.ok(!cur.reset);
+      const future = await a.emitAck('sync', { offset: 1, epoch: 7 });
+      assert.equal(future.reset, 1, 'any epoch other than the room\'s resets');
+      assert.deepEqual(syncData(future).map((m) => m.data), ['new0']);
 
       ok(await srv.api('POST', '/admin/system/clear_room_msg', { body: { roomId: room } }), 'clear_room_msg (singular)');
       const s2 = await a.emitAck('sync', { offset: 0 });
