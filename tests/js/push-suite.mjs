@@ -144,6 +144,31 @@ export function pushSuite(transport) {
       ack();
     });
 
+    test('300 queued pushes arrive as one ordered _batch; one ack clears them', { timeout: 60000 }, async () => {
+      const uid = rid('u');
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      c.close();
+      await allOffline();
+      await Promise.all(Array.from({ length: 10 }, async (_, k) => {
+        for (let i = k * 30; i < (k + 1) * 30; i++) await send({ rooms: [`user_${uid}`], event: 'bulk', args: [i, { pad: 'x'.repeat(100) }] });
+      }));
+      const c2 = await device(uid);
+      const { events, ack } = await batchOf(c2, 10000);
+      assert.equal(events.length, 300);
+      const order = events.map((e) => e[1]);
+      assert.deepEqual([...order].sort((x, y) => x - y), [...Array(300).keys()], 'all 300 pushes');
+      for (let k = 0; k < 10; k++) {
+        const mine = order.filter((i) => Math.floor(i / 30) === k);
+        assert.deepEqual(mine, [...mine].sort((x, y) => x - y), "each sender's pushes keep their send order");
+      }
+      ack();
+      await settle();
+      c2.close();
+      await allOffline();
+      await expectNothingPending(await device(uid));
+    });
+
     test('acking a _batch removes only what that batch carried', T, async () => {
       const uid = rid('u');
       const c = await device(uid);
