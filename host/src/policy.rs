@@ -44,7 +44,11 @@ pub struct AuthRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AuthVerdict {
     /// Accept as `uid`; also join `rooms`; `claims` are kept on the socket.
-    Allow { uid: String, rooms: Vec<String>, claims: Value },
+    Allow {
+        uid: String,
+        rooms: Vec<String>,
+        claims: Value,
+    },
     /// Refuse with this reason (sent to the client as `data`).
     Deny { reason: String },
     /// Not this hook's business: fall through to the next plugin, and at the
@@ -110,7 +114,11 @@ pub enum MsgVerdict {
     Reply { event: String, data: Value },
     /// Relay to these rooms / user rooms instead of the sender's room
     /// (egg-socket.io's `sendToOthers`); `msg` replaces the payload when set.
-    Redirect { rooms: Vec<String>, users: Vec<String>, msg: Option<Value> },
+    Redirect {
+        rooms: Vec<String>,
+        users: Vec<String>,
+        msg: Option<Value>,
+    },
 }
 
 /// A push from the business server (`POST /send`, admin push, Redis channel).
@@ -137,11 +145,19 @@ pub trait Policy: Send + Sync + 'static {
         "builtin".to_string()
     }
 
-    async fn authenticate(&self, _ctx: &HookContext, _req: &AuthRequest) -> Result<AuthVerdict, HookError> {
+    async fn authenticate(
+        &self,
+        _ctx: &HookContext,
+        _req: &AuthRequest,
+    ) -> Result<AuthVerdict, HookError> {
         Ok(AuthVerdict::Defer)
     }
 
-    async fn on_join(&self, _ctx: &HookContext, _req: &JoinRequest) -> Result<JoinVerdict, HookError> {
+    async fn on_join(
+        &self,
+        _ctx: &HookContext,
+        _req: &JoinRequest,
+    ) -> Result<JoinVerdict, HookError> {
         Ok(JoinVerdict::Allow)
     }
 
@@ -159,8 +175,14 @@ pub trait Policy: Send + Sync + 'static {
         Ok(proposed)
     }
 
-    async fn route_push(&self, _ctx: &HookContext, req: &PushRequest) -> Result<PushRoute, HookError> {
-        Ok(PushRoute::Deliver { rooms: req.rooms.clone() })
+    async fn route_push(
+        &self,
+        _ctx: &HookContext,
+        req: &PushRequest,
+    ) -> Result<PushRoute, HookError> {
+        Ok(PushRoute::Deliver {
+            rooms: req.rooms.clone(),
+        })
     }
 }
 
@@ -170,3 +192,51 @@ pub trait Policy: Send + Sync + 'static {
 pub struct BuiltinPolicy;
 
 impl Policy for BuiltinPolicy {}
+
+/// The policy of a tenant whose plugin chain could not be loaded: every hook
+/// fails, so the pipeline refuses (fail closed) or lets through (the
+/// tenant's `plugin_fail_open`) exactly as for a plugin fault. A broken chain
+/// never silently turns a tenant's sign check or filter off.
+pub struct UnavailableChain {
+    pub reason: String,
+}
+
+impl UnavailableChain {
+    fn err(&self) -> HookError {
+        HookError::Instantiate {
+            plugin: "(chain)".into(),
+            detail: self.reason.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Policy for UnavailableChain {
+    fn describe(&self) -> String {
+        format!("unavailable chain: {}", self.reason)
+    }
+    async fn authenticate(
+        &self,
+        _: &HookContext,
+        _: &AuthRequest,
+    ) -> Result<AuthVerdict, HookError> {
+        Err(self.err())
+    }
+    async fn on_join(&self, _: &HookContext, _: &JoinRequest) -> Result<JoinVerdict, HookError> {
+        Err(self.err())
+    }
+    async fn on_msg(&self, _: &HookContext, _: &MsgEvent) -> Result<MsgVerdict, HookError> {
+        Err(self.err())
+    }
+    async fn storage_mode(
+        &self,
+        _: &HookContext,
+        _: &MsgEvent,
+        _: StorageMode,
+    ) -> Result<StorageMode, HookError> {
+        Err(self.err())
+    }
+    async fn route_push(&self, _: &HookContext, _: &PushRequest) -> Result<PushRoute, HookError> {
+        Err(self.err())
+    }
+}

@@ -125,7 +125,12 @@ pub async fn serve(
     };
     for tenant in tenants.all() {
         if let Err(e) = state.plugins.activate(&tenant).await {
-            tracing::error!(tenant = %tenant.name(), error = %e, "cannot load the plugin chain; built-in policy in use");
+            // Fail closed (unless the tenant chose fail-open): a chain that
+            // cannot load must not silently drop the tenant's policies.
+            tracing::error!(tenant = %tenant.name(), error = %e, "cannot load the plugin chain; its hooks fail until it is fixed");
+            tenant.set_policy(Box::new(crate::policy::UnavailableChain {
+                reason: format!("{e:#}"),
+            }));
         }
         protocol::mount(&state, &tenant);
     }

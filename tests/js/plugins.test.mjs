@@ -908,10 +908,7 @@ describe('plugins end-to-end (websocket)', () => {
     assert.equal(r.status, 401);
   });
 
-  test('a stored chain that cannot be loaded at startup fails closed (it must not silently fall back to the built-in policy)', {
-    ...T,
-    todo: 'server bug: server.rs start-up logs "cannot load the plugin chain; built-in policy in use" and serves the tenant with no plugins at all, whatever plugin_fail_open says',
-  }, async () => {
+  test('a stored chain that cannot be loaded at startup fails closed (it must not silently fall back to the built-in policy)', T, async () => {
     // Its own server: restarted with a lower engine memory ceiling than a stored manifest asks for.
     const own = await startServer();
     const mine = [];

@@ -160,7 +160,10 @@ async fn chain_changed(state: &AppState, tenant_name: &str) {
         return;
     };
     if let Err(e) = state.plugins.activate(&tenant).await {
-        tracing::error!(tenant = %tenant_name, error = %e, "reloading the announced plugin chain failed");
+        tracing::error!(tenant = %tenant_name, error = %e, "reloading the announced plugin chain failed; its hooks fail until it is fixed");
+        tenant.set_policy(Box::new(crate::policy::UnavailableChain {
+            reason: format!("{e:#}"),
+        }));
     } else {
         tracing::info!(tenant = %tenant_name, "plugin chain reloaded after an announcement");
     }

@@ -13,7 +13,10 @@ use crate::server::AppState;
 
 type Q = Query<HashMap<String, String>>;
 
-fn room_param(q: &HashMap<String, String>, body: Option<&serde_json::Map<String, Value>>) -> Result<String, ApiError> {
+fn room_param(
+    q: &HashMap<String, String>,
+    body: Option<&serde_json::Map<String, Value>>,
+) -> Result<String, ApiError> {
     body.and_then(|b| id_string(b.get("roomId")))
         .or_else(|| q.get("roomId").filter(|r| !r.trim().is_empty()).cloned())
         .ok_or_else(|| ApiError::param("roomId is required"))
@@ -34,19 +37,40 @@ pub async fn stat(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
 }
 
 /// `GET /admin/monitor/room_users?roomId=` → `{users:[{uid}]}` (dummies are invisible).
-pub async fn room_users(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
+pub async fn room_users(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Q,
+) -> ApiResult {
     let c = caller(&state, &headers, &q).await?;
     let room = room_param(&q, None)?;
-    let users: Vec<Value> = state.presence.room_users(&c.tenant.name(), &room).into_iter().map(|u| json!({ "uid": u })).collect();
+    let users: Vec<Value> = state
+        .presence
+        .room_users(&c.tenant.name(), &room)
+        .into_iter()
+        .map(|u| json!({ "uid": u }))
+        .collect();
     Ok(Reply(json!({ "users": users })))
 }
 
 /// `GET /admin/monitor/room_msgs?roomId=&offset=` → `{msgs:[{data,ts,uid}], offset, next}`.
-pub async fn room_msgs(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
+pub async fn room_msgs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Q,
+) -> ApiResult {
     let c = caller(&state, &headers, &q).await?;
     let room = room_param(&q, None)?;
     let offset = q.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
-    let page = state.store.room_read(&c.tenant.name(), &room, offset, c.tenant.config().sync_page_size.max(1)).await?;
+    let page = state
+        .store
+        .room_read(
+            &c.tenant.name(),
+            &room,
+            offset,
+            c.tenant.config().sync_page_size.max(1),
+        )
+        .await?;
     let msgs: Vec<Value> = page
         .inserts
         .into_iter()
@@ -54,25 +78,49 @@ pub async fn room_msgs(State(state): State<AppState>, headers: HeaderMap, Query(
         .chain(page.updates)
         .map(|e| json!({ "data": serde_json::from_str::<Value>(&e.msg).unwrap_or(Value::Null), "ts": e.ts, "uid": e.uid }))
         .collect();
-    Ok(Reply(json!({ "msgs": msgs, "offset": page.next_offset, "next": if page.more { 1 } else { 0 }, "epoch": page.epoch })))
+    Ok(Reply(
+        json!({ "msgs": msgs, "offset": page.next_offset, "next": if page.more { 1 } else { 0 }, "epoch": page.epoch }),
+    ))
 }
 
 /// `POST /admin/system/push {roomId, content}` → the room gets `system` with `content`.
-pub async fn push(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, body: Bytes) -> ApiResult {
+pub async fn push(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Q,
+    body: Bytes,
+) -> ApiResult {
     let c = caller(&state, &headers, &q).await?;
     let body = body_object(&headers, &body)?;
     let room = room_param(&q, Some(&body))?;
-    let content = body.get("content").cloned().ok_or_else(|| ApiError::param("content is required"))?;
-    let ns = state.io.of(c.tenant.namespace()).ok_or_else(|| ApiError::failed("tenant namespace is not mounted"))?;
-    let _ = ns.to(room).emit("system", &content).await;
+    let content = body
+        .get("content")
+        .cloned()
+        .ok_or_else(|| ApiError::param("content is required"))?;
+    let ns = state
+        .io
+        .of(c.tenant.namespace())
+        .ok_or_else(|| ApiError::failed("tenant namespace is not mounted"))?;
+    let _ = ns
+        .to(crate::protocol::push_targets([&room]))
+        .emit("system", &content)
+        .await;
     Ok(Reply(Value::Null))
 }
 
 /// `POST /admin/system/config {forceUserAuth}`.
-pub async fn config(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, body: Bytes) -> ApiResult {
+pub async fn config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Q,
+    body: Bytes,
+) -> ApiResult {
     let c = caller(&state, &headers, &q).await?;
     let body = body_object(&headers, &body)?;
-    let force = match body.get("forceUserAuth").or_else(|| body.get("force_user_auth")) {
+    let force = match body
+        .get("forceUserAuth")
+        .or_else(|| body.get("force_user_auth"))
+    {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
         Some(Value::Number(n)) => n.as_i64() != Some(0),
@@ -87,7 +135,12 @@ pub async fn config(State(state): State<AppState>, headers: HeaderMap, Query(q):
 }
 
 /// `POST /admin/system/clear_room_msgs {roomId}` (also `/clear_room_msg`).
-pub async fn clear_room_msgs(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, body: Bytes) -> ApiResult {
+pub async fn clear_room_msgs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Q,
+    body: Bytes,
+) -> ApiResult {
     let c = caller(&state, &headers, &q).await?;
     let body = body_object(&headers, &body)?;
     let room = room_param(&q, Some(&body))?;

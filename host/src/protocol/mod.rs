@@ -34,6 +34,24 @@ pub fn device_room(uid: &str, device: &str) -> String {
     format!("\u{1}dev\u{1}{uid}\u{1}{device}")
 }
 
+/// The socket.io room behind a room-sync room (`join {roomId}`). Rooms a
+/// client can join live apart from user rooms (`user_<uid>`), rooms a
+/// plugin assigns and the hidden device rooms, so joining `user_alice` never
+/// reaches Alice's pushes.
+pub fn sync_room(room_id: &str) -> String {
+    format!("r:{room_id}")
+}
+
+/// The socket.io rooms a push or admin message to `room` reaches: the
+/// room-sync room of that name and the plain room (user rooms, rooms a
+/// plugin assigned).
+pub fn push_targets<'a>(rooms: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    rooms
+        .into_iter()
+        .flat_map(|r| [r.clone(), sync_room(r)])
+        .collect()
+}
+
 /// Mounts the tenant's namespace (`/` for `default`, `/<name>` otherwise).
 ///
 /// Event handlers are registered in a connect *middleware*: socketioxide

@@ -84,11 +84,8 @@ pub async fn send_with(
         queued: 0,
     };
     let mut plain = Vec::new();
+    let mut user_plain = Vec::new();
     for room in rooms {
-        if !reliable {
-            plain.push(room);
-            continue;
-        }
         let Some(uid) = room
             .strip_prefix(cfg.user_room_prefix.as_str())
             .filter(|u| !u.is_empty() && !cfg.user_room_prefix.is_empty())
@@ -96,6 +93,11 @@ pub async fn send_with(
             plain.push(room);
             continue;
         };
+        if !reliable {
+            // A user room only: never the room-sync room of the same name.
+            user_plain.push(room.clone());
+            continue;
+        }
         let seq = state.store.push_next_seq(&name).await?;
         let entry = PushEntry {
             seq,
@@ -124,7 +126,14 @@ pub async fn send_with(
         }
     }
     if !plain.is_empty() {
-        let _ = ns.to(plain).emit(&req.event, &Args(&req.args)).await;
+        let _ = ns
+            .clone()
+            .to(super::push_targets(&plain))
+            .emit(&req.event, &Args(&req.args))
+            .await;
+    }
+    if !user_plain.is_empty() {
+        let _ = ns.to(user_plain).emit(&req.event, &Args(&req.args)).await;
     }
     state
         .metrics

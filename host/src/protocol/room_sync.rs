@@ -13,7 +13,7 @@ use socketioxide::extract::{AckSender, SocketRef};
 
 use super::session::{JoinedRoom, Session, disconnect_soon};
 use super::wire::{self, fail, id_string, ok};
-use super::{device_room, push};
+use super::{device_room, push, sync_room};
 use crate::error::HookError;
 use crate::policy::{
     AuthRequest, AuthVerdict, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict, StorageMode,
@@ -278,7 +278,7 @@ pub async fn join(
         Err(e) => return reply(socket, ack, "join", &fail(format!("join refused: {e}"))),
     }
 
-    socket.join(room.clone());
+    socket.join(sync_room(&room));
     let kicker = {
         let mut st = sess.state.lock();
         st.rooms.push(JoinedRoom {
@@ -299,7 +299,7 @@ pub async fn join(
             .join_room(&sess.tenant_name, &room, sess.sid, &uid);
         if !kicker {
             let _ = socket
-                .to(room.clone())
+                .to(sync_room(&room))
                 .emit("remote_join", &json!({ "uid": uid }))
                 .await;
         }
@@ -477,7 +477,8 @@ async fn plan_msg(
             if let Some(m) = msg.filter(Value::is_object) {
                 ev.msg = m;
             }
-            let mut targets = rooms;
+            // Room-sync rooms by their internal name, users by their user room.
+            let mut targets: Vec<String> = rooms.iter().map(|r| sync_room(r)).collect();
             targets.extend(
                 users
                     .iter()
@@ -517,7 +518,7 @@ async fn plan_msg(
         let _ = socket.to(targets).emit("msg", &out).await;
         return Ok(MsgPlan::Relayed);
     }
-    let _ = socket.to(room.name.clone()).emit("msg", &out).await;
+    let _ = socket.to(sync_room(&room.name)).emit("msg", &out).await;
     let n = state
         .presence
         .room_size(&sess.tenant_name, &room.name)
@@ -697,7 +698,7 @@ pub async fn sync(
     reply(socket, ack, "sync", &out);
     if offset == 0 && !room.dummy {
         let _ = socket
-            .to(room.name.clone())
+            .to(sync_room(&room.name))
             .emit("remote_sync", &json!({ "uid": uid }))
             .await;
     }
@@ -717,7 +718,7 @@ pub async fn leave(
         let rooms = sess.visible_rooms();
         if !rooms.is_empty() {
             let _ = socket
-                .to(rooms)
+                .to(rooms.iter().map(|r| sync_room(r)).collect::<Vec<_>>())
                 .emit("remote_leave", &json!({ "uid": uid }))
                 .await;
         }
@@ -747,7 +748,7 @@ pub async fn disconnected(state: &AppState, sess: &Arc<Session>, socket: &Socket
     }
     if !kicked && !rooms.is_empty() {
         let _ = socket
-            .to(rooms)
+            .to(rooms.iter().map(|r| sync_room(r)).collect::<Vec<_>>())
             .emit("remote_disconnect", &json!({ "uid": uid }))
             .await;
     }
