@@ -349,12 +349,16 @@ impl PluginRuntime {
         let mut chain = self.store.get_chain(tenant).await?;
         let before = chain.entries.len();
         chain.entries.retain(|e| e.name != name);
-        if chain.entries.len() != before {
-            self.save_chain(tenant, chain).await?;
-        }
-        if !self.store.delete_plugin(tenant, name).await? && before == 0 {
+        let in_chain = chain.entries.len() != before;
+        if !in_chain && self.versions_of(tenant, name).await?.is_empty() {
             return Err(PluginError::UnknownPlugin(name.to_string()));
         }
+        // Out of the chain first: a crash in between leaves unused versions,
+        // never a chain entry without its component.
+        if in_chain {
+            self.save_chain(tenant, chain).await?;
+        }
+        self.store.delete_plugin(tenant, name).await?;
         Ok(())
     }
 

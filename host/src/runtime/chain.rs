@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -162,10 +162,6 @@ impl Drop for LoadedPlugin {
     }
 }
 
-fn ticks(d: Duration, tick: Duration) -> u64 {
-    (d.as_micros().div_ceil(tick.as_micros().max(1)) as u64).max(1)
-}
-
 impl LoadedPlugin {
     /// Instantiates once and asks the plugin what it is. Fails when the
     /// instance cannot be created or `describe` faults.
@@ -214,16 +210,25 @@ impl LoadedPlugin {
         let mut store =
             wasmtime::Store::new(&self.shared.engine, HostState::new(self.scope.clone()));
         store.limiter(|s| &mut s.limiter);
-        let tick = self.shared.limits.epoch_tick();
+        // Fires every tick while guest code runs. Out of time: interrupt.
+        // Otherwise yield to the executor, so a plugin with a long (allowed)
+        // deadline never holds a runtime worker for more than a tick, and
+        // do not charge the guest for the time it waited to be polled again.
         store.epoch_deadline_callback(move |mut ctx| {
             let data = ctx.data_mut();
-            match data.guest_time_left() {
-                Some(left) => Ok(UpdateDeadline::Continue(ticks(left, tick))),
-                None => {
-                    data.timed_out = true;
-                    Ok(UpdateDeadline::Interrupt)
-                }
+            if data.guest_time_left().is_none() {
+                data.timed_out = true;
+                return Ok(UpdateDeadline::Interrupt);
             }
+            let yielded = data.yielded.clone();
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    let parked = Instant::now();
+                    tokio::task::yield_now().await;
+                    yielded.fetch_add(parked.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                }),
+            ))
         });
         self.arm(&mut store)?;
         let guest = self.pre.instantiate_async(&mut store).await?;
@@ -233,10 +238,8 @@ impl LoadedPlugin {
     /// Resets the deadline, fuel and flags before a call.
     fn arm(&self, store: &mut wasmtime::Store<HostState>) -> Result<(), wasmtime::Error> {
         store.data_mut().begin_call();
-        store.set_epoch_deadline(ticks(
-            self.scope.limits.timeout,
-            self.shared.limits.epoch_tick(),
-        ));
+        // One tick: the callback above then checks the budget every tick.
+        store.set_epoch_deadline(1);
         if let Some(fuel) = self.scope.limits.fuel {
             store.set_fuel(fuel)?;
         }
@@ -727,5 +730,70 @@ impl Policy for PluginChain {
         Ok(PushRoute::Deliver {
             rooms: current.map_or_else(|| req.rooms.clone(), |c| c.rooms),
         })
+    }
+}
+
+/// The policy of a tenant whose stored chain could not be loaded: every
+/// hook faults, so the pipeline fails closed (or open, as the tenant says),
+/// and each call is counted as an `instantiate` fault.
+pub struct UnloadableChain {
+    pub tenant: String,
+    pub plugin: String,
+    pub detail: String,
+    pub metrics: Arc<crate::telemetry::Metrics>,
+}
+
+impl UnloadableChain {
+    fn fault(&self, hook: Hook) -> HookError {
+        let e = HookError::Instantiate {
+            plugin: self.plugin.clone(),
+            detail: self.detail.clone(),
+        };
+        let plugin = ("plugin", self.plugin.clone());
+        let tenant = ("tenant", self.tenant.clone());
+        self.metrics
+            .plugin_calls
+            .get_or_create(&vec![
+                tenant.clone(),
+                plugin.clone(),
+                ("hook", hook.label().into()),
+            ])
+            .inc();
+        self.metrics
+            .plugin_faults
+            .get_or_create(&vec![tenant, plugin, ("kind", e.kind().into())])
+            .inc();
+        e
+    }
+}
+
+#[async_trait]
+impl Policy for UnloadableChain {
+    fn describe(&self) -> String {
+        format!("unloadable wasm chain ({}: {})", self.plugin, self.detail)
+    }
+    async fn authenticate(
+        &self,
+        _: &HookContext,
+        _: &AuthRequest,
+    ) -> Result<AuthVerdict, HookError> {
+        Err(self.fault(Hook::Authenticate))
+    }
+    async fn on_join(&self, _: &HookContext, _: &JoinRequest) -> Result<JoinVerdict, HookError> {
+        Err(self.fault(Hook::OnJoin))
+    }
+    async fn on_msg(&self, _: &HookContext, _: &MsgEvent) -> Result<MsgVerdict, HookError> {
+        Err(self.fault(Hook::OnMsg))
+    }
+    async fn storage_mode(
+        &self,
+        _: &HookContext,
+        _: &MsgEvent,
+        _: StorageMode,
+    ) -> Result<StorageMode, HookError> {
+        Err(self.fault(Hook::StorageMode))
+    }
+    async fn route_push(&self, _: &HookContext, _: &PushRequest) -> Result<PushRoute, HookError> {
+        Err(self.fault(Hook::RoutePush))
     }
 }

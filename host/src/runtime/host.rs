@@ -9,6 +9,7 @@
 //! plugin's data is a prefix scan.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -44,6 +45,8 @@ pub struct HostState {
     /// (that time does not count against the guest's deadline).
     pub call_started: Instant,
     pub host_time: Duration,
+    /// Nanoseconds the call spent yielded to the executor (not guest time).
+    pub yielded: Arc<AtomicU64>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -65,6 +68,7 @@ impl HostState {
             timed_out: false,
             call_started: Instant::now(),
             host_time: Duration::ZERO,
+            yielded: Arc::new(AtomicU64::new(0)),
             wasi,
             table: ResourceTable::new(),
         }
@@ -76,11 +80,17 @@ impl HostState {
         self.limiter.hit = false;
         self.call_started = Instant::now();
         self.host_time = Duration::ZERO;
+        self.yielded.store(0, Ordering::Relaxed);
     }
 
     /// Has the guest used up its deadline (host-call time excluded)?
     pub fn guest_time_left(&self) -> Option<Duration> {
-        let guest = self.call_started.elapsed().saturating_sub(self.host_time);
+        let yielded = Duration::from_nanos(self.yielded.load(Ordering::Relaxed));
+        let guest = self
+            .call_started
+            .elapsed()
+            .saturating_sub(self.host_time)
+            .saturating_sub(yielded);
         self.scope
             .limits
             .timeout

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, CacheConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use chain::{Hook, LoadedPlugin, PluginChain, PluginInfo};
+pub use chain::{Hook, LoadedPlugin, PluginChain, PluginInfo, UnloadableChain};
 pub use limits::{CallLimits, EngineLimits, ManifestLimitError, PluginManifest};
 
 use crate::error::{HookError, StoreError};
@@ -266,6 +266,21 @@ impl PluginRuntime {
         manifest: &PluginManifest,
     ) -> Result<LoadedPlugin, PluginError> {
         manifest.check(&self.shared.limits)?;
+        self.prepare_stored(tenant, name, version, wasm, manifest)
+            .await
+    }
+
+    /// [`prepare`](Self::prepare) without the manifest check: a stored
+    /// manifest that asks for more than the engine now allows (the node was
+    /// restarted with lower limits) is clamped, not refused.
+    async fn prepare_stored(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u64,
+        wasm: &[u8],
+        manifest: &PluginManifest,
+    ) -> Result<LoadedPlugin, PluginError> {
         let (hash, component) = self.compile(wasm).await?;
         let pre = self
             .linker
@@ -308,8 +323,11 @@ impl PluginRuntime {
                 name: rec.name.clone(),
                 version: rec.version,
             })?;
+        if let Err(e) = manifest.check(&self.shared.limits) {
+            tracing::warn!(tenant, plugin = %rec.name, version = rec.version, error = %e, "stored manifest clamped to the engine limits");
+        }
         let p = Arc::new(
-            self.prepare(tenant, &rec.name, rec.version, &wasm, &manifest)
+            self.prepare_stored(tenant, &rec.name, rec.version, &wasm, &manifest)
                 .await?,
         );
         let mut loaded = self.loaded.lock();
@@ -318,40 +336,58 @@ impl PluginRuntime {
         Ok(p)
     }
 
-    /// Builds the tenant's chain from the store. A plugin that fails to load
-    /// is an error: the caller decides (activate keeps the current policy).
-    pub async fn build_chain(&self, tenant: &str) -> Result<PluginChain, PluginError> {
-        let chain = self.store.get_chain(tenant).await?;
-        let records = self.store.list_plugins(tenant).await?;
+    /// Builds the tenant's chain from the store. On failure, says which
+    /// plugin (or `chain` for the store itself) could not be loaded.
+    async fn build_chain(&self, tenant: &str) -> Result<PluginChain, (String, PluginError)> {
+        let whole = |e: StoreError| ("chain".to_string(), PluginError::Store(e));
+        let chain = self.store.get_chain(tenant).await.map_err(whole)?;
+        let records = self.store.list_plugins(tenant).await.map_err(whole)?;
         let mut plugins = Vec::with_capacity(chain.entries.len());
         for entry in &chain.entries {
-            let rec = records
+            let Some(rec) = records
                 .iter()
                 .find(|r| r.name == entry.name && r.version == entry.version)
-                .ok_or_else(|| PluginError::Missing {
+            else {
+                let e = PluginError::Missing {
                     name: entry.name.clone(),
                     version: entry.version,
-                })?;
-            plugins.push(self.load(tenant, rec).await?);
+                };
+                return Err((entry.name.clone(), e));
+            };
+            plugins.push(
+                self.load(tenant, rec)
+                    .await
+                    .map_err(|e| (entry.name.clone(), e))?,
+            );
         }
         Ok(PluginChain::new(plugins))
     }
 
     /// Reads the tenant's chain from the store and swaps its policy
     /// atomically: calls in flight finish on the old chain. An empty chain
-    /// is the built-in policy. When a plugin cannot be loaded the current
-    /// policy stays and the error is returned.
+    /// is the built-in policy. A chain that cannot be loaded fails closed:
+    /// every hook then faults (`Instantiate`), and the pipeline refuses the
+    /// operation unless the tenant set `plugin_fail_open`; the error is
+    /// also returned. Falling back to the built-in policy instead would
+    /// silently drop the tenant's auth and filters.
     pub async fn activate(&self, tenant: &Arc<Tenant>) -> anyhow::Result<()> {
         let name = tenant.name();
-        let chain = self
-            .build_chain(&name)
-            .await
-            .map_err(|e| anyhow::anyhow!("tenant {name}: {e}"))?;
-        if chain.plugins().is_empty() {
-            tenant.set_policy(Box::new(BuiltinPolicy));
-        } else {
-            tracing::info!(tenant = %name, chain = %crate::policy::Policy::describe(&chain), "plugin chain activated");
-            tenant.set_policy(Box::new(chain));
+        match self.build_chain(&name).await {
+            Ok(chain) if chain.plugins().is_empty() => tenant.set_policy(Box::new(BuiltinPolicy)),
+            Ok(chain) => {
+                tracing::info!(tenant = %name, chain = %crate::policy::Policy::describe(&chain), "plugin chain activated");
+                tenant.set_policy(Box::new(chain));
+            }
+            Err((plugin, e)) => {
+                tracing::error!(tenant = %name, %plugin, error = %e, "plugin chain cannot be loaded: its hooks fail until it is fixed");
+                tenant.set_policy(Box::new(UnloadableChain {
+                    tenant: name.clone(),
+                    plugin: plugin.clone(),
+                    detail: e.to_string(),
+                    metrics: self.shared.metrics.clone(),
+                }));
+                anyhow::bail!("tenant {name}: plugin {plugin}: {e}");
+            }
         }
         Ok(())
     }
