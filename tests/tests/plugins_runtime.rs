@@ -664,3 +664,89 @@ async fn dry_run_reports_verdict_fault_and_time() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_spinning_plugin_yields_so_other_calls_on_the_same_thread_proceed() {
+    // #[tokio::test] is a single-threaded runtime: without yielding, the
+    // spinning call would hold the only thread for its whole deadline.
+    let env = env().await;
+    let spin = env.tenant("spinner").await;
+    env.install(
+        &spin,
+        "spin-loop",
+        "spin-loop",
+        json!({ "timeout_ms": 1500 }),
+    )
+    .await;
+    let good = env.tenant("neighbour").await;
+    env.install(
+        &good,
+        "word-filter",
+        "word-filter",
+        relaxed(json!({ "words": ["darn"] })),
+    )
+    .await;
+    // Warm the neighbour's instance so the timed call is a plain call.
+    good.policy()
+        .on_msg(&ctx(&good, "1"), &msg("r", json!({})))
+        .await
+        .unwrap();
+
+    let spinning = {
+        let spin = spin.clone();
+        tokio::spawn(async move {
+            spin.policy()
+                .on_msg(&ctx(&spin, "1"), &msg("r", json!({})))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let v = good
+        .policy()
+        .on_msg(&ctx(&good, "1"), &msg("r", json!({ "data": "darn" })))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        v,
+        MsgVerdict::Rewrite {
+            msg: json!({ "data": "****" })
+        }
+    );
+    assert!(!spinning.is_finished(), "the spinning call ended early");
+    assert!(
+        took < Duration::from_millis(1000),
+        "neighbour waited {took:?} behind the spinning plugin"
+    );
+    let err = spinning.await.unwrap().unwrap_err();
+    assert!(matches!(err, HookError::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_chain_that_cannot_be_loaded_fails_closed() {
+    let env = env().await;
+    let t = env.tenant("broken").await;
+    env.install(
+        &t,
+        "word-filter",
+        "word-filter",
+        relaxed(json!({ "words": ["darn"] })),
+    )
+    .await;
+    // The chain names a version that is not stored.
+    let mut chain = env.store.get_chain("broken").await.unwrap();
+    chain.entries[0].version = 99;
+    env.store.put_chain("broken", &chain).await.unwrap();
+    assert!(env.rt.activate(&t).await.is_err());
+    let err = t
+        .policy()
+        .on_msg(&ctx(&t, "1"), &msg("r", json!({ "data": "hi" })))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HookError::Instantiate { ref plugin, .. } if plugin == "word-filter"),
+        "{err:?}"
+    );
+    assert!(env.metrics.render().contains("kind=\"instantiate\""));
+}
