@@ -44,25 +44,76 @@ impl Default for Metrics {
         let messages_out = Family::<Labels, Counter>::default();
         let pushes = Family::<Labels, Counter>::default();
         let refused = Family::<Labels, Counter>::default();
-        let store_latency = Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let store_latency = Family::<Labels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let store_errors = Family::<Labels, Counter>::default();
         let plugin_calls = Family::<Labels, Counter>::default();
         let plugin_faults = Family::<Labels, Counter>::default();
-        let plugin_call_seconds =
-            Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let plugin_call_seconds = Family::<Labels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let dependency_up = Family::<Labels, Gauge>::default();
-        registry.register("connections", "Connected sockets per tenant", connections.clone());
-        registry.register("rooms", "Rooms with at least one socket on this node", rooms.clone());
-        registry.register("messages_in", "Room messages received, per tenant", messages_in.clone());
-        registry.register("messages_out", "Messages delivered to sockets (per recipient), per tenant", messages_out.clone());
-        registry.register("pushes", "Business-server pushes accepted, per tenant", pushes.clone());
-        registry.register("refused", "Requests refused, per tenant and reason", refused.clone());
-        registry.register("store_latency_seconds", "Store operation latency, per operation", store_latency.clone());
-        registry.register("store_errors", "Store operation failures, per operation", store_errors.clone());
-        registry.register("plugin_calls", "Plugin hook calls, per tenant, plugin and hook", plugin_calls.clone());
-        registry.register("plugin_faults", "Plugin hook faults, per tenant, plugin and kind", plugin_faults.clone());
-        registry.register("plugin_call_seconds", "Plugin hook call time, per hook", plugin_call_seconds.clone());
-        registry.register("dependency_up", "1 when a dependency (store, redis) answers", dependency_up.clone());
+        registry.register(
+            "connections",
+            "Connected sockets per tenant",
+            connections.clone(),
+        );
+        registry.register(
+            "rooms",
+            "Rooms with at least one socket on this node",
+            rooms.clone(),
+        );
+        registry.register(
+            "messages_in",
+            "Room messages received, per tenant",
+            messages_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Messages delivered to sockets (per recipient), per tenant",
+            messages_out.clone(),
+        );
+        registry.register(
+            "pushes",
+            "Business-server pushes accepted, per tenant",
+            pushes.clone(),
+        );
+        registry.register(
+            "refused",
+            "Requests refused, per tenant and reason",
+            refused.clone(),
+        );
+        registry.register(
+            "store_latency_seconds",
+            "Store operation latency, per operation",
+            store_latency.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Store operation failures, per operation",
+            store_errors.clone(),
+        );
+        registry.register(
+            "plugin_calls",
+            "Plugin hook calls, per tenant, plugin and hook",
+            plugin_calls.clone(),
+        );
+        registry.register(
+            "plugin_faults",
+            "Plugin hook faults, per tenant, plugin and kind",
+            plugin_faults.clone(),
+        );
+        registry.register(
+            "plugin_call_seconds",
+            "Plugin hook call time, per hook",
+            plugin_call_seconds.clone(),
+        );
+        registry.register(
+            "dependency_up",
+            "1 when a dependency (store, redis) answers",
+            dependency_up.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -94,15 +145,26 @@ impl Metrics {
     }
 
     pub fn refuse(&self, tenant: &str, reason: &'static str) {
-        self.refused.get_or_create(&vec![("tenant", tenant.to_string()), ("reason", reason.to_string())]).inc();
+        self.refused
+            .get_or_create(&vec![
+                ("tenant", tenant.to_string()),
+                ("reason", reason.to_string()),
+            ])
+            .inc();
     }
 
     /// Times a store operation and counts its failures.
-    pub async fn timed<T, E>(&self, op: &'static str, fut: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    pub async fn timed<T, E>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         let start = std::time::Instant::now();
         let r = fut.await;
         let labels = vec![("op", op.to_string())];
-        self.store_latency.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+        self.store_latency
+            .get_or_create(&labels)
+            .observe(start.elapsed().as_secs_f64());
         if r.is_err() {
             self.store_errors.get_or_create(&labels).inc();
         }

@@ -15,32 +15,71 @@ use crate::protocol::wire::id_string;
 use crate::server::{AppState, now_ms};
 use crate::store::UserRecord;
 
-async fn issue(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>, body: &Bytes, create: bool) -> ApiResult {
+async fn issue(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: &Bytes,
+    create: bool,
+) -> ApiResult {
     let caller = caller(state, headers, query).await?;
     let body = body_object(headers, body)?;
-    let uid = id_string(body.get("uid")).or_else(|| query.get("uid").filter(|u| !u.is_empty()).cloned());
+    let uid =
+        id_string(body.get("uid")).or_else(|| query.get("uid").filter(|u| !u.is_empty()).cloned());
     let Some(uid) = uid else {
         return Err(ApiError::param("uid is required"));
     };
     let tenant = caller.tenant.name();
     let existing = state.store.get_user(&tenant, &uid).await?;
     match (create, &existing) {
-        (true, Some(_)) => return Err(ApiError::new(StatusCode::OK, status::USER_EXISTS, "user exists")),
-        (false, None) => return Err(ApiError::new(StatusCode::OK, status::USER_NOT_EXISTS, "user not exists")),
+        (true, Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::OK,
+                status::USER_EXISTS,
+                "user exists",
+            ));
+        }
+        (false, None) => {
+            return Err(ApiError::new(
+                StatusCode::OK,
+                status::USER_NOT_EXISTS,
+                "user not exists",
+            ));
+        }
         _ => {}
     }
     let token = auth::random_secret();
     let created_ms = existing.map(|u| u.created_ms).unwrap_or_else(now_ms);
-    state.store.put_user(&tenant, &UserRecord { uid: uid.clone(), token_hash: auth::sha256_hex(&token), created_ms }).await?;
+    state
+        .store
+        .put_user(
+            &tenant,
+            &UserRecord {
+                uid: uid.clone(),
+                token_hash: auth::sha256_hex(&token),
+                created_ms,
+            },
+        )
+        .await?;
     Ok(Reply(json!({ "uid": uid, "token": token })))
 }
 
 /// `POST /user/create_token {uid}` → `{uid, token}`.
-pub async fn create_token(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, body: Bytes) -> ApiResult {
+pub async fn create_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
     issue(&state, &headers, &q, &body, true).await
 }
 
 /// `POST /user/refresh_token {uid}` → a new token; the old one stops working.
-pub async fn refresh_token(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, body: Bytes) -> ApiResult {
+pub async fn refresh_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
     issue(&state, &headers, &q, &body, false).await
 }

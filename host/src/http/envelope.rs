@@ -28,7 +28,8 @@ pub struct Reply(pub Value);
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        Json(json!({ "meta": { "status": status::SUCCESS, "msg": "success" }, "data": self.0 })).into_response()
+        Json(json!({ "meta": { "status": status::SUCCESS, "msg": "success" }, "data": self.0 }))
+            .into_response()
     }
 }
 
@@ -44,7 +45,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(http: StatusCode, status: u8, msg: impl Into<String>) -> Self {
-        ApiError { http, status, msg: msg.into() }
+        ApiError {
+            http,
+            status,
+            msg: msg.into(),
+        }
     }
     pub fn param(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, status::PARAM_ERROR, msg)
@@ -63,13 +68,23 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error in an HTTP call");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, status::SERVER_ERROR, format!("server error: {e}"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            status::SERVER_ERROR,
+            format!("server error: {e}"),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.http, Json(json!({ "meta": { "status": self.status, "msg": self.msg }, "data": Value::Null }))).into_response()
+        (
+            self.http,
+            Json(
+                json!({ "meta": { "status": self.status, "msg": self.msg }, "data": Value::Null }),
+            ),
+        )
+            .into_response()
     }
 }
 
@@ -83,11 +98,17 @@ pub struct Caller {
 }
 
 /// The key from `Authorization: Bearer <key>` or `?apiKey=`.
-pub fn presented_key<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Option<&'a str> {
+pub fn presented_key<'a>(
+    headers: &'a HeaderMap,
+    query: &'a HashMap<String, String>,
+) -> Option<&'a str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .or_else(|| query.get("apiKey").map(String::as_str))
         .filter(|k| !k.is_empty())
@@ -96,8 +117,16 @@ pub fn presented_key<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, Stri
 /// Resolves the tenant (`?tenant=` or `?site=`, default `default`) and checks
 /// the caller's key: the tenant's API key, the admin key, or `uid`+`token`
 /// of one of the tenant's `admin_uids` (always-online's admin login).
-pub async fn caller(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<Caller, ApiError> {
-    let name = query.get("tenant").or_else(|| query.get("site")).map(String::as_str).unwrap_or(DEFAULT_TENANT);
+pub async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Caller, ApiError> {
+    let name = query
+        .get("tenant")
+        .or_else(|| query.get("site"))
+        .map(String::as_str)
+        .unwrap_or(DEFAULT_TENANT);
     let key = presented_key(headers, query);
     let admin = match key {
         Some(k) => is_admin_key(state, k).await,
@@ -105,44 +134,69 @@ pub async fn caller(state: &AppState, headers: &HeaderMap, query: &HashMap<Strin
     };
     let Some(tenant) = state.tenants.get(name) else {
         // Don't tell a caller without a valid key which tenants exist.
-        return Err(if admin { ApiError::not_found(format!("unknown tenant `{name}`")) } else { ApiError::key_refused("API key refused") });
+        return Err(if admin {
+            ApiError::not_found(format!("unknown tenant `{name}`"))
+        } else {
+            ApiError::key_refused("API key refused")
+        });
     };
     if admin {
-        return Ok(Caller { tenant, is_admin: true });
+        return Ok(Caller {
+            tenant,
+            is_admin: true,
+        });
     }
     if let Some(k) = key {
         if tenant.accepts_key(k) {
-            return Ok(Caller { tenant, is_admin: false });
+            return Ok(Caller {
+                tenant,
+                is_admin: false,
+            });
         }
         state.metrics.refuse(name, "api_key");
-        return Err(ApiError::key_refused("API key refused: it is not a key of this tenant"));
+        return Err(ApiError::key_refused(
+            "API key refused: it is not a key of this tenant",
+        ));
     }
     if let (Some(uid), Some(token)) = (query.get("uid"), query.get("token"))
         && tenant.config().admin_uids.iter().any(|a| a == uid)
         && let Some(user) = state.store.get_user(name, uid).await?
         && crate::auth::ct_eq(&user.token_hash, &crate::auth::sha256_hex(token))
     {
-        return Ok(Caller { tenant, is_admin: false });
+        return Ok(Caller {
+            tenant,
+            is_admin: false,
+        });
     }
     state.metrics.refuse(name, "api_key");
-    Err(ApiError::key_refused("API key refused: send `Authorization: Bearer <key>` or `?apiKey=<key>`"))
+    Err(ApiError::key_refused(
+        "API key refused: send `Authorization: Bearer <key>` or `?apiKey=<key>`",
+    ))
 }
 
 /// A request body as a JSON object: JSON, or `application/x-www-form-urlencoded`
 /// (as old business servers post). Form fields named `a[]` or `a[0]`
 /// collect into arrays; values that parse as JSON are taken as JSON.
 pub fn body_object(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, ApiError> {
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if body.is_empty() {
         return Ok(Map::new());
     }
     if ctype.starts_with("application/x-www-form-urlencoded") {
         let mut m = Map::new();
         for (k, v) in form_urlencoded::parse(body) {
-            let value = serde_json::from_str::<Value>(&v).ok().filter(|j| !j.is_string()).unwrap_or(Value::String(v.into_owned()));
+            let value = serde_json::from_str::<Value>(&v)
+                .ok()
+                .filter(|j| !j.is_string())
+                .unwrap_or(Value::String(v.into_owned()));
             match k.find('[') {
                 Some(i) if k.ends_with(']') => {
-                    let entry = m.entry(k[..i].to_string()).or_insert_with(|| Value::Array(Vec::new()));
+                    let entry = m
+                        .entry(k[..i].to_string())
+                        .or_insert_with(|| Value::Array(Vec::new()));
                     if let Value::Array(a) = entry {
                         a.push(value);
                     }

@@ -24,7 +24,14 @@ pub fn routes() -> Router<AppState> {
 async fn healthz(State(state): State<AppState>) -> Response {
     let store_ok = state.store.ping().await;
     let up = store_ok.is_ok();
-    state.metrics.dependency_up.get_or_create(&vec![("dependency", format!("store_{}", state.store.kind()))]).set(up as i64);
+    state
+        .metrics
+        .dependency_up
+        .get_or_create(&vec![(
+            "dependency",
+            format!("store_{}", state.store.kind()),
+        )])
+        .set(up as i64);
     let body = json!({
         "status": if up { "ok" } else { "degraded" },
         "store": { "kind": state.store.kind(), "ok": up, "error": store_ok.err().map(|e| e.to_string()) },
@@ -32,13 +39,24 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "uptime_secs": state.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    let code = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.rooms.set(state.presence.total_rooms() as i64);
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 const DEMO_PAGE: &str = include_str!("../../../examples/demo/index.html");
@@ -49,6 +67,15 @@ async fn demo() -> Html<&'static str> {
 }
 
 async fn demo_client() -> Response {
-    ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], DEMO_CLIENT)
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        DEMO_CLIENT,
+    )
         .into_response()
 }

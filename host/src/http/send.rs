@@ -22,25 +22,49 @@ fn list(v: Option<Value>) -> Vec<Value> {
     }
 }
 
-pub async fn send(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, body: Bytes) -> ApiResult {
+pub async fn send(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
     let c = caller(&state, &headers, &q).await?;
     let mut body = body_object(&headers, &body)?;
-    let rooms: Vec<String> = list(body.remove("rooms")).iter().filter_map(|r| id_string(Some(r))).collect();
+    let rooms: Vec<String> = list(body.remove("rooms"))
+        .iter()
+        .filter_map(|r| id_string(Some(r)))
+        .collect();
     if rooms.is_empty() {
-        return Err(ApiError::param("rooms is required: a non-empty list of room names"));
+        return Err(ApiError::param(
+            "rooms is required: a non-empty list of room names",
+        ));
     }
     let event = match body.remove("event") {
         Some(Value::String(e)) if !e.is_empty() => e,
         _ => return Err(ApiError::param("event is required")),
     };
-    if matches!(event.as_str(), "connect" | "disconnect" | "disconnecting" | "_batch" | "_resync" | "_settings") {
+    if matches!(
+        event.as_str(),
+        "connect" | "disconnect" | "disconnecting" | "_batch" | "_resync" | "_settings"
+    ) {
         return Err(ApiError::param(format!("event `{event}` is reserved")));
     }
     let args = list(body.remove("args"));
     let resync = q.get("resync").is_some_and(|r| r == "true" || r == "1");
-    match push::send(&state, &c.tenant, PushRequest { rooms, event, args }, resync).await {
+    match push::send(
+        &state,
+        &c.tenant,
+        PushRequest { rooms, event, args },
+        resync,
+    )
+    .await
+    {
         Ok(report) => Ok(Reply(serde_json::to_value(report).unwrap_or(Value::Null))),
-        Err(PushError::Rejected(reason)) => Err(ApiError::new(StatusCode::OK, super::envelope::status::FAILED, reason)),
+        Err(PushError::Rejected(reason)) => Err(ApiError::new(
+            StatusCode::OK,
+            super::envelope::status::FAILED,
+            reason,
+        )),
         Err(PushError::Store(e)) => Err(e.into()),
     }
 }

@@ -28,15 +28,24 @@ use crate::tenant::{DEFAULT_TENANT, TenantConfig, valid_tenant_name};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/tenants", get(list).post(create))
-        .route("/api/tenants/{name}", get(show).patch(update).delete(remove))
+        .route(
+            "/api/tenants/{name}",
+            get(show).patch(update).delete(remove),
+        )
         .route("/api/tenants/{name}/keys", post(rotate_key))
 }
 
-async fn require_admin(state: &AppState, headers: &HeaderMap, q: &HashMap<String, String>) -> Result<(), ApiError> {
+async fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<(), ApiError> {
     match presented_key(headers, q) {
         Some(k) if is_admin_key(state, k).await => Ok(()),
         Some(_) => Err(ApiError::key_refused("admin key refused")),
-        None => Err(ApiError::key_refused("admin key required: send `Authorization: Bearer <admin key>`")),
+        None => Err(ApiError::key_refused(
+            "admin key required: send `Authorization: Bearer <admin key>`",
+        )),
     }
 }
 
@@ -52,7 +61,10 @@ fn view(rec: &TenantRecord) -> Value {
 
 /// Applies a partial config (JSON object) over `base`; unknown fields are
 /// refused with their name.
-fn merged_config(base: &TenantConfig, patch: &Map<String, Value>) -> Result<TenantConfig, ApiError> {
+fn merged_config(
+    base: &TenantConfig,
+    patch: &Map<String, Value>,
+) -> Result<TenantConfig, ApiError> {
     let mut v = serde_json::to_value(base).expect("config serialises");
     if let Value::Object(m) = &mut v {
         for (k, val) in patch {
@@ -66,21 +78,39 @@ type Q = Query<HashMap<String, String>>;
 
 async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
     require_admin(&state, &headers, &q).await?;
-    let tenants: Vec<Value> = state.tenants.all().iter().map(|t| view(&t.record())).collect();
+    let tenants: Vec<Value> = state
+        .tenants
+        .all()
+        .iter()
+        .map(|t| view(&t.record()))
+        .collect();
     Ok(Reply(Value::Array(tenants)))
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, body: Bytes) -> ApiResult {
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Q,
+    body: Bytes,
+) -> ApiResult {
     require_admin(&state, &headers, &q).await?;
     let body = body_object(&headers, &body)?;
-    let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if !valid_tenant_name(&name) {
         return Err(ApiError::param(
             "name must be 1-64 characters of a-z, 0-9, `-`, `_` and not a reserved path (api, admin, user, demo, socket.io)",
         ));
     }
     if state.tenants.get(&name).is_some() {
-        return Err(ApiError::new(StatusCode::CONFLICT, super::envelope::status::FAILED, format!("tenant `{name}` exists")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            super::envelope::status::FAILED,
+            format!("tenant `{name}` exists"),
+        ));
     }
     let patch = match body.get("config") {
         Some(Value::Object(m)) => m.clone(),
@@ -89,7 +119,12 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, 
     };
     let config = merged_config(&state.config.tenant_defaults, &patch)?;
     let key = auth::random_secret();
-    let rec = TenantRecord { name: name.clone(), config, api_key_hashes: vec![auth::sha256_hex(&key)], created_ms: now_ms() };
+    let rec = TenantRecord {
+        name: name.clone(),
+        config,
+        api_key_hashes: vec![auth::sha256_hex(&key)],
+        created_ms: now_ms(),
+    };
     state.store.put_tenant(&rec).await?;
     let tenant = state.tenants.insert(rec.clone());
     crate::protocol::mount(&state, &tenant);
@@ -99,16 +134,33 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, 
     Ok(Reply(v))
 }
 
-fn tenant_or_404(state: &AppState, name: &str) -> Result<std::sync::Arc<crate::tenant::Tenant>, ApiError> {
-    state.tenants.get(name).ok_or_else(|| ApiError::not_found(format!("unknown tenant `{name}`")))
+fn tenant_or_404(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<crate::tenant::Tenant>, ApiError> {
+    state
+        .tenants
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("unknown tenant `{name}`")))
 }
 
-async fn show(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, Path(name): Path<String>) -> ApiResult {
+async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Q,
+    Path(name): Path<String>,
+) -> ApiResult {
     require_admin(&state, &headers, &q).await?;
     Ok(Reply(view(&tenant_or_404(&state, &name)?.record())))
 }
 
-async fn update(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, Path(name): Path<String>, body: Bytes) -> ApiResult {
+async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Q,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     require_admin(&state, &headers, &q).await?;
     let tenant = tenant_or_404(&state, &name)?;
     let body = body_object(&headers, &body)?;
@@ -125,7 +177,12 @@ async fn update(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, 
     Ok(Reply(view(&rec)))
 }
 
-async fn remove(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, Path(name): Path<String>) -> ApiResult {
+async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Q,
+    Path(name): Path<String>,
+) -> ApiResult {
     require_admin(&state, &headers, &q).await?;
     if name == DEFAULT_TENANT {
         return Err(ApiError::param("the default tenant cannot be deleted"));
@@ -138,11 +195,20 @@ async fn remove(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, 
     Ok(Reply(json!({ "name": name, "deleted": true })))
 }
 
-async fn rotate_key(State(state): State<AppState>, headers: HeaderMap, Query(q): Q, Path(name): Path<String>, body: Bytes) -> ApiResult {
+async fn rotate_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Q,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     require_admin(&state, &headers, &q).await?;
     let tenant = tenant_or_404(&state, &name)?;
     let body = body_object(&headers, &body)?;
-    let keep_old = body.get("keep_old").and_then(Value::as_bool).unwrap_or(false);
+    let keep_old = body
+        .get("keep_old")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let key = auth::random_secret();
     let mut rec = tenant.record();
     if !keep_old {
@@ -152,5 +218,7 @@ async fn rotate_key(State(state): State<AppState>, headers: HeaderMap, Query(q):
     state.store.put_tenant(&rec).await?;
     tenant.set_record(rec.clone());
     tracing::info!(tenant = %name, keep_old, "tenant API key rotated");
-    Ok(Reply(json!({ "name": name, "api_key": key, "api_keys": rec.api_key_hashes.len() })))
+    Ok(Reply(
+        json!({ "name": name, "api_key": key, "api_keys": rec.api_key_hashes.len() }),
+    ))
 }
