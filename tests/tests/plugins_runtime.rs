@@ -411,7 +411,9 @@ async fn hostile_plugins_fault_with_the_right_error_and_others_keep_working() {
     )
     .await;
 
-    let cases: [(&str, Value, fn(&HookError) -> bool); 4] = [
+    // (package, manifest, the fault it must give)
+    type Case = (&'static str, Value, fn(&HookError) -> bool);
+    let cases: [Case; 4] = [
         ("spin-loop", json!({ "timeout_ms": 20 }), |e| {
             matches!(e, HookError::Timeout { .. })
         }),

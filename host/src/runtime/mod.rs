@@ -389,7 +389,23 @@ impl PluginRuntime {
                 anyhow::bail!("tenant {name}: plugin {plugin}: {e}");
             }
         }
+        self.evict_unused_components();
         Ok(())
+    }
+
+    /// Drops compiled components no loaded plugin uses any more (deleted
+    /// or replaced versions). A later load finds them in the disk cache.
+    fn evict_unused_components(&self) {
+        let live: std::collections::HashSet<String> = {
+            let mut loaded = self.loaded.lock();
+            loaded.retain(|_, w| w.strong_count() > 0);
+            loaded
+                .values()
+                .filter_map(Weak::upgrade)
+                .map(|p| p.hash.clone())
+                .collect()
+        };
+        self.components.lock().retain(|hash, _| live.contains(hash));
     }
 }
 
