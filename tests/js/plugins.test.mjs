@@ -612,10 +612,7 @@ describe('plugins end-to-end (websocket)', () => {
       });
     }
 
-    test('spinning plugins with a long (allowed) deadline, on several sockets at once, do not stall other tenants', {
-      ...T,
-      todo: 'server bug: guest code runs on the tokio workers without yielding (epoch callback returns Continue), so N spinning calls block the whole node for their deadline',
-    }, async (ctx) => {
+    test('spinning plugins with a long (allowed) deadline, on several sockets at once, do not stall other tenants', T, async (ctx) => {
       const evil = await newTenant('evil-storm');
       const room = rid('r');
       const spinners = [];
@@ -801,10 +798,7 @@ describe('plugins end-to-end (websocket)', () => {
     assert.equal(listing.chain[0].version, 3, 'the last stored version is the active one');
   });
 
-  test('DELETE of a plugin the tenant does not have is 404, also when its chain holds other plugins', {
-    ...T,
-    todo: 'server bug: runtime/admin.rs remove() returns 404 only when the chain was empty (`before == 0`), else 200 {deleted:true} for a plugin that never existed',
-  }, async () => {
+  test('DELETE of a plugin the tenant does not have is 404, also when its chain holds other plugins', T, async () => {
     const t = await newTenant('del');
     let r = await srv.admin('DELETE', `/api/tenants/${t.name}/plugins/nope`);
     assert.equal(r.status, 404, `empty chain: ${r.status} ${r.text}`);
