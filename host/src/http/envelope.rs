@@ -114,6 +114,21 @@ pub fn presented_key<'a>(
         .filter(|k| !k.is_empty())
 }
 
+/// Checks that the caller presented the admin key (header or `?apiKey=`).
+pub async fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    match presented_key(headers, q) {
+        Some(k) if is_admin_key(state, k).await => Ok(()),
+        Some(_) => Err(ApiError::key_refused("admin key refused")),
+        None => Err(ApiError::key_refused(
+            "admin key required: send `Authorization: Bearer <admin key>` or `?apiKey=`",
+        )),
+    }
+}
+
 /// Resolves the tenant (`?tenant=` or `?site=`, default `default`) and checks
 /// the caller's key: the tenant's API key, the admin key, or `uid`+`token`
 /// of one of the tenant's `admin_uids` (always-online's admin login).

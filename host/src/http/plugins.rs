@@ -20,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiResult, Reply};
 use crate::policy::HookContext;
 use crate::runtime::{Hook, PluginError, PluginManifest};
-use crate::server::{AppState, is_admin_key};
+use crate::server::AppState;
 use crate::tenant::Tenant;
 
 /// Header carrying a JSON [`PluginManifest`] on upload.
@@ -76,24 +76,7 @@ async fn admin_tenant(
     query: &HashMap<String, String>,
     tenant: &str,
 ) -> Result<Arc<Tenant>, ApiError> {
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .or_else(|| query.get("apiKey").map(String::as_str))
-        .filter(|k| !k.is_empty());
-    let Some(key) = key else {
-        return Err(ApiError::key_refused(
-            "admin key required (Authorization: Bearer <key> or ?apiKey=)",
-        ));
-    };
-    if !is_admin_key(state, key).await {
-        return Err(ApiError::key_refused("admin key refused"));
-    }
+    super::envelope::require_admin(state, headers, query).await?;
     state
         .tenants
         .get(tenant)

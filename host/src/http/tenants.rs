@@ -18,10 +18,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
-use super::envelope::presented_key;
+use super::envelope::require_admin;
 use super::{ApiError, ApiResult, Reply, body_object};
 use crate::auth;
-use crate::server::{AppState, is_admin_key, now_ms};
+use crate::server::{AppState, now_ms};
 use crate::store::TenantRecord;
 use crate::tenant::{DEFAULT_TENANT, TenantConfig, valid_tenant_name};
 
@@ -33,20 +33,6 @@ pub fn routes() -> Router<AppState> {
             get(show).patch(update).delete(remove),
         )
         .route("/api/tenants/{name}/keys", post(rotate_key))
-}
-
-async fn require_admin(
-    state: &AppState,
-    headers: &HeaderMap,
-    q: &HashMap<String, String>,
-) -> Result<(), ApiError> {
-    match presented_key(headers, q) {
-        Some(k) if is_admin_key(state, k).await => Ok(()),
-        Some(_) => Err(ApiError::key_refused("admin key refused")),
-        None => Err(ApiError::key_refused(
-            "admin key required: send `Authorization: Bearer <admin key>`",
-        )),
-    }
 }
 
 fn view(rec: &TenantRecord) -> Value {
