@@ -149,13 +149,43 @@ fn is_id_field(key: &str) -> bool {
 
 /// The verdict for `msg` under `cfg`.
 pub fn filter(cfg: &Config, msg: &Value) -> MsgVerdict {
-    let words = match Matcher::new(&cfg.words) {
-        Ok(m) => m,
+    match Matcher::new(&cfg.words) {
+        Ok(words) => filter_with(cfg.mode, &words, msg),
         Err(e) => {
             log::error(format!("word-filter: cannot compile the word list: {e}"));
-            return MsgVerdict::Drop("word-filter is misconfigured".into());
+            MsgVerdict::Drop("word-filter is misconfigured".into())
         }
+    }
+}
+
+thread_local! {
+    /// The matcher of the last config seen. An instance is reused across
+    /// calls (the host keeps warm instances) and a config change is a new
+    /// plugin version, so this is built once per instance, not per message.
+    static CACHE: std::cell::RefCell<Option<(Config, std::rc::Rc<Matcher>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// [`filter`] with the matcher cached per instance.
+pub fn filter_cached(cfg: &Config, msg: &Value) -> MsgVerdict {
+    let cached = CACHE.with_borrow(|c| c.as_ref().filter(|(k, _)| k == cfg).map(|(_, m)| m.clone()));
+    let words = match cached {
+        Some(m) => m,
+        None => match Matcher::new(&cfg.words) {
+            Ok(m) => {
+                let m = std::rc::Rc::new(m);
+                CACHE.set(Some((cfg.clone(), m.clone())));
+                m
+            }
+            Err(e) => {
+                log::error(format!("word-filter: cannot compile the word list: {e}"));
+                return MsgVerdict::Drop("word-filter is misconfigured".into());
+            }
+        },
     };
+    filter_with(cfg.mode, &words, msg)
+}
+
+fn filter_with(mode: Mode, words: &Matcher, msg: &Value) -> MsgVerdict {
     if words.is_empty() {
         return MsgVerdict::Pass;
     }
@@ -163,17 +193,17 @@ pub fn filter(cfg: &Config, msg: &Value) -> MsgVerdict {
     let found = match &mut msg {
         Value::Object(map) => {
             let fields = map.iter_mut().filter(|(k, _)| !is_id_field(k));
-            match cfg.mode {
-                Mode::Drop => fields.fold(false, |acc, (_, v)| acc || contains(v, &words)),
-                Mode::Mask => fields.fold(false, |acc, (_, v)| mask_value(v, &words) | acc),
+            match mode {
+                Mode::Drop => fields.fold(false, |acc, (_, v)| acc || contains(v, words)),
+                Mode::Mask => fields.fold(false, |acc, (_, v)| mask_value(v, words) | acc),
             }
         }
-        other => match cfg.mode {
-            Mode::Drop => contains(other, &words),
-            Mode::Mask => mask_value(other, &words),
+        other => match mode {
+            Mode::Drop => contains(other, words),
+            Mode::Mask => mask_value(other, words),
         },
     };
-    match (found, cfg.mode) {
+    match (found, mode) {
         (false, _) => MsgVerdict::Pass,
         (true, Mode::Drop) => MsgVerdict::Drop(DROP_REASON.into()),
         (true, Mode::Mask) => MsgVerdict::Rewrite(msg),
@@ -187,7 +217,7 @@ pub struct WordFilter;
 impl Plugin for WordFilter {
     fn on_msg(_ctx: &Context, ev: MsgEvent) -> MsgVerdict {
         match hookwire_guest::config::<Config>() {
-            Ok(cfg) => filter(&cfg, &ev.msg),
+            Ok(cfg) => filter_cached(&cfg, &ev.msg),
             Err(e) => {
                 log::error(format!("word-filter: {e}"));
                 // Fail closed: an unfiltered message cannot be taken back.
