@@ -161,9 +161,11 @@ async fn on_connect(state: AppState, socket: SocketRef, auth: Option<Value>) {
     tokio::spawn(async move {
         let sess = timer_sess;
         tokio::time::sleep(timeout).await;
+        // An authenticate in progress is let finish (it disconnects on failure).
         let pending = {
-            let st = sess.state.lock();
-            st.uid.is_none()
+            let mut st = sess.state.lock();
+            st.expired = st.uid.is_none() && !st.authenticating;
+            st.expired
         };
         if pending && let Some(s) = io.of(&sess.ns).and_then(|n| n.get_socket(sess.sid)) {
             let _ = s.emit("authenticate", &wire::fail("authentication timeout"));

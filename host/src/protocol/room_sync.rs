@@ -88,6 +88,10 @@ pub async fn authenticate(
             };
             return reply(socket, ack, "authenticate", &v);
         }
+        if st.expired {
+            drop(st);
+            return reply(socket, ack, "authenticate", &fail("authentication timeout"));
+        }
         if st.authenticating {
             drop(st);
             return reply(
@@ -140,9 +144,13 @@ pub async fn authenticate(
         let timeout = Duration::from_millis(cfg.join_timeout_ms);
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
-            if sess.state.lock().rooms.is_empty()
-                && let Some(s) = io.of(&sess.ns).and_then(|n| n.get_socket(sess.sid))
-            {
+            // A join waiting for its hook is let finish.
+            let expired = {
+                let mut st = sess.state.lock();
+                st.expired = st.rooms.is_empty() && !st.joining;
+                st.expired
+            };
+            if expired && let Some(s) = io.of(&sess.ns).and_then(|n| n.get_socket(sess.sid)) {
                 let _ = s.emit("join", &fail("join timeout"));
                 disconnect_soon(&io, &sess.ns, sess.sid);
             }
@@ -266,12 +274,21 @@ pub async fn join(
         room: room.clone(),
         dummy,
     };
-    match sess
+    {
+        let mut st = sess.state.lock();
+        if st.expired {
+            drop(st);
+            return reply(socket, ack, "join", &fail("join timeout"));
+        }
+        st.joining = true;
+    }
+    let verdict = sess
         .tenant
         .policy()
         .on_join(&sess.hook_context(), &req)
-        .await
-    {
+        .await;
+    sess.state.lock().joining = false;
+    match verdict {
         Ok(JoinVerdict::Allow) => {}
         Ok(JoinVerdict::Deny { reason }) => return reply(socket, ack, "join", &fail(reason)),
         Err(e) if hook_failed(state, sess, "on_join", &e) => {}

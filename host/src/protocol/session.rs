@@ -29,6 +29,11 @@ pub struct SessionState {
     pub kicker: bool,
     /// An `authenticate` is in progress (a second one waits its turn).
     pub authenticating: bool,
+    /// A `join` is waiting for the tenant's `on_join` hook.
+    pub joining: bool,
+    /// The auth or join deadline passed: the socket is on its way out and
+    /// later `authenticate`/`join` are refused, never answered twice.
+    pub expired: bool,
     pub claims: Value,
 }
 
