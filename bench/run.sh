@@ -6,14 +6,16 @@
 # (socket.io 4 + @socket.io/redis-adapter + node-redis), all in ONE run; then
 # writes BENCHMARKS.md and bench/results/benchmarks.png.
 #
-#   bench/run.sh            full comparison (about 10 minutes)
-#   bench/run.sh --quick    smoke run (under 2 minutes)
+#   bench/run.sh            full comparison (3-4 minutes after the build)
+#   bench/run.sh --quick    smoke run (about 1 minute)
 #
 # Options: --no-build (use the binaries already in target/release),
 #          --out FILE (markdown to write, default BENCHMARKS.md),
 #          --only LIST (comma list of: node,hookwire,hookwire-redis,hookwire-cluster,
 #                       hookwire-wordfilter)
 # Env: BENCH_NICE (nice level for servers and load generator, default 0),
+#      BENCH_RAMP_P99_MS (p99 bound of a sustainable ramp step, default 50),
+#      BENCH_RATE (1x in msg/s when the Node peer is not measured),
 #      HOOKWIRE_ADMIN_KEY / HOOKWIRE_DEFAULT_API_KEY (defaults: random).
 set -euo pipefail
 
@@ -98,6 +100,9 @@ if [ $BUILD = 1 ]; then
   fi
 fi
 [ -x "$HOOKWIRE" ] || { HAVE_HOOKWIRE=0; }
+for tool in jq curl; do
+  command -v "$tool" >/dev/null || (apt-get update -qq && apt-get install -y -qq "$tool") >&2
+done
 if ! command -v redis-server >/dev/null; then
   log "installing redis-server"
   (apt-get update -qq && apt-get install -y -qq redis-server) >&2
