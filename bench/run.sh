@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --out) OUT_MD=$2; shift ;;
     --only) ONLY=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
