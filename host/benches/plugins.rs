@@ -3,7 +3,7 @@
 //!
 //! - `hook_call/warm` vs `hook_call/fresh`: one `on_msg` of `word-filter`
 //!   on a reused warm instance vs a fresh pooled instance per call (the
-//!   choice the runtime makes; see BENCHMARKS-plugins.md);
+//!   choice the runtime makes; see BENCHMARKS.md ("Plugin runtime"));
 //! - `authenticate/fresh_instance`: `sign-check` on a fresh instance;
 //! - `chain3/on_msg`: word-filter → user-router → rate-limit (kv store);
 //! - `on_msg/none` vs `on_msg/word_filter`: the built-in policy against the
@@ -145,7 +145,7 @@ fn words() -> Value {
     json!({ "words": ["darn", "heck", "frak", "gorram", "smeg"] })
 }
 
-/// p50 / p99 of `n` single calls, printed for BENCHMARKS-plugins.md.
+/// p50 / p99 of `n` single calls, printed for BENCHMARKS.md ("Plugin runtime").
 fn percentiles<F: Fn() -> Fut, Fut: Future>(
     rt: &tokio::runtime::Runtime,
     label: &str,

@@ -2,7 +2,7 @@
 //! [`PluginChain`], which implements [`crate::policy::Policy`].
 //!
 //! Every call runs in its own instance: a warm one from the plugin's idle
-//! pool when there is one (see BENCHMARKS-plugins.md for why), a fresh one
+//! pool when there is one (see BENCHMARKS.md ("Plugin runtime") for why), a fresh one
 //! otherwise. An instance that faulted in wasm is dropped, never reused.
 
 use std::sync::Arc;

@@ -19,7 +19,7 @@ pub struct EngineLimits {
     /// those have their own timeouts. It is wall-clock time, so it also
     /// counts time the thread was preempted: 10 ms rather than 5 because a
     /// fresh-instance call measured p99 3.4 ms on a 2-core machine at load
-    /// 11 (BENCHMARKS-plugins.md), and a deadline must stop runaway plugins,
+    /// 11 (BENCHMARKS.md ("Plugin runtime")), and a deadline must stop runaway plugins,
     /// not fail healthy ones on a busy node.
     pub default_timeout_ms: u64,
     /// Largest deadline a manifest may ask for.
