@@ -19,6 +19,15 @@ use crate::tenant::TenantConfig;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Records as JSON text (the Redis and MongoDB backends store them so).
+pub(crate) fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("store records always serialise")
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// A room write in flight (the socket worker pipelines these in order).
 pub type PendingWrite = std::pin::Pin<Box<dyn Future<Output = StoreResult<RoomWriteAck>> + Send>>;
 

@@ -63,7 +63,7 @@ use mongodb::options::{
     Acknowledgment, ClientOptions, DatabaseOptions, IndexOptions, ReturnDocument, WriteConcern,
 };
 use mongodb::{Client, Collection, Database, IndexModel};
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 
 use super::*;
 
@@ -114,14 +114,6 @@ fn err(e: MongoError) -> StoreError {
     } else {
         StoreError::Backend(e.to_string())
     }
-}
-
-fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("store records always serialise")
-}
-
-fn from_json<T: DeserializeOwned>(s: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {

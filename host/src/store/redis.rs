@@ -60,7 +60,6 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{RedisError, Script};
 use async_trait::async_trait;
-use serde::{Serialize, de::DeserializeOwned};
 
 use super::*;
 
@@ -180,14 +179,6 @@ fn err(e: RedisError) -> StoreError {
     } else {
         StoreError::Backend(e.to_string())
     }
-}
-
-fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("store records always serialise")
-}
-
-fn from_json<T: DeserializeOwned>(s: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// Room write: insert (with trimming) or update, plus the room counters, in
