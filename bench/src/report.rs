@@ -410,7 +410,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
     )?;
     writeln!(
         w,
-        "| plugin `on-msg` p50 ≤ 1 µs / p99 ≤ 5 µs; `authenticate` on a fresh pooled instance p99 ≤ 50 µs | not measured by the load generator: per-call figures are in BENCHMARKS.md, "Plugin runtime" (criterion micro-benchmark of the plugin runtime, issue 3) | see there |"
+        "| plugin `on-msg` p50 ≤ 1 µs / p99 ≤ 5 µs; `authenticate` on a fresh pooled instance p99 ≤ 50 µs | not measured by the load generator: per-call figures are in BENCHMARKS.md, section Plugin runtime (criterion micro-benchmark of the plugin runtime, issue 3) | see there |"
     )?;
     writeln!(w)?;
 
