@@ -25,6 +25,10 @@ pub struct Presence {
 impl Presence {
     fn with<R>(&self, tenant: &str, f: impl FnOnce(&mut TenantPresence) -> R) -> R {
         let mut map = self.tenants.lock();
+        // Called for every relayed msg: no key allocation once the tenant is known.
+        if let Some(t) = map.get_mut(tenant) {
+            return f(t);
+        }
         f(map.entry(tenant.to_string()).or_default())
     }
 
