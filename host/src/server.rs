@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use socketioxide::SocketIo;
+use crate::cluster::adapter::Io;
 use tokio::net::TcpListener;
 
 use crate::auth;
@@ -26,7 +26,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub tenants: Arc<TenantRegistry>,
-    pub io: SocketIo,
+    pub io: Io,
     pub metrics: Arc<Metrics>,
     pub presence: Arc<Presence>,
     pub auth_limiter: Arc<AuthLimiter>,
@@ -93,10 +93,23 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let tenants = Arc::new(TenantRegistry::load(store.as_ref()).await?);
 
-    let (layer, io) = SocketIo::builder()
+    // With `--redis`, one connection carries the socket.io adapter's
+    // channels, the presence mirror and the announcements.
+    let hub = match &config.redis {
+        Some(url) => Some(
+            crate::cluster::hub::RedisHub::connect(url)
+                .await
+                .context("cannot connect to Redis (--redis) for clustering")?,
+        ),
+        None => None,
+    };
+    let (layer, io) = socketioxide::SocketIo::builder()
         .max_payload(config.max_payload_bytes)
         .max_buffer_size(1024)
         .ack_timeout(Duration::from_millis(config.ack_timeout_ms))
+        .with_adapter::<crate::cluster::adapter::Adapter>(crate::cluster::adapter::adapter_state(
+            hub.clone(),
+        ))
         .build_layer();
 
     let mut limits = config.plugins.clone();
@@ -107,18 +120,17 @@ pub async fn serve(
         limits.cache_dir = Some(std::path::absolute(&dir).unwrap_or(dir));
     }
     let plugins = PluginRuntime::new(&limits, store.clone(), metrics.clone())?;
-    let bus = match &config.redis {
-        Some(url) => Some(crate::cluster::Bus::new(url).context("invalid Redis URL")?),
-        None => None,
-    };
+    let bus = hub.clone().map(crate::cluster::Bus::new);
+    let auth_limiter = Arc::new(AuthLimiter::new(hub.clone()));
+    let mirror = hub.map(crate::cluster::presence::PresenceMirror::new);
     let state = AppState {
         config: Arc::new(config),
         store,
         tenants: tenants.clone(),
         io,
         metrics,
-        presence: Arc::new(Presence::default()),
-        auth_limiter: Arc::new(AuthLimiter::default()),
+        presence: Arc::new(Presence::new(mirror)),
+        auth_limiter,
         plugins,
         bus,
         started: Instant::now(),
@@ -132,9 +144,10 @@ pub async fn serve(
                 reason: format!("{e:#}"),
             }));
         }
-        protocol::mount(&state, &tenant);
+        protocol::mount(&state, &tenant).await;
     }
     let housekeeping = protocol::spawn_housekeeping(&state);
+    let heartbeat = state.presence.spawn_heartbeat();
     let listener_task = state.bus.as_ref().map(|b| b.spawn_listener(state.clone()));
 
     let app = crate::http::router(state.clone()).layer(layer);
@@ -156,6 +169,10 @@ pub async fn serve(
     if let Some(t) = listener_task {
         t.abort();
     }
+    if let Some(t) = heartbeat {
+        t.abort();
+    }
+    state.presence.leave_cluster().await;
     // The namespaces' handlers hold the state (and the store): drop them so
     // the store closes when this function returns.
     for t in state.tenants.all() {

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub plugin_faults: Family<Labels, Counter>,
     pub plugin_call_seconds: Family<Labels, Histogram>,
     pub dependency_up: Family<Labels, Gauge>,
+    /// Cross-node publishes lost while Redis was away (a gauge mirroring
+    /// the hub's counter, set at scrape time).
+    pub cluster_publish_dropped: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -54,6 +57,12 @@ impl Default for Metrics {
             latency_histogram as fn() -> Histogram,
         );
         let dependency_up = Family::<Labels, Gauge>::default();
+        let cluster_publish_dropped = Gauge::default();
+        registry.register(
+            "cluster_publish_dropped",
+            "Cross-node messages lost because Redis was unreachable (total since start)",
+            cluster_publish_dropped.clone(),
+        );
         registry.register(
             "connections",
             "Connected sockets per tenant",
@@ -127,6 +136,7 @@ impl Default for Metrics {
             plugin_calls,
             plugin_faults,
             plugin_call_seconds,
+            cluster_publish_dropped,
             dependency_up,
         }
     }

@@ -5,112 +5,166 @@
 //!   `notification` to those users, queued until acked when `needStore`,
 //!   exactly like `POST /send`. The payload is the published text, as the
 //!   Node service emitted it. `site` (or `tenant`) picks the tenant.
+//!   Every node hears a publish, so one claims it (see [`Bus::claim`]) and
+//!   delivers it cluster-wide.
 //! - channel `hookwire:chain`: a tenant name, published after a plugin
 //!   chain changed on some node; every node reloads that tenant's chain from
 //!   the shared store, so an upload is active everywhere within about a
 //!   second.
+//! - channel `hookwire:tenant`: a tenant name, published after a tenant was
+//!   created, changed or deleted; every node reloads it from the store.
+//! - the socket.io adapter's channels (`hookwire-request#...`), through
+//!   [`adapter::HubDriver`], and the presence mirror ([`presence`]).
 //!
-//! The listener reconnects with backoff when Redis goes away; while it is
-//! away, `/healthz` reports it (`dependency_up{dependency="redis_pubsub"}`).
+//! All of it runs on one [`hub::RedisHub`], which reconnects with backoff
+//! and resubscribes when Redis goes away; while it is away, `/healthz`
+//! reports it (`dependency_up{dependency="redis_pubsub"}`).
 
+pub mod adapter;
+pub mod hub;
+pub mod presence;
+
+
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use redis::AsyncCommands;
+use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::policy::PushRequest;
 use crate::protocol::{push, wire};
 use crate::server::AppState;
 use crate::tenant::DEFAULT_TENANT;
+use hub::RedisHub;
 
 pub const NOTIFICATION_CHANNEL: &str = "notification";
 pub const CHAIN_CHANNEL: &str = "hookwire:chain";
+pub const TENANT_CHANNEL: &str = "hookwire:tenant";
 
-/// A connection to the Redis server used for pub/sub.
+/// How long a `notification` claim is remembered; see [`Bus::claim`].
+const CLAIM_WINDOW: Duration = Duration::from_secs(60);
+
+/// The node's Redis pub/sub: announcements and the `notification` channel.
 pub struct Bus {
-    client: redis::Client,
-    publisher: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    hub: Arc<RedisHub>,
+    /// Per notification text: how often this node has seen it, and when last.
+    seen: Mutex<HashMap<String, (u64, Instant)>>,
 }
 
 impl Bus {
-    pub fn new(url: &str) -> Result<Arc<Bus>, redis::RedisError> {
-        Ok(Arc::new(Bus {
-            client: redis::Client::open(url)?,
-            publisher: tokio::sync::Mutex::new(None),
-        }))
+    pub fn new(hub: Arc<RedisHub>) -> Arc<Bus> {
+        Arc::new(Bus {
+            hub,
+            seen: Mutex::default(),
+        })
+    }
+
+    pub fn hub(&self) -> &Arc<RedisHub> {
+        &self.hub
     }
 
     /// Tells every node that `tenant`'s plugin chain changed.
     pub async fn announce_chain(&self, tenant: &str) {
-        let mut guard = self.publisher.lock().await;
-        if guard.is_none() {
-            *guard = self.client.get_multiplexed_async_connection().await.ok();
-        }
-        let Some(conn) = guard.as_mut() else {
-            tracing::warn!(%tenant, "redis unreachable: other nodes will load the new chain when they restart");
-            return;
+        self.hub.publish(CHAIN_CHANNEL.into(), tenant.as_bytes().to_vec());
+    }
+
+    /// Tells every node that `tenant` was created, changed or deleted.
+    pub fn announce_tenant(&self, tenant: &str) {
+        self.hub.publish(TENANT_CHANNEL.into(), tenant.as_bytes().to_vec());
+    }
+
+    /// Every node hears each `notification`; the one that claims it
+    /// delivers it (cluster-wide), so it arrives and is queued once.
+    ///
+    /// The publish carries no id, so the claim key is the text's digest
+    /// and its occurrence number: every subscriber sees the same publishes
+    /// in the same order, so the n-th identical text is the same claim on
+    /// every node. Counting restarts after [`CLAIM_WINDOW`] without that
+    /// text, which is also how long claims live.
+    pub async fn claim(&self, text: &str) -> bool {
+        let digest = crate::auth::sha256_hex(text);
+        let n = {
+            let mut seen = self.seen.lock();
+            if seen.len() > 4096 {
+                seen.retain(|_, (_, at)| at.elapsed() < CLAIM_WINDOW);
+            }
+            let e = seen.entry(digest.clone()).or_insert((0, Instant::now()));
+            if e.1.elapsed() >= CLAIM_WINDOW {
+                e.0 = 0;
+            }
+            e.0 += 1;
+            e.1 = Instant::now();
+            e.0
         };
-        if let Err(e) = conn.publish::<_, _, ()>(CHAIN_CHANNEL, tenant).await {
-            tracing::warn!(%tenant, error = %e, "announcing a plugin chain change failed");
-            *guard = None;
+        let r: redis::RedisResult<Option<String>> = redis::cmd("SET")
+            .arg(format!("hw:claim:notification:{digest}:{n}"))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(CLAIM_WINDOW.as_millis() as u64)
+            .query_async(&mut self.hub.conn())
+            .await;
+        match r {
+            Ok(won) => won.is_some(),
+            Err(e) => {
+                // Better twice than never.
+                tracing::warn!(error = %e, "cannot claim a `notification`; delivering it from this node too");
+                true
+            }
         }
     }
 
-    /// Subscribes and handles messages until the process ends, reconnecting
-    /// with backoff (100 ms doubling to 5 s).
+    /// Subscribes (retrying until Redis answers) and handles announcements
+    /// and notifications until the process ends. Resubscribing after a
+    /// Redis restart is the hub's business.
     pub fn spawn_listener(self: &Arc<Self>, state: AppState) -> tokio::task::JoinHandle<()> {
         let bus = self.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
-            let up = state
-                .metrics
-                .dependency_up
-                .get_or_create(&vec![("dependency", "redis_pubsub".to_string())])
-                .clone();
-            loop {
-                match bus.listen_once(&state, &up).await {
-                    Ok(()) => backoff = Duration::from_millis(100),
+            let streams = loop {
+                match bus.subscribe_all().await {
+                    Ok(s) => break s,
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "redis pub/sub unavailable")
+                        tracing::warn!(error = %e, retry_in = ?backoff, "cannot subscribe to redis channels");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
-                up.set(0);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            };
+            tracing::info!(
+                "subscribed to redis channels `{NOTIFICATION_CHANNEL}`, `{CHAIN_CHANNEL}` and `{TENANT_CHANNEL}`"
+            );
+            let mut messages = futures::stream::select_all(streams);
+            while let Some((chan, payload)) = messages.next().await {
+                let Ok(text) = String::from_utf8(payload) else {
+                    tracing::warn!(%chan, "ignoring a non-text pub/sub message");
+                    continue;
+                };
+                match chan.as_str() {
+                    NOTIFICATION_CHANNEL => {
+                        if bus.claim(&text).await {
+                            notification(&state, &text).await;
+                        }
+                    }
+                    CHAIN_CHANNEL => chain_changed(&state, &text).await,
+                    TENANT_CHANNEL => tenant_changed(&state, &text).await,
+                    _ => {}
+                }
             }
         })
     }
 
-    async fn listen_once(
+    async fn subscribe_all(
         &self,
-        state: &AppState,
-        up: &prometheus_client::metrics::gauge::Gauge,
-    ) -> Result<(), redis::RedisError> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(NOTIFICATION_CHANNEL).await?;
-        pubsub.subscribe(CHAIN_CHANNEL).await?;
-        up.set(1);
-        tracing::info!(
-            "subscribed to redis channels `{NOTIFICATION_CHANNEL}` and `{CHAIN_CHANNEL}`"
-        );
-        let mut stream = pubsub.into_on_message();
-        while let Some(msg) = stream.next().await {
-            let text: String = match msg.get_payload() {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(error = %e, "ignoring a non-text pub/sub message");
-                    continue;
-                }
-            };
-            match msg.get_channel_name() {
-                NOTIFICATION_CHANNEL => notification(state, &text).await,
-                CHAIN_CHANNEL => chain_changed(state, &text).await,
-                _ => {}
-            }
+    ) -> Result<Vec<socketioxide_redis::drivers::MessageStream<socketioxide_redis::drivers::ChanItem>>, hub::HubError>
+    {
+        let mut streams = Vec::new();
+        for chan in [NOTIFICATION_CHANNEL, CHAIN_CHANNEL, TENANT_CHANNEL] {
+            streams.push(self.hub.subscribe(chan.to_string(), 1024).await?);
         }
-        Ok(())
+        Ok(streams)
     }
 }
 
@@ -166,5 +220,39 @@ async fn chain_changed(state: &AppState, tenant_name: &str) {
         }));
     } else {
         tracing::info!(tenant = %tenant_name, "plugin chain reloaded after an announcement");
+    }
+}
+
+/// Another node created, changed or deleted a tenant: follow the store.
+async fn tenant_changed(state: &AppState, name: &str) {
+    let rec = match state.store.get_tenant(name).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(tenant = %name, error = %e, "cannot reload an announced tenant change");
+            return;
+        }
+    };
+    match (rec, state.tenants.get(name)) {
+        (Some(rec), Some(tenant)) => {
+            tenant.set_record(rec);
+            tracing::info!(tenant = %name, "tenant reloaded after an announcement");
+        }
+        (Some(rec), None) => {
+            let tenant = state.tenants.insert(rec);
+            if let Err(e) = state.plugins.activate(&tenant).await {
+                tracing::error!(tenant = %name, error = %e, "cannot load the new tenant's plugin chain");
+                tenant.set_policy(Box::new(crate::policy::UnavailableChain {
+                    reason: format!("{e:#}"),
+                }));
+            }
+            crate::protocol::mount(state, &tenant).await;
+            tracing::info!(tenant = %name, "tenant mounted after an announcement");
+        }
+        (None, Some(_)) => {
+            crate::protocol::unmount(state, name);
+            state.tenants.remove(name);
+            tracing::info!(tenant = %name, "tenant removed after an announcement");
+        }
+        (None, None) => {}
     }
 }

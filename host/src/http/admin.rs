@@ -26,7 +26,7 @@ fn room_param(
 pub async fn stat(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
     let c = caller(&state, &headers, &q).await?;
     let name = c.tenant.name();
-    let (users, rooms, sockets) = state.presence.stat(&name);
+    let (users, rooms, sockets) = state.presence.stat(&name).await;
     Ok(Reply(json!({
         "tenant": name,
         "online_user_count": users,
@@ -47,6 +47,7 @@ pub async fn room_users(
     let users: Vec<Value> = state
         .presence
         .room_users(&c.tenant.name(), &room)
+        .await
         .into_iter()
         .map(|u| json!({ "uid": u }))
         .collect();

@@ -19,26 +19,33 @@ pub fn routes() -> Router<AppState> {
         .route("/demo/socket.io.min.js", get(demo_client))
 }
 
-/// 200 when every dependency answers, 503 otherwise (load balancers take
-/// the node out of rotation but it keeps its connections).
+/// 200 when every dependency answers (the store, and Redis with
+/// `--redis`), 503 otherwise: load balancers take the node out of rotation
+/// but it keeps its connections, and the body says what is down.
 async fn healthz(State(state): State<AppState>) -> Response {
     let store_ok = state.store.ping().await;
-    let up = store_ok.is_ok();
-    state
-        .metrics
-        .dependency_up
-        .get_or_create(&vec![(
-            "dependency",
-            format!("store_{}", state.store.kind()),
-        )])
-        .set(up as i64);
-    let body = json!({
+    let store_up = store_ok.is_ok();
+    set_up(&state, &format!("store_{}", state.store.kind()), store_up);
+    let redis = match &state.bus {
+        Some(bus) => {
+            let r = redis_ping(bus.hub()).await;
+            bus.hub().set_up(r.is_ok());
+            set_up(&state, "redis_pubsub", r.is_ok());
+            Some(json!({ "ok": r.is_ok(), "error": r.err() }))
+        }
+        None => None,
+    };
+    let up = store_up && redis.as_ref().is_none_or(|r| r["ok"] == true);
+    let mut body = json!({
         "status": if up { "ok" } else { "degraded" },
-        "store": { "kind": state.store.kind(), "ok": up, "error": store_ok.err().map(|e| e.to_string()) },
+        "store": { "kind": state.store.kind(), "ok": store_up, "error": store_ok.err().map(|e| e.to_string()) },
         "tenants": state.tenants.all().len(),
         "uptime_secs": state.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
     });
+    if let Some(r) = redis {
+        body["redis"] = r;
+    }
     let code = if up {
         StatusCode::OK
     } else {
@@ -47,8 +54,36 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (code, Json(body)).into_response()
 }
 
+fn set_up(state: &AppState, dependency: &str, up: bool) {
+    state
+        .metrics
+        .dependency_up
+        .get_or_create(&vec![("dependency", dependency.to_string())])
+        .set(up as i64);
+}
+
+async fn redis_ping(hub: &crate::cluster::hub::RedisHub) -> Result<(), String> {
+    let mut conn = hub.conn();
+    let ping = redis::cmd("PING").clone();
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        ping.query_async::<String>(&mut conn),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("redis did not answer within 1 s".into()),
+    }
+}
+
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.rooms.set(state.presence.total_rooms() as i64);
+    if let Some(bus) = &state.bus {
+        set_up(&state, "redis_pubsub", bus.hub().is_up());
+        let dropped = bus.hub().dropped.load(std::sync::atomic::Ordering::Relaxed);
+        state.metrics.cluster_publish_dropped.set(dropped as i64);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -113,11 +113,19 @@ async fn create(
     };
     state.store.put_tenant(&rec).await?;
     let tenant = state.tenants.insert(rec.clone());
-    crate::protocol::mount(&state, &tenant);
+    crate::protocol::mount(&state, &tenant).await;
+    announce(&state, &name);
     tracing::info!(tenant = %name, "tenant created");
     let mut v = view(&rec);
     v["api_key"] = Value::String(key);
     Ok(Reply(v))
+}
+
+/// Other nodes (with `--redis`) reload the tenant from the shared store.
+fn announce(state: &AppState, name: &str) {
+    if let Some(bus) = &state.bus {
+        bus.announce_tenant(name);
+    }
 }
 
 fn tenant_or_404(
@@ -159,6 +167,7 @@ async fn update(
     rec.config = merged_config(&rec.config, &patch)?;
     state.store.put_tenant(&rec).await?;
     tenant.set_record(rec.clone());
+    announce(&state, &name);
     tracing::info!(tenant = %name, "tenant config changed");
     Ok(Reply(view(&rec)))
 }
@@ -177,6 +186,7 @@ async fn remove(
     crate::protocol::unmount(&state, &name);
     state.tenants.remove(&name);
     state.store.delete_tenant(&name).await?;
+    announce(&state, &name);
     tracing::info!(tenant = %name, "tenant deleted");
     Ok(Reply(json!({ "name": name, "deleted": true })))
 }
@@ -203,6 +213,7 @@ async fn rotate_key(
     rec.api_key_hashes.push(auth::sha256_hex(&key));
     state.store.put_tenant(&rec).await?;
     tenant.set_record(rec.clone());
+    announce(&state, &name);
     tracing::info!(tenant = %name, keep_old, "tenant API key rotated");
     Ok(Reply(
         json!({ "name": name, "api_key": key, "api_keys": rec.api_key_hashes.len() }),

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::TryData;
+use crate::cluster::adapter::{Ack, Socket};
 use socketioxide::handler::ConnectHandler;
 use tokio::sync::mpsc;
 
@@ -33,6 +34,20 @@ use wire::WantsAck;
 pub fn device_room(uid: &str, device: &str) -> String {
     format!("\u{1}dev\u{1}{uid}\u{1}{device}")
 }
+
+/// Hidden room of every authenticated socket of a uid, on any node: kickout
+/// reaches the older sockets through it.
+pub fn uid_room(uid: &str) -> String {
+    format!("\u{1}uid\u{1}{uid}")
+}
+
+/// Hidden room the sockets kicked out by socket `kicker` are put in, on
+/// whichever node they live: the kickout is emitted to it, and a socket
+/// that disconnects while in it announces nothing.
+pub fn kick_room(kicker: socketioxide::socket::Sid) -> String {
+    format!("{KICK_ROOM_PREFIX}{kicker}")
+}
+const KICK_ROOM_PREFIX: &str = "\u{1}kick\u{1}";
 
 /// The socket.io room behind a room-sync room (`join {roomId}`). Rooms a
 /// client can join live apart from user rooms (`user_<uid>`), rooms a
@@ -57,18 +72,24 @@ pub fn push_targets<'a>(rooms: impl IntoIterator<Item = &'a String>) -> Vec<Stri
 /// Event handlers are registered in a connect *middleware*: socketioxide
 /// sends the CONNECT packet before it runs the connect handler, so a client
 /// that emits at once would otherwise hit a socket with no handlers yet.
-pub fn mount(state: &AppState, tenant: &Arc<Tenant>) {
+///
+/// With `--redis` the namespace's adapter subscribes to its cluster
+/// channels here; a failure is logged and the namespace serves this node's
+/// sockets until Redis is back.
+pub async fn mount(state: &AppState, tenant: &Arc<Tenant>) {
     let name = tenant.name();
     let (st1, st2) = (state.clone(), state.clone());
-    let handler = move |socket: SocketRef, TryData(auth): TryData<Value>| {
+    let handler = move |socket: Socket, TryData(auth): TryData<Value>| {
         let st = st1.clone();
         async move { on_connect(st, socket, auth.ok()).await }
     };
-    let middleware = move |socket: SocketRef| {
+    let middleware = move |socket: Socket| {
         let (st, name) = (st2.clone(), name.clone());
         async move { setup(&st, &name, &socket) }
     };
-    state.io.ns(tenant.namespace(), handler.with(middleware));
+    if let Err(e) = state.io.ns(tenant.namespace(), handler.with(middleware)).await {
+        tracing::error!(tenant = %tenant.name(), error = ?e, "the namespace's cluster adapter did not start; it reaches this node's sockets only");
+    }
 }
 
 /// Removes a deleted tenant's namespace; its sockets are disconnected.
@@ -78,13 +99,13 @@ pub fn unmount(state: &AppState, tenant: &str) {
     state.presence.forget_tenant(tenant);
 }
 
-fn ack_opt(wants: bool, ack: AckSender) -> Option<AckSender> {
+fn ack_opt(wants: bool, ack: Ack) -> Option<Ack> {
     wants.then_some(ack)
 }
 
 /// Before CONNECT: admit the socket (tenant, connection limit), create its
 /// session and register its event handlers.
-fn setup(state: &AppState, tenant_name: &str, socket: &SocketRef) -> Result<(), String> {
+fn setup(state: &AppState, tenant_name: &str, socket: &Socket) -> Result<(), String> {
     let Some(tenant) = state.tenants.get(tenant_name) else {
         return Err(format!("unknown tenant `{tenant_name}`"));
     };
@@ -137,7 +158,7 @@ fn handshake_credentials(auth: Option<&Value>, query: &str) -> Option<Value> {
 }
 
 /// After CONNECT: `_settings`, handshake authentication, the auth timeout.
-async fn on_connect(state: AppState, socket: SocketRef, auth: Option<Value>) {
+async fn on_connect(state: AppState, socket: Socket, auth: Option<Value>) {
     let Some(sess) = socket.extensions.get::<Arc<Session>>() else {
         let _ = socket.disconnect();
         return;
@@ -181,10 +202,10 @@ async fn on_connect(state: AppState, socket: SocketRef, auth: Option<Value>) {
 fn register_handlers(
     state: &AppState,
     sess: &Arc<Session>,
-    socket: &SocketRef,
+    socket: &Socket,
     tx: worker::EventTx,
 ) {
-    fn queue(tx: &worker::EventTx, sess: &Session, socket: &SocketRef, ev: worker::Event) {
+    fn queue(tx: &worker::EventTx, sess: &Session, socket: &Socket, ev: worker::Event) {
         if let Err(mpsc::error::TrySendError::Full(ev)) = tx.try_send(ev) {
             tracing::warn!(tenant = %sess.tenant_name, sid = %sess.sid, "socket sends faster than it is served; event refused");
             ev.refuse(
@@ -201,9 +222,9 @@ fn register_handlers(
             let (tx, se) = (tx.clone(), sess.clone());
             socket.on(
                 $event,
-                move |s: SocketRef,
+                move |s: Socket,
                       TryData(d): TryData<Value>,
-                      $ack: AckSender,
+                      $ack: Ack,
                       WantsAck($wants): WantsAck| {
                     let $data = d.unwrap_or(Value::Null);
                     queue(&tx, &se, &s, $make);
@@ -230,7 +251,13 @@ fn register_handlers(
         wants, ack
     )));
     let _ = state;
-    socket.on_disconnect(move || {
+    let se = sess.clone();
+    socket.on_disconnect(move |s: Socket| {
+        // Still in its rooms here (they are left after this handler): a
+        // socket kicked out from any node is in a kick room.
+        if s.rooms().iter().any(|r| r.starts_with(KICK_ROOM_PREFIX)) {
+            se.state.lock().kicked = true;
+        }
         let tx = tx.clone();
         // Queued behind everything else, so the worker cleans up last; a
         // full queue must not lose it.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
+use crate::cluster::adapter::Io;
 
 use super::device_room;
 use super::session::Session;
@@ -289,7 +289,7 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
 }
 
 fn send_batch(
-    io: SocketIo,
+    io: Io,
     state: AppState,
     sess: Arc<Session>,
     uid: String,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use socketioxide::extract::{AckSender, SocketRef};
+use crate::cluster::adapter::{Ack, Socket};
 
 use super::session::{JoinedRoom, Session, disconnect_soon};
 use super::wire::{self, fail, id_string, ok};
@@ -23,8 +23,8 @@ use crate::store::{RoomEntry, RoomWrite};
 
 /// Sends a reply on `event` and, when the client passed a callback, to it.
 pub fn reply<T: serde::Serialize + ?Sized>(
-    socket: &SocketRef,
-    ack: Option<AckSender>,
+    socket: &Socket,
+    ack: Option<Ack>,
     event: &str,
     v: &T,
 ) {
@@ -71,9 +71,9 @@ pub fn auth_request(payload: &Value, query: &str) -> AuthRequest {
 pub async fn authenticate(
     state: &AppState,
     sess: &Arc<Session>,
-    socket: &SocketRef,
+    socket: &Socket,
     req: AuthRequest,
-    ack: Option<AckSender>,
+    ack: Option<Ack>,
 ) {
     let cfg = sess.tenant.config();
     {
@@ -114,15 +114,18 @@ pub async fn authenticate(
         }
     };
 
-    // Kick older sockets of this uid first, so the newcomer is the only one.
-    let older = state
+    // Kick older sockets of this uid first, on every node, so the newcomer
+    // is the only one.
+    let (older_here, older_anywhere) = state
         .presence
-        .user_online(&sess.tenant_name, &uid, sess.clone());
-    let kicked_any = cfg.kickout && !older.is_empty();
-    if cfg.kickout {
-        for o in &older {
-            o.kick(&state.io);
+        .user_online(&sess.tenant_name, &uid, sess.clone())
+        .await;
+    let kicked_any = cfg.kickout && older_anywhere > 0;
+    if kicked_any {
+        for o in &older_here {
+            o.state.lock().kicked = true;
         }
+        kick_older(state, sess, &uid).await;
     }
     {
         let mut st = sess.state.lock();
@@ -131,6 +134,7 @@ pub async fn authenticate(
         st.kicker = kicked_any;
         st.authenticating = false;
     }
+    socket.join(super::uid_room(&uid));
     socket.join(format!("{}{}", cfg.user_room_prefix, uid));
     socket.join(device_room(&uid, &sess.device_key()));
     if !rooms.is_empty() {
@@ -159,6 +163,35 @@ pub async fn authenticate(
     push::on_authenticated(state, sess, &uid).await;
 }
 
+/// Disconnects the other sockets of `uid`, wherever they are: they join
+/// the kick room of this socket (which marks them as kicked), get
+/// `kickout`, and are disconnected a little later so the event reaches
+/// them on every transport.
+async fn kick_older(state: &AppState, sess: &Session, uid: &str) {
+    let Some(ns) = state.io.of(&sess.ns) else { return };
+    let room = super::kick_room(sess.sid);
+    if let Err(e) = ns
+        .clone()
+        .within(super::uid_room(uid))
+        .except(sess.sid)
+        .join(room.clone())
+        .await
+    {
+        tracing::warn!(tenant = %sess.tenant_name, %uid, error = ?e, "kickout may not reach other nodes");
+    }
+    let _ = ns
+        .clone()
+        .within(room.clone())
+        .emit("kickout", &json!({ "uid": uid, "data": "logged in elsewhere" }))
+        .await;
+    tokio::spawn(async move {
+        tokio::time::sleep(super::session::DISCONNECT_DELAY).await;
+        if let Err(e) = ns.within(room).disconnect().await {
+            tracing::warn!(error = ?e, "disconnecting kicked-out sockets failed on some node");
+        }
+    });
+}
+
 /// Rate limit, the tenant's `authenticate` hook, then the built-in token
 /// check: the allowed (uid, extra rooms, claims), or the reason to refuse.
 async fn decide_auth(
@@ -171,11 +204,11 @@ async fn decide_auth(
         .uid
         .clone()
         .unwrap_or_else(|| format!("\u{1}sid:{}", sess.sid));
-    if !state.auth_limiter.allow(
-        &sess.tenant_name,
-        &limiter_key,
-        cfg.auth_attempts_per_minute,
-    ) {
+    if !state
+        .auth_limiter
+        .allow(&sess.tenant_name, &limiter_key, cfg.auth_attempts_per_minute)
+        .await
+    {
         return Err("too many authentication attempts, retry in a minute".into());
     }
     let verdict = match sess
@@ -235,9 +268,9 @@ async fn builtin_token_check(
 pub async fn join(
     state: &AppState,
     sess: &Arc<Session>,
-    socket: &SocketRef,
+    socket: &Socket,
     data: Value,
-    ack: Option<AckSender>,
+    ack: Option<Ack>,
 ) {
     let Some(uid) = sess.uid() else {
         return reply(socket, ack, "join", &fail("not authenticated"));
@@ -307,13 +340,14 @@ pub async fn join(
     reply(socket, ack, "join", &ok("join success"));
     // A dummy is told who is there but is never announced itself.
     let others: Vec<String> = if dummy {
-        let mut users = state.presence.room_users(&sess.tenant_name, &room);
+        let mut users = state.presence.room_users(&sess.tenant_name, &room).await;
         users.retain(|u| *u != uid);
         users
     } else {
         let others = state
             .presence
-            .join_room(&sess.tenant_name, &room, sess.sid, &uid);
+            .join_room(&sess.tenant_name, &room, sess.sid, &uid)
+            .await;
         if !kicker {
             let _ = socket
                 .to(sync_room(&room))
@@ -356,8 +390,8 @@ fn msg_form(m: &Map<String, Value>) -> MsgForm {
 fn msg_refused(
     state: &AppState,
     sess: &Session,
-    socket: &SocketRef,
-    ack: AckSender,
+    socket: &Socket,
+    ack: Ack,
     wants_ack: bool,
     reason: String,
 ) {
@@ -386,9 +420,9 @@ enum MsgPlan {
 pub async fn msg(
     state: &AppState,
     sess: &Arc<Session>,
-    socket: &SocketRef,
+    socket: &Socket,
     data: Value,
-    ack: AckSender,
+    ack: Ack,
     wants_ack: bool,
 ) -> Option<PendingMsg> {
     match plan_msg(state, sess, socket, data).await {
@@ -434,7 +468,7 @@ pub async fn msg(
 async fn plan_msg(
     state: &AppState,
     sess: &Arc<Session>,
-    socket: &SocketRef,
+    socket: &Socket,
     data: Value,
 ) -> Result<MsgPlan, String> {
     let uid = sess.uid().ok_or("not authenticated")?;
@@ -566,7 +600,7 @@ async fn plan_msg(
 /// A relayed `msg` whose store write is in flight: acked when it commits.
 pub struct PendingMsg {
     pub write: crate::store::PendingWrite,
-    pub ack: AckSender,
+    pub ack: Ack,
     pub wants_ack: bool,
     pub room: String,
 }
@@ -577,7 +611,7 @@ impl PendingMsg {
         self,
         state: &AppState,
         sess: &Session,
-        socket: &SocketRef,
+        socket: &Socket,
         r: crate::store::StoreResult<crate::store::RoomWriteAck>,
     ) {
         match r {
@@ -626,9 +660,9 @@ enum SyncData {
 pub async fn sync(
     state: &AppState,
     sess: &Arc<Session>,
-    socket: &SocketRef,
+    socket: &Socket,
     data: Value,
-    ack: Option<AckSender>,
+    ack: Option<Ack>,
 ) {
     let Some(uid) = sess.uid() else {
         return reply(socket, ack, "sync", &fail("not authenticated"));
@@ -724,8 +758,8 @@ pub async fn sync(
 pub async fn leave(
     state: &AppState,
     sess: &Arc<Session>,
-    socket: SocketRef,
-    ack: Option<AckSender>,
+    socket: Socket,
+    ack: Option<Ack>,
 ) {
     let (uid, kicked) = {
         let st = sess.state.lock();
@@ -744,7 +778,7 @@ pub async fn leave(
     disconnect_soon(&state.io, &sess.ns, sess.sid);
 }
 
-pub async fn disconnected(state: &AppState, sess: &Arc<Session>, socket: &SocketRef) {
+pub async fn disconnected(state: &AppState, sess: &Arc<Session>, socket: &Socket) {
     state.presence.disconnect(&sess.tenant_name);
     state
         .metrics

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::Value;
-use socketioxide::SocketIo;
+use crate::cluster::adapter::Io;
 use socketioxide::socket::Sid;
 
 use crate::policy::HookContext;
@@ -90,29 +90,19 @@ impl Session {
             .map(|r| r.name.clone())
             .collect()
     }
-
-    /// Sends `kickout` and disconnects this socket; it will announce nothing.
-    pub fn kick(&self, io: &SocketIo) {
-        self.state.lock().kicked = true;
-        if let Some(sock) = io.of(&self.ns).and_then(|ns| ns.get_socket(self.sid)) {
-            let uid = self.uid();
-            let _ = sock.emit(
-                "kickout",
-                &serde_json::json!({ "uid": uid, "data": "logged in elsewhere" }),
-            );
-            disconnect_soon(io, &self.ns, self.sid);
-        }
-    }
 }
 
-/// Disconnects a socket shortly after, so that a reply queued just before
-/// reaches the client on every transport (a polling client needs one more
-/// round trip to fetch it).
-pub fn disconnect_soon(io: &SocketIo, ns: &str, sid: Sid) {
+/// How long a socket told to go (kickout, a refused authenticate) stays
+/// connected: a reply queued just before must reach the client on every
+/// transport (a polling client needs one more round trip to fetch it).
+pub const DISCONNECT_DELAY: Duration = Duration::from_millis(200);
+
+/// Disconnects a socket after [`DISCONNECT_DELAY`].
+pub fn disconnect_soon(io: &Io, ns: &str, sid: Sid) {
     let io = io.clone();
     let ns = ns.to_string();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(DISCONNECT_DELAY).await;
         if let Some(s) = io.of(&ns).and_then(|n| n.get_socket(sid)) {
             let _ = s.disconnect();
         }

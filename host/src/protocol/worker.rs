@@ -15,7 +15,7 @@ use std::task::Poll;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef};
+use crate::cluster::adapter::{Ack, Socket};
 use tokio::sync::mpsc;
 
 use super::room_sync::{self, PendingMsg};
@@ -27,11 +27,11 @@ use crate::server::AppState;
 pub const QUEUE: usize = 1024;
 
 pub enum Event {
-    Authenticate(Value, Option<AckSender>),
-    Join(Value, Option<AckSender>),
-    Msg(Value, AckSender, bool),
-    Sync(Value, Option<AckSender>),
-    Leave(Option<AckSender>),
+    Authenticate(Value, Option<Ack>),
+    Join(Value, Option<Ack>),
+    Msg(Value, Ack, bool),
+    Sync(Value, Option<Ack>),
+    Leave(Option<Ack>),
     Disconnected,
 }
 
@@ -40,7 +40,7 @@ pub type EventTx = mpsc::Sender<Event>;
 impl Event {
     /// Refuses the event without handling it: through its ack when the
     /// client gave one, else as an `error` event.
-    pub fn refuse(self, socket: &SocketRef, reason: &str) {
+    pub fn refuse(self, socket: &Socket, reason: &str) {
         let v = wire::fail(reason);
         let ack = match self {
             Event::Authenticate(_, a) | Event::Join(_, a) | Event::Sync(_, a) | Event::Leave(a) => {
@@ -65,7 +65,7 @@ impl Event {
 pub async fn run(
     state: AppState,
     sess: Arc<Session>,
-    socket: SocketRef,
+    socket: Socket,
     mut rx: mpsc::Receiver<Event>,
     first: Option<Value>,
 ) {
