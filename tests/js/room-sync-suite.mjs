@@ -1,6 +1,7 @@
 // The always-online room-sync contract (PROTOCOL.md "Room-sync events" and the
 // "Pinned details"), written once and run per transport by
-// room-sync.websocket.test.mjs and room-sync.polling.test.mjs.
+// room-sync.websocket.test.mjs and room-sync.polling.test.mjs (embedded store),
+// and per store by room-sync.redis.test.mjs and room-sync.mongo.test.mjs.
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -13,18 +14,30 @@ const T = { timeout: 30000 };
 /** The uid of a remote_* payload, as a string. */
 const U = (p) => String(p?.uid);
 
-export function roomSyncSuite(transport) {
+/**
+ * opts.store: a name for the test titles (default: the embedded store);
+ * opts.start: async () => ({ srv, cleanup? }) starts the server under test
+ * (default: startServer() on a fresh embedded data dir); cleanup runs after
+ * the server is destroyed (e.g. to stop its Redis or MongoDB).
+ */
+export function roomSyncSuite(transport, opts = {}) {
   const transports = [transport];
+  const start = opts.start || (async () => ({ srv: await startServer() }));
 
-  describe(`room-sync over ${transport}`, () => {
+  describe(`room-sync over ${transport}${opts.store ? ` on the ${opts.store} store` : ''}`, () => {
     let srv;
+    let cleanup;
     const clients = [];
     const track = (c) => { clients.push(c); return c; };
     const user = (opts = {}) => login(srv, { transports, ...opts }).then(track);
     const member = (roomId, opts = {}) => loginJoin(srv, roomId, { transports, ...opts }).then(track);
 
-    before(async () => { srv = await startServer(); });
-    after(async () => { closeAll(clients); await srv?.destroy(); });
+    before(async () => { ({ srv, cleanup } = await start()); });
+    after(async () => {
+      closeAll(clients);
+      await srv?.destroy();
+      await cleanup?.();
+    });
     afterEach(() => closeAll(clients.splice(0)));
 
     // ---- authenticate -----------------------------------------------------
