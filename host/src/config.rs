@@ -91,11 +91,13 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKWIRE_DATA_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// Redis URL: keep all durable state in Redis (e.g. redis://127.0.0.1:6379/0).
+    /// Redis URL (e.g. redis://127.0.0.1:6379/0): cluster with the other nodes on it (rooms,
+    /// presence, announcements); also the store unless --mongo is set.
     #[arg(long, env = "HOOKWIRE_REDIS", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
-    /// MongoDB URL: keep all durable state in MongoDB (e.g. mongodb://127.0.0.1:27017/hookwire).
+    /// MongoDB URL: keep all durable state in MongoDB (e.g. mongodb://127.0.0.1:27017/hookwire);
+    /// takes precedence over --redis as the store.
     #[arg(long, env = "HOOKWIRE_MONGO", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mongo: Option<String>,

@@ -19,11 +19,17 @@ pub fn routes() -> Router<AppState> {
         .route("/demo/socket.io.min.js", get(demo_client))
 }
 
+/// A health check answers in bounded time even when a dependency hangs.
+const STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// 200 when every dependency answers (the store, and Redis with
 /// `--redis`), 503 otherwise: load balancers take the node out of rotation
 /// but it keeps its connections, and the body says what is down.
 async fn healthz(State(state): State<AppState>) -> Response {
-    let store_ok = state.store.ping().await;
+    let store_ok = match tokio::time::timeout(STORE_CHECK, state.store.ping()).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("the store did not answer within {} s", STORE_CHECK.as_secs())),
+    };
     let store_up = store_ok.is_ok();
     set_up(&state, &format!("store_{}", state.store.kind()), store_up);
     let redis = match &state.bus {
@@ -38,7 +44,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let up = store_up && redis.as_ref().is_none_or(|r| r["ok"] == true);
     let mut body = json!({
         "status": if up { "ok" } else { "degraded" },
-        "store": { "kind": state.store.kind(), "ok": store_up, "error": store_ok.err().map(|e| e.to_string()) },
+        "store": { "kind": state.store.kind(), "ok": store_up, "error": store_ok.err() },
         "tenants": state.tenants.all().len(),
         "uptime_secs": state.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
