@@ -165,9 +165,24 @@ fn now_ms() -> u64 {
 
 pub struct MongoStore {
     db: Database,
+    /// Writes to one room run one at a time, in the order they were first
+    /// polled: the driver spreads concurrent operations over a connection
+    /// pool, so without this a socket's pipelined `msg`s could take their
+    /// sequence numbers out of order. Striped, so unrelated rooms rarely wait
+    /// for each other.
+    room_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
+const ROOM_LOCK_STRIPES: usize = 256;
+
 impl MongoStore {
+    fn room_lock(&self, tenant: &str, room: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (tenant, room).hash(&mut h);
+        &self.room_locks[h.finish() as usize % ROOM_LOCK_STRIPES]
+    }
+
     /// Connects to `url` (`mongodb://host:port[/db][?options]`; the database
     /// defaults to `hookwire`) and creates the indexes. Fails with
     /// `Unavailable` when no server answers within a few seconds.
@@ -200,7 +215,12 @@ impl MongoStore {
                 .write_concern(write_concern)
                 .build(),
         );
-        let store = MongoStore { db };
+        let store = MongoStore {
+            db,
+            room_locks: (0..ROOM_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        };
         store.ping().await?;
         store.create_indexes().await?;
         Ok(store)
@@ -433,6 +453,7 @@ impl Store for MongoStore {
         write: RoomWrite,
         max_entries: u64,
     ) -> StoreResult<RoomWriteAck> {
+        let _in_order = self.room_lock(tenant, room).lock().await;
         match write {
             RoomWrite::Insert(entry) => {
                 let json = to_json(&entry);
