@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use crate::cluster::adapter::Io;
+use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::auth;

@@ -31,7 +31,11 @@ impl Driver for HubDriver {
         Ok(())
     }
 
-    async fn subscribe(&self, chan: String, size: usize) -> Result<MessageStream<ChanItem>, HubError> {
+    async fn subscribe(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<MessageStream<ChanItem>, HubError> {
         match self {
             HubDriver::Local => Ok(MessageStream::new_empty()),
             HubDriver::Redis(hub) => hub.subscribe(chan, size).await,

@@ -49,7 +49,10 @@ impl RedisHub {
     /// retried with backoff for as long as the node runs.
     pub async fn connect(url: &str) -> Result<Arc<RedisHub>, HubError> {
         let info = url.into_connection_info()?;
-        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(settings))?;
         let handlers: Arc<RwLock<Handlers>> = Arc::default();
         let up = Arc::new(AtomicBool::new(true));
@@ -106,7 +109,11 @@ impl RedisHub {
 
     /// Subscribes to `chan`; messages arrive on the returned stream, also
     /// after Redis restarts (the manager resubscribes).
-    pub async fn subscribe(&self, chan: String, size: usize) -> Result<MessageStream<ChanItem>, HubError> {
+    pub async fn subscribe(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<MessageStream<ChanItem>, HubError> {
         let (tx, rx) = mpsc::channel(size);
         // Registered before SUBSCRIBE so that the first message finds it.
         self.handlers.write().insert(chan.clone(), tx);

@@ -24,7 +24,6 @@ pub mod adapter;
 pub mod hub;
 pub mod presence;
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,12 +66,14 @@ impl Bus {
 
     /// Tells every node that `tenant`'s plugin chain changed.
     pub async fn announce_chain(&self, tenant: &str) {
-        self.hub.publish(CHAIN_CHANNEL.into(), tenant.as_bytes().to_vec());
+        self.hub
+            .publish(CHAIN_CHANNEL.into(), tenant.as_bytes().to_vec());
     }
 
     /// Tells every node that `tenant` was created, changed or deleted.
     pub fn announce_tenant(&self, tenant: &str) {
-        self.hub.publish(TENANT_CHANNEL.into(), tenant.as_bytes().to_vec());
+        self.hub
+            .publish(TENANT_CHANNEL.into(), tenant.as_bytes().to_vec());
     }
 
     /// Every node hears each `notification`; the one that claims it
@@ -158,8 +159,10 @@ impl Bus {
 
     async fn subscribe_all(
         &self,
-    ) -> Result<Vec<socketioxide_redis::drivers::MessageStream<socketioxide_redis::drivers::ChanItem>>, hub::HubError>
-    {
+    ) -> Result<
+        Vec<socketioxide_redis::drivers::MessageStream<socketioxide_redis::drivers::ChanItem>>,
+        hub::HubError,
+    > {
         let mut streams = Vec::new();
         for chan in [NOTIFICATION_CHANNEL, CHAIN_CHANNEL, TENANT_CHANNEL] {
             streams.push(self.hub.subscribe(chan.to_string(), 1024).await?);

@@ -101,6 +101,15 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The scripts take a set key either way; a conns entry names its own
+    /// hash and no member, which they skip.
+    fn set_and_member(&self) -> (&str, &str) {
+        match &self.set {
+            Some((s, m)) => (s, m),
+            None => (&self.hash, ""),
+        }
+    }
+
     fn index(&self) -> String {
         match &self.set {
             Some((s, m)) => json!({ "h": self.hash, "s": s, "m": m }).to_string(),
@@ -221,7 +230,9 @@ impl PresenceMirror {
     pub async fn stat(&self, t: &str) -> Option<(usize, usize, usize)> {
         let mut conn = self.hub.conn();
         let mut pipe = redis::pipe();
-        pipe.scard(users_key(t)).scard(rooms_key(t)).hvals(conns_key(t));
+        pipe.scard(users_key(t))
+            .scard(rooms_key(t))
+            .hvals(conns_key(t));
         let q = pipe.query_async::<(usize, usize, Vec<usize>)>(&mut conn);
         let (users, rooms, conns) = tokio::time::timeout(QUERY_TIMEOUT, q).await.ok()?.ok()?;
         Some((users, rooms, conns.iter().sum()))
@@ -232,7 +243,11 @@ impl PresenceMirror {
     pub async fn heartbeat(&self) -> bool {
         let mut conn = self.hub.conn();
         let now = now_ms();
-        let cmd = redis::cmd("ZADD").arg(NODES_KEY).arg(now).arg(&self.node).clone();
+        let cmd = redis::cmd("ZADD")
+            .arg(NODES_KEY)
+            .arg(now)
+            .arg(&self.node)
+            .clone();
         let beat = cmd.query_async::<i64>(&mut conn);
         let added = match tokio::time::timeout(QUERY_TIMEOUT, beat).await {
             Ok(Ok(n)) => n,
@@ -252,7 +267,9 @@ impl PresenceMirror {
             .unwrap_or_default();
         for node in dead.iter().filter(|n| **n != self.node) {
             match sweep(&mut conn, node).await {
-                Ok(n) => tracing::warn!(%node, entries = n, "swept the presence of a node that stopped answering"),
+                Ok(n) => {
+                    tracing::warn!(%node, entries = n, "swept the presence of a node that stopped answering")
+                }
                 Err(e) => tracing::warn!(%node, error = %e, "sweeping a dead node failed"),
             }
         }
@@ -266,7 +283,11 @@ async fn sweep(conn: &mut redis::aio::ConnectionManager, node: &str) -> redis::R
         .arg(node)
         .invoke_async(conn)
         .await?;
-    let _: i64 = redis::cmd("ZREM").arg(NODES_KEY).arg(node).query_async(conn).await?;
+    let _: i64 = redis::cmd("ZREM")
+        .arg(NODES_KEY)
+        .arg(node)
+        .query_async(conn)
+        .await?;
     Ok(n)
 }
 
@@ -290,33 +311,31 @@ async fn writer(
         for op in batch.drain(..) {
             match op {
                 Op::Add(e, reply) => {
-                    let mut inv = add.prepare_invoke();
-                    let (set, member) = e.set.clone().unwrap_or((e.hash.clone(), String::new()));
-                    inv.key(&e.hash).key(&set).key(&index);
-                    inv.arg(&e.field).arg(&e.value).arg(&member).arg(e.index());
-                    pipe.invoke_script(&inv);
+                    pipe.invoke_script(&add_invocation(&add, &e, &index));
                     replies.push(reply);
                 }
                 Op::Remove(e, last) => {
                     let mut inv = remove.prepare_invoke();
-                    let (set, member) = e.set.clone().unwrap_or((e.hash.clone(), String::new()));
-                    inv.key(&e.hash).key(&set).key(&index);
-                    inv.arg(&e.field).arg(&member).arg(if last { e.index() } else { String::new() });
+                    let (set, member) = e.set_and_member();
+                    inv.key(&e.hash).key(set).key(&index);
+                    inv.arg(&e.field).arg(&member).arg(if last {
+                        e.index()
+                    } else {
+                        String::new()
+                    });
                     pipe.invoke_script(&inv).ignore();
                 }
                 Op::Resync(entries) => {
-                    pipe.invoke_script(sweep_script.key(&index).arg(&node)).ignore();
+                    pipe.invoke_script(sweep_script.key(&index).arg(&node))
+                        .ignore();
                     for e in entries {
-                        let mut inv = add.prepare_invoke();
-                        let (set, member) =
-                            e.set.clone().unwrap_or((e.hash.clone(), String::new()));
-                        inv.key(&e.hash).key(&set).key(&index);
-                        inv.arg(&e.field).arg(&e.value).arg(&member).arg(e.index());
-                        pipe.invoke_script(&inv).ignore();
+                        pipe.invoke_script(&add_invocation(&add, &e, &index))
+                            .ignore();
                     }
                 }
                 Op::Leave(done) => {
-                    pipe.invoke_script(sweep_script.key(&index).arg(&node)).ignore();
+                    pipe.invoke_script(sweep_script.key(&index).arg(&node))
+                        .ignore();
                     pipe.zrem(NODES_KEY, &node).ignore();
                     leaving.push(done);
                 }
@@ -342,6 +361,14 @@ async fn writer(
             let _ = done.send(());
         }
     }
+}
+
+fn add_invocation<'a>(add: &'a Script, e: &Entry, index: &str) -> redis::ScriptInvocation<'a> {
+    let mut inv = add.prepare_invoke();
+    let (set, member) = e.set_and_member();
+    inv.key(&e.hash).key(set).key(index);
+    inv.arg(&e.field).arg(&e.value).arg(member).arg(e.index());
+    inv
 }
 
 /// Waits for an [`PresenceMirror::add_and_read`] answer, at most

@@ -28,7 +28,10 @@ const STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 async fn healthz(State(state): State<AppState>) -> Response {
     let store_ok = match tokio::time::timeout(STORE_CHECK, state.store.ping()).await {
         Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("the store did not answer within {} s", STORE_CHECK.as_secs())),
+        Err(_) => Err(format!(
+            "the store did not answer within {} s",
+            STORE_CHECK.as_secs()
+        )),
     };
     let store_up = store_ok.is_ok();
     set_up(&state, &format!("store_{}", state.store.kind()), store_up);

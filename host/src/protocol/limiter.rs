@@ -45,7 +45,9 @@ impl AuthLimiter {
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "shared auth rate limit unavailable; counting on this node")
                 }
-                Err(_) => tracing::debug!("shared auth rate limit timed out; counting on this node"),
+                Err(_) => {
+                    tracing::debug!("shared auth rate limit timed out; counting on this node")
+                }
             }
         }
         let mut map = self.windows.lock();

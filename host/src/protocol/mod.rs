@@ -17,10 +17,10 @@ pub use session::Session;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::adapter::{Ack, Socket};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use socketioxide::extract::TryData;
-use crate::cluster::adapter::{Ack, Socket};
 use socketioxide::handler::ConnectHandler;
 use tokio::sync::mpsc;
 
@@ -87,7 +87,11 @@ pub async fn mount(state: &AppState, tenant: &Arc<Tenant>) {
         let (st, name) = (st2.clone(), name.clone());
         async move { setup(&st, &name, &socket) }
     };
-    if let Err(e) = state.io.ns(tenant.namespace(), handler.with(middleware)).await {
+    if let Err(e) = state
+        .io
+        .ns(tenant.namespace(), handler.with(middleware))
+        .await
+    {
         tracing::error!(tenant = %tenant.name(), error = ?e, "the namespace's cluster adapter did not start; it reaches this node's sockets only");
     }
 }
@@ -199,12 +203,7 @@ async fn on_connect(state: AppState, socket: Socket, auth: Option<Value>) {
 
 /// Registers the socket's event handlers: each only queues its event for
 /// the socket's [`worker`], in arrival order.
-fn register_handlers(
-    state: &AppState,
-    sess: &Arc<Session>,
-    socket: &Socket,
-    tx: worker::EventTx,
-) {
+fn register_handlers(state: &AppState, sess: &Arc<Session>, socket: &Socket, tx: worker::EventTx) {
     fn queue(tx: &worker::EventTx, sess: &Session, socket: &Socket, ev: worker::Event) {
         if let Err(mpsc::error::TrySendError::Full(ev)) = tx.try_send(ev) {
             tracing::warn!(tenant = %sess.tenant_name, sid = %sess.sid, "socket sends faster than it is served; event refused");

@@ -47,7 +47,10 @@ impl Presence {
         if let Some(t) = map.get_mut(tenant) {
             return f(t, self.mirror.as_ref());
         }
-        f(map.entry(tenant.to_string()).or_default(), self.mirror.as_ref())
+        f(
+            map.entry(tenant.to_string()).or_default(),
+            self.mirror.as_ref(),
+        )
     }
 
     /// Counts a new connection; refuses it when `limit` is reached.
@@ -84,11 +87,7 @@ impl Presence {
         let sid = session.sid;
         let (local, pending) = self.with(tenant, |t, m| {
             let socks = t.users.entry(uid.to_string()).or_default();
-            let others: Vec<_> = socks
-                .values()
-                .filter(|s| s.sid != sid)
-                .cloned()
-                .collect();
+            let others: Vec<_> = socks.values().filter(|s| s.sid != sid).cloned().collect();
             socks.insert(sid, session);
             let pending = m.map(|m| m.add_and_read(m.user_entry(tenant, uid, &sid.to_string())));
             (others, pending)
@@ -124,7 +123,8 @@ impl Presence {
             let members = t.rooms.entry(room.to_string()).or_default();
             let local: Vec<String> = members.values().cloned().collect();
             members.insert(sid, uid.to_string());
-            let pending = m.map(|m| m.add_and_read(m.room_entry(tenant, room, &sid.to_string(), uid)));
+            let pending =
+                m.map(|m| m.add_and_read(m.room_entry(tenant, room, &sid.to_string(), uid)));
             (local, pending)
         });
         let all = match pending {
@@ -246,7 +246,11 @@ impl Presence {
         for (name, t) in map.iter() {
             entries.push(m.conns_entry(name, t.connections));
             for (uid, socks) in &t.users {
-                entries.extend(socks.keys().map(|sid| m.user_entry(name, uid, &sid.to_string())));
+                entries.extend(
+                    socks
+                        .keys()
+                        .map(|sid| m.user_entry(name, uid, &sid.to_string())),
+                );
             }
             for (room, members) in &t.rooms {
                 entries.extend(

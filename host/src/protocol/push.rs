@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
+use crate::cluster::adapter::Io;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use crate::cluster::adapter::Io;
 
 use super::device_room;
 use super::session::Session;
@@ -288,13 +288,7 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
     );
 }
 
-fn send_batch(
-    io: Io,
-    state: AppState,
-    sess: Arc<Session>,
-    uid: String,
-    pending: Vec<PushEntry>,
-) {
+fn send_batch(io: Io, state: AppState, sess: Arc<Session>, uid: String, pending: Vec<PushEntry>) {
     let events: Vec<Value> = pending
         .iter()
         .map(|e| {

@@ -6,10 +6,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::adapter::{Ack, Socket};
 use base64::Engine as _;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use crate::cluster::adapter::{Ack, Socket};
 
 use super::session::{JoinedRoom, Session, disconnect_soon};
 use super::wire::{self, fail, id_string, ok};
@@ -22,12 +22,7 @@ use crate::server::{AppState, now_ms};
 use crate::store::{RoomEntry, RoomWrite};
 
 /// Sends a reply on `event` and, when the client passed a callback, to it.
-pub fn reply<T: serde::Serialize + ?Sized>(
-    socket: &Socket,
-    ack: Option<Ack>,
-    event: &str,
-    v: &T,
-) {
+pub fn reply<T: serde::Serialize + ?Sized>(socket: &Socket, ack: Option<Ack>, event: &str, v: &T) {
     let _ = socket.emit(event, v);
     if let Some(a) = ack {
         let _ = a.send(v);
@@ -168,7 +163,9 @@ pub async fn authenticate(
 /// `kickout`, and are disconnected a little later so the event reaches
 /// them on every transport.
 async fn kick_older(state: &AppState, sess: &Session, uid: &str) {
-    let Some(ns) = state.io.of(&sess.ns) else { return };
+    let Some(ns) = state.io.of(&sess.ns) else {
+        return;
+    };
     let room = super::kick_room(sess.sid);
     if let Err(e) = ns
         .clone()
@@ -182,7 +179,10 @@ async fn kick_older(state: &AppState, sess: &Session, uid: &str) {
     let _ = ns
         .clone()
         .within(room.clone())
-        .emit("kickout", &json!({ "uid": uid, "data": "logged in elsewhere" }))
+        .emit(
+            "kickout",
+            &json!({ "uid": uid, "data": "logged in elsewhere" }),
+        )
         .await;
     tokio::spawn(async move {
         tokio::time::sleep(super::session::DISCONNECT_DELAY).await;
@@ -206,7 +206,11 @@ async fn decide_auth(
         .unwrap_or_else(|| format!("\u{1}sid:{}", sess.sid));
     if !state
         .auth_limiter
-        .allow(&sess.tenant_name, &limiter_key, cfg.auth_attempts_per_minute)
+        .allow(
+            &sess.tenant_name,
+            &limiter_key,
+            cfg.auth_attempts_per_minute,
+        )
         .await
     {
         return Err("too many authentication attempts, retry in a minute".into());
@@ -755,12 +759,7 @@ pub async fn sync(
     }
 }
 
-pub async fn leave(
-    state: &AppState,
-    sess: &Arc<Session>,
-    socket: Socket,
-    ack: Option<Ack>,
-) {
+pub async fn leave(state: &AppState, sess: &Arc<Session>, socket: Socket, ack: Option<Ack>) {
     let (uid, kicked) = {
         let st = sess.state.lock();
         (st.uid.clone(), st.kicked)

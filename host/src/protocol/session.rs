@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::adapter::Io;
 use parking_lot::Mutex;
 use serde_json::Value;
-use crate::cluster::adapter::Io;
 use socketioxide::socket::Sid;
 
 use crate::policy::HookContext;

@@ -12,10 +12,10 @@
 use std::sync::Arc;
 use std::task::Poll;
 
+use crate::cluster::adapter::{Ack, Socket};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use serde_json::Value;
-use crate::cluster::adapter::{Ack, Socket};
 use tokio::sync::mpsc;
 
 use super::room_sync::{self, PendingMsg};
