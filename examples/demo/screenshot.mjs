@@ -3,6 +3,8 @@
 //
 //   node examples/demo/screenshot.mjs out.png                       # starts its own hookwire
 //   node examples/demo/screenshot.mjs out.png --url http://127.0.0.1:3000 --api-key KEY
+//   node examples/demo/screenshot.mjs out.png --url http://127.0.0.1:3001 --url2 http://127.0.0.1:3003 --api-key KEY
+//                                   # a cluster: bob's page on another node than alice's
 //   node examples/demo/screenshot.mjs out.png --page-from-file   # this directory's index.html
 //                                   # instead of the copy built into the server (for page work)
 //
@@ -31,9 +33,10 @@ const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function parseArgs(argv) {
-  const out = { png: null, url: null, apiKey: null, pageFromFile: false };
+  const out = { png: null, url: null, url2: null, apiKey: null, pageFromFile: false };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--url') out.url = argv[++i];
+    else if (argv[i] === '--url2') out.url2 = argv[++i];
     else if (argv[i] === '--page-from-file') out.pageFromFile = true;
     else if (argv[i] === '--api-key') out.apiKey = argv[++i];
     else if (!out.png) out.png = argv[i];
@@ -152,10 +155,10 @@ async function main() {
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-    const open = async (uid, tok) => {
+    const open = async (uid, tok, url = server.url) => {
       const page = await browser.newPage();
       page.on('pageerror', (e) => console.error(`[${uid}] page error: ${e.message}`));
-      const base = args.pageFromFile ? `${pathToFileURL(path.join(HERE, 'index.html')).href}?server=${encodeURIComponent(server.url)}&` : `${server.url}/demo?`;
+      const base = args.pageFromFile ? `${pathToFileURL(path.join(HERE, 'index.html')).href}?server=${encodeURIComponent(url)}&` : `${url}/demo?`;
       await page.goto(`${base}uid=${uid}&token=${encodeURIComponent(tok)}#${room}`);
       await page.waitForFunction(() => window.demo && (window.demo.state === 'synced' || window.demo.state === 'error'), null, { timeout: 15000 });
       const st = await page.evaluate(() => ({ state: window.demo.state, error: window.demo.error }));
@@ -163,7 +166,8 @@ async function main() {
       return page;
     };
     const a = await open('alice', ta);
-    const b = await open('bob', tb);
+    const b = await open('bob', tb, args.url2 || server.url);
+    if (args.url2) console.log(`alice on ${server.url}, bob on ${args.url2}`);
 
     // draw: three strokes on alice's canvas
     const box = await a.locator('#board').boundingBox();
