@@ -346,6 +346,7 @@ export async function startNode(opts = {}) {
  * admin key and default API key.
  * opts: nodes (default 3), redis (true | {appendonly}), redisDb (default 0),
  *       mongo (database name, or true for a random one; omitted = no MongoDB),
+ *       mongoOnDisk (SecantusDB keeps its data in its temp dir, so a restart finds it),
  *       labels (node labels, default A, B, C, ...), args (extra node flags).
  * Returns { redis, mongo, nodes, node(label), addNode(label), destroy() }.
  */
@@ -361,7 +362,7 @@ export async function startCluster(opts = {}) {
   try {
     const [redis, mongo] = await Promise.all([
       opts.redis ? startRedis(typeof opts.redis === 'object' ? opts.redis : {}) : null,
-      opts.mongo ? startSecantus() : null,
+      opts.mongo ? startSecantus({ memory: !opts.mongoOnDisk }) : null,
     ]);
     cl.redis = redis;
     cl.mongo = mongo;

@@ -1,0 +1,62 @@
+// Clustering (issue #4): MongoDB (SecantusDB, data on disk) goes away under
+// two nodes on one Redis. The nodes keep their connections and keep relaying
+// through Redis, report the store as down on /healthz, refuse to ack what
+// they could not store, and after the restart every acked msg is there,
+// once, in order.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { closeAll, eventually, loginJoin, rid, syncAll } from './harness.mjs';
+import { startCluster } from './cluster-harness.mjs';
+
+const transports = ['websocket'];
+
+describe('cluster: MongoDB outage under two nodes', () => {
+  let cl;
+  const clients = [];
+  before(async () => {
+    cl = await startCluster({ nodes: 2, redis: true, mongo: rid('outage_'), mongoOnDisk: true });
+  });
+  after(async () => { closeAll(clients); await cl?.destroy(); });
+
+  test('connections kept, relay goes on, /healthz 503, no ack without a write, acked msgs all back after the restart', { timeout: 120000 }, async () => {
+    const [A, B] = cl.nodes;
+    const room = rid('room');
+    const alice = await loginJoin(A, room, { transports, label: 'alice@A' });
+    const bob = await loginJoin(B, room, { transports, label: 'bob@B' });
+    clients.push(alice, bob);
+    const acked = [];
+    const send = async (text, timeoutMs) => {
+      const msgId = rid('m');
+      const ack = await alice.emitAck('msg', { data: { text }, storage: 0, msgId }, timeoutMs);
+      if (ack?.status === 0) acked.push(msgId);
+      return { ack, msgId };
+    };
+    for (let i = 0; i < 5; i++) assert.equal((await send(`before ${i}`)).ack.status, 0);
+
+    await cl.mongo.kill9();
+    const health = await eventually(async () => {
+      const h = await A.api('GET', '/healthz', { key: null });
+      return h.status === 503 ? h : null;
+    }, 15000, '/healthz 503 while MongoDB is down');
+    assert.equal(health.json?.store?.ok, false, JSON.stringify(health.json));
+    assert.equal(health.json?.redis?.ok, true, 'redis is still up');
+
+    // Relayed (Redis carries it to B), but the sender is told it was not stored.
+    const down = await send('while down', 30000);
+    assert.equal(down.ack?.status, 1, `ack while MongoDB is down: ${JSON.stringify(down.ack)}`);
+    assert.match(String(down.ack?.data), /not stored/);
+    const relayed = await bob.waitFor('msg', 10000, (m) => m?.msgId === down.msgId);
+    assert.equal(relayed.data?.text, 'while down');
+    assert.ok(alice.connected && bob.connected, 'both clients stay connected during the outage');
+
+    await cl.mongo.restart();
+    await eventually(async () => (await A.api('GET', '/healthz', { key: null })).status === 200, 30000, '/healthz 200 after the restart');
+    await eventually(async () => (await send('after', 10000)).ack?.status === 0, 30000, 'a stored msg after the restart');
+
+    const { msgs } = await syncAll(bob);
+    const ids = msgs.map((m) => m.msgId);
+    assert.deepEqual(ids.filter((id) => acked.includes(id)), acked, 'every acked msg, once, in order');
+    assert.equal(new Set(ids).size, ids.length, 'no duplicates');
+  });
+});
