@@ -172,7 +172,7 @@ async fn on_connect(state: AppState, socket: Socket, auth: Option<Value>) {
 
     let rx = socket
         .extensions
-        .get::<Arc<parking_lot::Mutex<Option<mpsc::Receiver<worker::Event>>>>>()
+        .get::<Arc<parking_lot::Mutex<Option<worker::EventRx>>>>()
         .and_then(|r| r.lock().take());
     let Some(rx) = rx else {
         let _ = socket.disconnect();
@@ -205,7 +205,7 @@ async fn on_connect(state: AppState, socket: Socket, auth: Option<Value>) {
 /// the socket's [`worker`], in arrival order.
 fn register_handlers(state: &AppState, sess: &Arc<Session>, socket: &Socket, tx: worker::EventTx) {
     fn queue(tx: &worker::EventTx, sess: &Session, socket: &Socket, ev: worker::Event) {
-        if let Err(mpsc::error::TrySendError::Full(ev)) = tx.try_send(ev) {
+        if let Err(mpsc::error::TrySendError::Full(ev)) = tx.try_send(Box::new(ev)) {
             tracing::warn!(tenant = %sess.tenant_name, sid = %sess.sid, "socket sends faster than it is served; event refused");
             ev.refuse(
                 socket,
@@ -261,7 +261,7 @@ fn register_handlers(state: &AppState, sess: &Arc<Session>, socket: &Socket, tx:
         // Queued behind everything else, so the worker cleans up last; a
         // full queue must not lose it.
         async move {
-            let _ = tx.send(worker::Event::Disconnected).await;
+            let _ = tx.send(Box::new(worker::Event::Disconnected)).await;
         }
     });
 }

@@ -35,7 +35,10 @@ pub enum Event {
     Disconnected,
 }
 
-pub type EventTx = mpsc::Sender<Event>;
+/// Events are queued boxed: tokio allocates a channel's slots 32 at a time,
+/// so an idle socket's queue costs 32 pointers rather than 32 events.
+pub type EventTx = mpsc::Sender<Box<Event>>;
+pub type EventRx = mpsc::Receiver<Box<Event>>;
 
 impl Event {
     /// Refuses the event without handling it: through its ack when the
@@ -66,12 +69,12 @@ pub async fn run(
     state: AppState,
     sess: Arc<Session>,
     socket: Socket,
-    mut rx: mpsc::Receiver<Event>,
+    mut rx: EventRx,
     first: Option<Value>,
 ) {
     if let Some(creds) = first {
         let req = room_sync::auth_request(&creds, &sess.query);
-        room_sync::authenticate(&state, &sess, &socket, req, None).await;
+        Box::pin(room_sync::authenticate(&state, &sess, &socket, req, None)).await;
     }
     let mut inflight = FuturesOrdered::new();
     loop {
@@ -85,18 +88,22 @@ pub async fn run(
             ev = rx.recv() => ev,
         };
         let Some(event) = event else { break };
-        match event {
+        // Each handler's future is boxed: this loop lives as long as the
+        // socket, and inline it would be as large as the largest handler.
+        match *event {
             Event::Authenticate(data, ack) => {
                 let payload = wire::first_object(&data)
                     .map(|m| Value::Object(m.clone()))
                     .unwrap_or(Value::Null);
                 let req = room_sync::auth_request(&payload, &sess.query);
-                room_sync::authenticate(&state, &sess, &socket, req, ack).await;
+                Box::pin(room_sync::authenticate(&state, &sess, &socket, req, ack)).await;
             }
-            Event::Join(data, ack) => room_sync::join(&state, &sess, &socket, data, ack).await,
+            Event::Join(data, ack) => {
+                Box::pin(room_sync::join(&state, &sess, &socket, data, ack)).await
+            }
             Event::Msg(data, ack, wants) => {
                 if let Some(mut pending) =
-                    room_sync::msg(&state, &sess, &socket, data, ack, wants).await
+                    Box::pin(room_sync::msg(&state, &sess, &socket, data, ack, wants)).await
                 {
                     // Start the write now, in order; finish it later.
                     match futures::poll!(&mut pending.write) {
@@ -108,14 +115,18 @@ pub async fn run(
                     }
                 }
             }
-            Event::Sync(data, ack) => room_sync::sync(&state, &sess, &socket, data, ack).await,
-            Event::Leave(ack) => room_sync::leave(&state, &sess, socket.clone(), ack).await,
+            Event::Sync(data, ack) => {
+                Box::pin(room_sync::sync(&state, &sess, &socket, data, ack)).await
+            }
+            Event::Leave(ack) => {
+                Box::pin(room_sync::leave(&state, &sess, socket.clone(), ack)).await
+            }
             Event::Disconnected => {
                 // Writes already relayed still get stored.
                 while let Some((pending, r)) = inflight.next().await {
                     pending.complete(&state, &sess, &socket, r);
                 }
-                room_sync::disconnected(&state, &sess, &socket).await;
+                Box::pin(room_sync::disconnected(&state, &sess, &socket)).await;
                 break;
             }
         }
