@@ -9,7 +9,7 @@ use crate::__bindings::Guest;
 use crate::__bindings::hookwire::policy::types as wit;
 use crate::{
     AuthRequest, AuthVerdict, Context, Hooks, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict,
-    Plugin, PushRequest, PushRoute, StorageMode,
+    Plugin, PushRequest, PushRoute, RawMsgEvent, StorageMode,
 };
 
 /// What `describe` returns, fixed at compile time by `#[plugin]`.
@@ -116,7 +116,11 @@ impl<T: Plugin> Guest for Adapter<T> {
     }
 
     fn on_msg(ctx: wit::Context, ev: wit::MsgEvent) -> wit::MsgVerdict {
-        match T::on_msg(&context(ctx), msg_event(ev)) {
+        let ev = RawMsgEvent {
+            room: ev.room,
+            msg: ev.msg,
+        };
+        match T::on_raw_msg(&context(ctx), ev) {
             MsgVerdict::Pass => wit::MsgVerdict::Pass,
             MsgVerdict::Drop(reason) => wit::MsgVerdict::Drop(reason),
             MsgVerdict::Rewrite(msg) => wit::MsgVerdict::Rewrite(msg.to_string()),

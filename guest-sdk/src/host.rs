@@ -5,6 +5,10 @@
 //! call the in-memory mock of [`crate::testing`], so hook logic can be tested
 //! without a runtime.
 
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -22,13 +26,78 @@ pub(crate) mod sys {
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use crate::testing::sys;
 
+/// The config text. A config change is a new plugin version, which the host
+/// runs in new instances, so an instance asks the host once.
+#[cfg(target_arch = "wasm32")]
+fn config_text() -> Rc<str> {
+    thread_local! {
+        static TEXT: std::cell::OnceCell<Rc<str>> = const { std::cell::OnceCell::new() };
+    }
+    TEXT.with(|t| t.get_or_init(|| sys::config().into()).clone())
+}
+
+/// The config text of the mock host, which a test may change at any time.
+#[cfg(not(target_arch = "wasm32"))]
+fn config_text() -> Rc<str> {
+    sys::config().into()
+}
+
 /// This plugin's JSON config as the admin set it (`Value::Null` when none was
 /// set or it is not valid JSON).
 ///
-/// The host may change the config at any time (a hot swap), so read it in the
-/// hook rather than caching it in a static.
+/// An instance's config never changes (a config change is a new plugin
+/// version, run in new instances); [`config_state`] keeps what you derive
+/// from it for the instance's life.
 pub fn config_value() -> Value {
-    serde_json::from_str(&sys::config()).unwrap_or(Value::Null)
+    serde_json::from_str(&config_text()).unwrap_or(Value::Null)
+}
+
+/// `build(config_text)`, computed once per instance and shared by every
+/// later call: a parsed config, a compiled pattern, a lookup table. One value
+/// per type `T`; it is rebuilt only if the config text changes, which
+/// happens in native tests ([`testing::set_config`](crate::testing::set_config)),
+/// never within a component instance.
+///
+/// ```
+/// use hookwire_guest::{config_state, testing};
+/// use hookwire_guest::serde_json::{Value, json};
+///
+/// struct Words(Vec<String>);
+/// fn words() -> std::rc::Rc<Words> {
+///     config_state(|text| {
+///         let v: Value = hookwire_guest::serde_json::from_str(text).unwrap_or(Value::Null);
+///         let list = v["words"].as_array().into_iter().flatten();
+///         Words(list.filter_map(|w| w.as_str().map(str::to_lowercase)).collect())
+///     })
+/// }
+///
+/// testing::set_config(json!({"words": ["Darn"]}));
+/// assert_eq!(words().0, ["darn"]);
+/// assert!(std::rc::Rc::ptr_eq(&words(), &words())); // built once
+/// ```
+pub fn config_state<T: 'static>(build: impl FnOnce(&str) -> T) -> Rc<T> {
+    type Slot = (TypeId, Rc<str>, Rc<dyn Any>);
+    thread_local! {
+        static STATES: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+    }
+    let text = config_text();
+    let id = TypeId::of::<T>();
+    let hit = STATES.with_borrow(|states| {
+        states
+            .iter()
+            .find(|(t, key, _)| *t == id && (Rc::ptr_eq(key, &text) || **key == *text))
+            .map(|(_, _, v)| v.clone())
+    });
+    if let Some(v) = hit.and_then(|v| v.downcast::<T>().ok()) {
+        return v;
+    }
+    // Built outside the borrow: `build` may use `config_state` itself.
+    let v = Rc::new(build(&text));
+    STATES.with_borrow_mut(|states| {
+        states.retain(|(t, _, _)| *t != id);
+        states.push((id, text, v.clone()));
+    });
+    v
 }
 
 /// This plugin's JSON config deserialized into `T`.
@@ -49,6 +118,23 @@ pub fn config<T: DeserializeOwned>() -> Result<T, Error> {
         v => v,
     };
     serde_json::from_value(v).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// [`config::<T>()`](config), deserialized once per instance and shared by
+/// later calls (see [`config_state`]).
+///
+/// ```
+/// #[derive(serde::Deserialize, Default)]
+/// #[serde(default)]
+/// struct Config { words: Vec<String> }
+///
+/// let cfg = hookwire_guest::config_cached::<Config>().unwrap_or_default();
+/// assert!(cfg.words.is_empty());
+/// ```
+pub fn config_cached<T: DeserializeOwned + 'static>() -> Result<Rc<T>, Error> {
+    config_state(|_| config::<T>().map(Rc::new))
+        .as_ref()
+        .clone()
 }
 
 /// Wall-clock time, unix milliseconds, as the host sees it.

@@ -27,10 +27,12 @@ mod types;
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub mod testing;
 
-pub use host::{config, config_value, http, kv, log, now_ms, random_bytes};
+pub use host::{
+    config, config_cached, config_state, config_value, http, kv, log, now_ms, random_bytes,
+};
 pub use types::{
     Allow, AuthRequest, AuthVerdict, Context, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict,
-    PluginInfo, PushRequest, PushRoute, Redirect, StorageMode, id_string,
+    PluginInfo, PushRequest, PushRoute, RawMsgEvent, Redirect, StorageMode, id_string,
 };
 
 /// Exports a [`Plugin`] implementation as the component's `hookwire:policy`
@@ -121,6 +123,19 @@ pub trait Plugin: export::Describe {
     fn on_msg(ctx: &Context, ev: MsgEvent) -> MsgVerdict {
         let _ = (ctx, ev);
         MsgVerdict::Pass
+    }
+
+    /// A socket sent a `msg`, as it arrives: the message still JSON text.
+    /// Default: parses it and calls [`Plugin::on_msg`].
+    ///
+    /// Define it (instead of, or besides, `on_msg`) to skip the parse when
+    /// the message does not matter, e.g. a rate limit, or when a look at the
+    /// text settles it ([`RawMsgEvent::might_contain`]); call
+    /// `Self::on_msg(ctx, ev.parse())` for the rest. Parsing is most of the
+    /// cost of a simple hook. Either method makes the plugin an `on-msg`
+    /// plugin.
+    fn on_raw_msg(ctx: &Context, ev: RawMsgEvent) -> MsgVerdict {
+        Self::on_msg(ctx, ev.parse())
     }
 
     /// How a `msg` is stored. `proposed` is what the client asked for (or the

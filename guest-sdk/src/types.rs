@@ -174,6 +174,57 @@ pub struct MsgEvent {
     pub msg: Value,
 }
 
+/// A `msg` as the host sends it: the message is still JSON text.
+///
+/// [`Plugin::on_raw_msg`](crate::Plugin::on_raw_msg) receives it, so a
+/// plugin that can decide without the parsed message, or from a glance at
+/// the text ([`RawMsgEvent::might_contain`]), skips the parse;
+/// [`RawMsgEvent::parse`] gives the [`MsgEvent`] otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawMsgEvent {
+    /// The room the sender is in.
+    pub room: String,
+    /// The message object as JSON text.
+    pub msg: String,
+}
+
+impl RawMsgEvent {
+    /// The parsed event. Text that is not JSON (the host only sends valid
+    /// JSON) becomes `null`.
+    pub fn parse(self) -> MsgEvent {
+        MsgEvent {
+            room: self.room,
+            msg: serde_json::from_str(&self.msg).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Whether the message could contain `needle`, in a key or a string:
+    /// false only when `needle` is nowhere in the text and the text has no
+    /// `\` (an escape such as `\u0074` could spell it). A cheap test before
+    /// parsing.
+    ///
+    /// ```
+    /// # use hookwire_guest::RawMsgEvent;
+    /// let ev = |msg: &str| RawMsgEvent { room: "r".into(), msg: msg.into() };
+    /// assert!(!ev(r#"{"data":"hi"}"#).might_contain(r#""to""#));
+    /// assert!(ev(r#"{"to":7}"#).might_contain(r#""to""#));
+    /// assert!(ev(r#"{"t\u006f":7}"#).might_contain(r#""to""#));
+    /// ```
+    pub fn might_contain(&self, needle: &str) -> bool {
+        self.msg.contains(needle) || self.msg.contains('\\')
+    }
+}
+
+impl From<MsgEvent> for RawMsgEvent {
+    /// The event as the host would send it (handy in tests).
+    fn from(ev: MsgEvent) -> Self {
+        RawMsgEvent {
+            room: ev.room,
+            msg: ev.msg.to_string(),
+        }
+    }
+}
+
 /// What [`Plugin::on_msg`](crate::Plugin::on_msg) decides.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MsgVerdict {

@@ -1,9 +1,13 @@
 //! Plugin runtime benchmarks (criterion), with the real plugins of
 //! `plugins/` (built here for wasm32-wasip2):
 //!
+//! - `hook_call/warm_pass`: one `on_msg` on a warm instance that decides
+//!   without parsing the message (`user-router`, no `to`): the host's own
+//!   cost per call;
 //! - `hook_call/warm` vs `hook_call/fresh`: one `on_msg` of `word-filter`
-//!   on a reused warm instance vs a fresh pooled instance per call (the
-//!   choice the runtime makes; see BENCHMARKS.md ("Plugin runtime"));
+//!   (which masks a word: parse, rewrite, serialise) on a reused warm
+//!   instance vs a fresh pooled instance per call (the choice the runtime
+//!   makes; see BENCHMARKS.md ("Plugin runtime"));
 //! - `authenticate/fresh_instance`: `sign-check` on a fresh instance;
 //! - `chain3/on_msg`: word-filter → user-router → rate-limit (kv store);
 //! - `on_msg/none` vs `on_msg/word_filter`: the built-in policy against the
@@ -179,6 +183,7 @@ fn benches(c: &mut Criterion) {
     let fresh = Bench::new(&rt, &wasm_dir, 0);
 
     let wf_warm = warm.tenant(&rt, "wfw", &[("word-filter", words())]);
+    let router_warm = warm.tenant(&rt, "urw", &[("user-router", json!({}))]);
     let wf_fresh = fresh.tenant(&rt, "wff", &[("word-filter", words())]);
     let sign = fresh.tenant(
         &rt,
@@ -207,90 +212,111 @@ fn benches(c: &mut Criterion) {
         query: String::new(),
     };
     let (small, big) = (small_msg(), big_msg());
+    // Built once: the server builds its context once per socket event.
+    let (c1, c42) = (ctx("1"), ctx("42"));
+
+    // Profiling aid: `HOOKWIRE_BENCH_LOOP=<case> cargo bench ...` runs one
+    // case in a loop for 10 s (under `perf record`, say) and skips the rest.
+    if let Ok(case) = std::env::var("HOOKWIRE_BENCH_LOOP") {
+        let until = Instant::now() + Duration::from_secs(10);
+        rt.block_on(async {
+            while Instant::now() < until {
+                for _ in 0..1000 {
+                    match case.as_str() {
+                        "warm" => drop(wf_warm.policy().on_msg(&c1, &small).await),
+                        "warm_pass" => drop(router_warm.policy().on_msg(&c1, &small).await),
+                        "sign_warm" => drop(sign_warm.policy().authenticate(&c42, &auth).await),
+                        "sign_fresh" => drop(sign.policy().authenticate(&c42, &auth).await),
+                        other => panic!("unknown HOOKWIRE_BENCH_LOOP case {other}"),
+                    }
+                }
+            }
+        });
+        return;
+    }
 
     let mut g = c.benchmark_group("hook_call");
+    g.bench_function("warm_pass", |b| {
+        b.to_async(&rt)
+            .iter(|| async { router_warm.policy().on_msg(&c1, &small).await.unwrap() })
+    });
     g.bench_function("warm", |b| {
         b.to_async(&rt)
-            .iter(|| async { wf_warm.policy().on_msg(&ctx("1"), &small).await.unwrap() })
+            .iter(|| async { wf_warm.policy().on_msg(&c1, &small).await.unwrap() })
     });
     g.bench_function("fresh", |b| {
         b.to_async(&rt)
-            .iter(|| async { wf_fresh.policy().on_msg(&ctx("1"), &small).await.unwrap() })
+            .iter(|| async { wf_fresh.policy().on_msg(&c1, &small).await.unwrap() })
     });
     g.finish();
 
     let mut g = c.benchmark_group("authenticate");
     g.bench_function("fresh_instance", |b| {
         b.to_async(&rt)
-            .iter(|| async { sign.policy().authenticate(&ctx("42"), &auth).await.unwrap() })
+            .iter(|| async { sign.policy().authenticate(&c42, &auth).await.unwrap() })
     });
     g.bench_function("warm_instance", |b| {
-        b.to_async(&rt).iter(|| async {
-            sign_warm
-                .policy()
-                .authenticate(&ctx("42"), &auth)
-                .await
-                .unwrap()
-        })
+        b.to_async(&rt)
+            .iter(|| async { sign_warm.policy().authenticate(&c42, &auth).await.unwrap() })
     });
     g.finish();
 
     let mut g = c.benchmark_group("chain3");
     g.bench_function("on_msg", |b| {
         b.to_async(&rt)
-            .iter(|| async { chain3.policy().on_msg(&ctx("1"), &small).await.unwrap() })
+            .iter(|| async { chain3.policy().on_msg(&c1, &small).await.unwrap() })
     });
     g.finish();
 
     let mut g = c.benchmark_group("on_msg");
     g.bench_function("none/small", |b| {
         b.to_async(&rt)
-            .iter(|| async { builtin.on_msg(&ctx("1"), &small).await.unwrap() })
+            .iter(|| async { builtin.on_msg(&c1, &small).await.unwrap() })
     });
     g.bench_function("word_filter/small", |b| {
         b.to_async(&rt)
-            .iter(|| async { wf_warm.policy().on_msg(&ctx("1"), &small).await.unwrap() })
+            .iter(|| async { wf_warm.policy().on_msg(&c1, &small).await.unwrap() })
     });
     g.bench_function("none/10KB", |b| {
         b.to_async(&rt)
-            .iter(|| async { builtin.on_msg(&ctx("1"), &big).await.unwrap() })
+            .iter(|| async { builtin.on_msg(&c1, &big).await.unwrap() })
     });
     g.bench_function("word_filter/10KB", |b| {
         b.to_async(&rt)
-            .iter(|| async { wf_warm.policy().on_msg(&ctx("1"), &big).await.unwrap() })
+            .iter(|| async { wf_warm.policy().on_msg(&c1, &big).await.unwrap() })
     });
     g.finish();
 
     let n = 5000;
+    percentiles(
+        &rt,
+        "hook_call/warm_pass (user-router on_msg)",
+        n,
+        || async { router_warm.policy().on_msg(&c1, &small).await.unwrap() },
+    );
     percentiles(&rt, "hook_call/warm (word-filter on_msg)", n, || async {
-        wf_warm.policy().on_msg(&ctx("1"), &small).await.unwrap()
+        wf_warm.policy().on_msg(&c1, &small).await.unwrap()
     });
     percentiles(&rt, "hook_call/fresh (word-filter on_msg)", n, || async {
-        wf_fresh.policy().on_msg(&ctx("1"), &small).await.unwrap()
+        wf_fresh.policy().on_msg(&c1, &small).await.unwrap()
     });
     percentiles(
         &rt,
         "authenticate/fresh_instance (sign-check)",
         n,
-        || async { sign.policy().authenticate(&ctx("42"), &auth).await.unwrap() },
+        || async { sign.policy().authenticate(&c42, &auth).await.unwrap() },
     );
     percentiles(
         &rt,
         "authenticate/warm_instance (sign-check)",
         n,
-        || async {
-            sign_warm
-                .policy()
-                .authenticate(&ctx("42"), &auth)
-                .await
-                .unwrap()
-        },
+        || async { sign_warm.policy().authenticate(&c42, &auth).await.unwrap() },
     );
     percentiles(&rt, "chain3/on_msg", n, || async {
-        chain3.policy().on_msg(&ctx("1"), &small).await.unwrap()
+        chain3.policy().on_msg(&c1, &small).await.unwrap()
     });
     percentiles(&rt, "on_msg/word_filter/10KB", n, || async {
-        wf_warm.policy().on_msg(&ctx("1"), &big).await.unwrap()
+        wf_warm.policy().on_msg(&c1, &big).await.unwrap()
     });
 
     // Compile time, cold and from the disk cache, for the record.

@@ -9,11 +9,12 @@ use syn::punctuated::Punctuated;
 use syn::{Error, ImplItem, ItemImpl, LitStr, Meta, Token};
 
 /// The hooks of `hookwire:policy` by their `Plugin` method name, with the
-/// name of the matching `Hooks` flag.
+/// name of the matching `Hooks` flag (two methods serve `on-msg`).
 const HOOKS: &[(&str, &str)] = &[
     ("authenticate", "AUTHENTICATE"),
     ("on_join", "ON_JOIN"),
     ("on_msg", "ON_MSG"),
+    ("on_raw_msg", "ON_MSG"),
     ("storage_mode", "STORAGE_MODE"),
     ("route_push", "ROUTE_PUSH"),
 ];

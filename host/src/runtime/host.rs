@@ -74,11 +74,12 @@ impl HostState {
         }
     }
 
-    /// Resets the per-call flags before a hook call.
-    pub fn begin_call(&mut self) {
+    /// Resets the per-call flags before a hook call that started at
+    /// `started`.
+    pub fn begin_call(&mut self, started: Instant) {
         self.timed_out = false;
         self.limiter.hit = false;
-        self.call_started = Instant::now();
+        self.call_started = started;
         self.host_time = Duration::ZERO;
         self.yielded.store(0, Ordering::Relaxed);
     }

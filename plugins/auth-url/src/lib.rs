@@ -110,7 +110,7 @@ pub struct AuthUrl;
 #[hookwire_guest::plugin]
 impl Plugin for AuthUrl {
     fn authenticate(_ctx: &Context, req: AuthRequest) -> AuthVerdict {
-        let cfg: Config = match hookwire_guest::config() {
+        let cfg = match hookwire_guest::config_cached::<Config>() {
             Ok(c) => c,
             Err(e) => {
                 log::error(format!("auth-url: {e}"));

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use hookwire_guest::{Context, MsgEvent, MsgVerdict, Plugin, kv, log};
+use hookwire_guest::{Context, MsgVerdict, Plugin, RawMsgEvent, kv, log};
 use serde::{Deserialize, Serialize};
 
 /// The plugin config.
@@ -95,8 +95,10 @@ pub struct RateLimit;
 
 #[hookwire_guest::plugin]
 impl Plugin for RateLimit {
-    fn on_msg(ctx: &Context, _ev: MsgEvent) -> MsgVerdict {
-        let cfg: Config = match hookwire_guest::config() {
+    // The raw hook: the message itself does not matter, so it is never
+    // parsed.
+    fn on_raw_msg(ctx: &Context, _ev: RawMsgEvent) -> MsgVerdict {
+        let cfg = match hookwire_guest::config_cached::<Config>() {
             Ok(c) => c,
             Err(e) => return misconfigured(&e.to_string()),
         };
@@ -208,34 +210,34 @@ mod tests {
             uid: Some(uid.into()),
             ..Default::default()
         };
-        let ev = || MsgEvent {
+        let ev = || RawMsgEvent {
             room: "r".into(),
-            msg: json!({"data": 1}),
+            msg: json!({"data": 1}).to_string(),
         };
-        assert_eq!(RateLimit::on_msg(&ctx("a"), ev()), MsgVerdict::Pass);
-        assert_eq!(RateLimit::on_msg(&ctx("a"), ev()), MsgVerdict::Pass);
+        assert_eq!(RateLimit::on_raw_msg(&ctx("a"), ev()), MsgVerdict::Pass);
+        assert_eq!(RateLimit::on_raw_msg(&ctx("a"), ev()), MsgVerdict::Pass);
         assert_eq!(
-            RateLimit::on_msg(&ctx("a"), ev()),
+            RateLimit::on_raw_msg(&ctx("a"), ev()),
             MsgVerdict::Drop(REASON.into())
         );
         // Another user has a bucket of their own.
-        assert_eq!(RateLimit::on_msg(&ctx("b"), ev()), MsgVerdict::Pass);
+        assert_eq!(RateLimit::on_raw_msg(&ctx("b"), ev()), MsgVerdict::Pass);
         testing::advance_ms(1000);
-        assert_eq!(RateLimit::on_msg(&ctx("a"), ev()), MsgVerdict::Pass);
+        assert_eq!(RateLimit::on_raw_msg(&ctx("a"), ev()), MsgVerdict::Pass);
         assert_eq!(
-            RateLimit::on_msg(&ctx("a"), ev()),
+            RateLimit::on_raw_msg(&ctx("a"), ev()),
             MsgVerdict::Drop(REASON.into())
         );
         // The key expires once the bucket would be full again.
         testing::advance_ms(3_001);
         assert_eq!(kv::get("bucket:a"), None);
-        assert_eq!(RateLimit::on_msg(&ctx("a"), ev()), MsgVerdict::Pass);
+        assert_eq!(RateLimit::on_raw_msg(&ctx("a"), ev()), MsgVerdict::Pass);
     }
 
     #[test]
     fn bad_config_drops_with_reason() {
         testing::set_config(json!({"rate_per_sec": -1}));
-        let v = RateLimit::on_msg(&Context::default(), MsgEvent::default());
+        let v = RateLimit::on_raw_msg(&Context::default(), RawMsgEvent::default());
         assert!(matches!(v, MsgVerdict::Drop(r) if r.contains("rate_per_sec")));
         assert_eq!(describe::<RateLimit>().hooks, Hooks::ON_MSG);
     }

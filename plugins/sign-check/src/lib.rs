@@ -167,7 +167,8 @@ impl Plugin for SignCheck {
         let Some(signed) = signed_fields(&req) else {
             return AuthVerdict::Defer;
         };
-        let cfg: Config = match hookwire_guest::config() {
+        // Parsed once per instance, not per handshake.
+        let cfg = match hookwire_guest::config_cached::<Config>() {
             Ok(c) => c,
             Err(e) => {
                 log::error(format!("sign-check: {e}"));

@@ -9,7 +9,7 @@
 //! relayed to the whole room: it was meant to be private. No config.
 
 use hookwire_guest::serde_json::Value;
-use hookwire_guest::{Context, MsgEvent, MsgVerdict, Plugin, Redirect, id_string};
+use hookwire_guest::{Context, MsgEvent, MsgVerdict, Plugin, RawMsgEvent, Redirect, id_string};
 
 /// Where a message is addressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +74,15 @@ pub struct UserRouter;
 impl Plugin for UserRouter {
     fn on_msg(_ctx: &Context, ev: MsgEvent) -> MsgVerdict {
         route(&ev.msg)
+    }
+
+    /// A message whose text has no `"to"` key passes unparsed.
+    fn on_raw_msg(ctx: &Context, ev: RawMsgEvent) -> MsgVerdict {
+        if ev.might_contain(r#""to""#) {
+            Self::on_msg(ctx, ev.parse())
+        } else {
+            MsgVerdict::Pass
+        }
     }
 }
 
@@ -147,9 +156,20 @@ mod tests {
             msg: json!({"data": {"to": ["a", "b"]}}),
         };
         assert_eq!(
-            UserRouter::on_msg(&Context::default(), ev),
+            UserRouter::on_msg(&Context::default(), ev.clone()),
             users(&["a", "b"])
         );
+        let raw = |msg: &str| RawMsgEvent {
+            room: "r".into(),
+            msg: msg.into(),
+        };
+        let on_raw = |msg| UserRouter::on_raw_msg(&Context::default(), raw(msg));
+        assert_eq!(
+            UserRouter::on_raw_msg(&Context::default(), ev.into()),
+            users(&["a", "b"])
+        );
+        assert_eq!(on_raw(r#"{"data":"hi"}"#), MsgVerdict::Pass);
+        assert_eq!(on_raw(r#"{"t\u006f":"u1"}"#), users(&["u1"]));
         assert_eq!(describe::<UserRouter>().hooks, Hooks::ON_MSG);
     }
 }

@@ -10,7 +10,9 @@
 
 use aho_corasick::AhoCorasick;
 use hookwire_guest::serde_json::Value;
-use hookwire_guest::{Context, MsgEvent, MsgVerdict, Plugin, log};
+use std::rc::Rc;
+
+use hookwire_guest::{Context, MsgEvent, MsgVerdict, Plugin, RawMsgEvent, log};
 use serde::Deserialize;
 
 /// What to do with a message that contains a listed word.
@@ -150,7 +152,7 @@ fn is_id_field(key: &str) -> bool {
 /// The verdict for `msg` under `cfg`.
 pub fn filter(cfg: &Config, msg: &Value) -> MsgVerdict {
     match Matcher::new(&cfg.words) {
-        Ok(words) => filter_with(cfg.mode, &words, msg),
+        Ok(words) => filter_with(cfg.mode, &words, msg.clone()),
         Err(e) => {
             log::error(format!("word-filter: cannot compile the word list: {e}"));
             MsgVerdict::Drop("word-filter is misconfigured".into())
@@ -158,38 +160,10 @@ pub fn filter(cfg: &Config, msg: &Value) -> MsgVerdict {
     }
 }
 
-thread_local! {
-    /// The matcher of the last config seen. An instance is reused across
-    /// calls (the host keeps warm instances) and a config change is a new
-    /// plugin version, so this is built once per instance, not per message.
-    static CACHE: std::cell::RefCell<Option<(Config, std::rc::Rc<Matcher>)>> = const { std::cell::RefCell::new(None) };
-}
-
-/// [`filter`] with the matcher cached per instance.
-pub fn filter_cached(cfg: &Config, msg: &Value) -> MsgVerdict {
-    let cached = CACHE.with_borrow(|c| c.as_ref().filter(|(k, _)| k == cfg).map(|(_, m)| m.clone()));
-    let words = match cached {
-        Some(m) => m,
-        None => match Matcher::new(&cfg.words) {
-            Ok(m) => {
-                let m = std::rc::Rc::new(m);
-                CACHE.set(Some((cfg.clone(), m.clone())));
-                m
-            }
-            Err(e) => {
-                log::error(format!("word-filter: cannot compile the word list: {e}"));
-                return MsgVerdict::Drop("word-filter is misconfigured".into());
-            }
-        },
-    };
-    filter_with(cfg.mode, &words, msg)
-}
-
-fn filter_with(mode: Mode, words: &Matcher, msg: &Value) -> MsgVerdict {
+fn filter_with(mode: Mode, words: &Matcher, mut msg: Value) -> MsgVerdict {
     if words.is_empty() {
         return MsgVerdict::Pass;
     }
-    let mut msg = msg.clone();
     let found = match &mut msg {
         Value::Object(map) => {
             let fields = map.iter_mut().filter(|(k, _)| !is_id_field(k));
@@ -210,19 +184,51 @@ fn filter_with(mode: Mode, words: &Matcher, msg: &Value) -> MsgVerdict {
     }
 }
 
+/// The config, compiled: built once per instance (a config change is a new
+/// plugin version, so new instances), not per message.
+struct Compiled {
+    mode: Mode,
+    words: Matcher,
+}
+
+fn compiled() -> Rc<Result<Compiled, String>> {
+    hookwire_guest::config_state(|_| {
+        let cfg: Config = hookwire_guest::config().map_err(|e| e.to_string())?;
+        let words =
+            Matcher::new(&cfg.words).map_err(|e| format!("cannot compile the word list: {e}"))?;
+        Ok(Compiled {
+            mode: cfg.mode,
+            words,
+        })
+    })
+}
+
+/// Fail closed: an unfiltered message cannot be taken back.
+fn misconfigured(why: &str) -> MsgVerdict {
+    log::error(format!("word-filter: {why}"));
+    MsgVerdict::Drop("word-filter is misconfigured".into())
+}
+
 /// The plugin.
 pub struct WordFilter;
 
 #[hookwire_guest::plugin]
 impl Plugin for WordFilter {
     fn on_msg(_ctx: &Context, ev: MsgEvent) -> MsgVerdict {
-        match hookwire_guest::config::<Config>() {
-            Ok(cfg) => filter_cached(&cfg, &ev.msg),
-            Err(e) => {
-                log::error(format!("word-filter: {e}"));
-                // Fail closed: an unfiltered message cannot be taken back.
-                MsgVerdict::Drop("word-filter is misconfigured".into())
-            }
+        match &*compiled() {
+            Ok(c) => filter_with(c.mode, &c.words, ev.msg),
+            Err(e) => misconfigured(e),
+        }
+    }
+
+    /// Most messages are clean: when no word occurs anywhere in the JSON
+    /// text (keys and ids included) and no escape could hide one, no string
+    /// of the message contains one either, and the message passes unparsed.
+    fn on_raw_msg(ctx: &Context, ev: RawMsgEvent) -> MsgVerdict {
+        match &*compiled() {
+            Ok(c) if !ev.msg.contains('\\') && !c.words.matches(&ev.msg) => MsgVerdict::Pass,
+            Ok(_) => Self::on_msg(ctx, ev.parse()),
+            Err(e) => misconfigured(e),
         }
     }
 }
@@ -326,6 +332,32 @@ mod tests {
                 &json!({"msgId": "heck", "data": 1})
             ),
             MsgVerdict::Pass
+        );
+    }
+
+    #[test]
+    fn raw_hook_passes_clean_text_unparsed_and_sees_through_escapes() {
+        testing::set_config(json!({"words": ["heck"]}));
+        let raw = |text: &str| {
+            WordFilter::on_raw_msg(
+                &Context::default(),
+                RawMsgEvent {
+                    room: "r".into(),
+                    msg: text.into(),
+                },
+            )
+        };
+        let masked = MsgVerdict::Rewrite(json!({"data": "****"}));
+        assert_eq!(raw(r#"{"data":"fine"}"#), MsgVerdict::Pass);
+        assert_eq!(raw(r#"{"data":"HECK"}"#), masked);
+        // `\u0065` is `e`: only the parsed string shows the word.
+        assert_eq!(raw(r#"{"data":"h\u0065ck"}"#), masked);
+        // In a key or an id only: parsed, then passes.
+        assert_eq!(raw(r#"{"heck":1,"msgId":"heck"}"#), MsgVerdict::Pass);
+        testing::set_config(json!({"words": 5}));
+        assert_eq!(
+            raw(r#"{"data":"fine"}"#),
+            MsgVerdict::Drop("word-filter is misconfigured".into())
         );
     }
 
