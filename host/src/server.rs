@@ -106,6 +106,9 @@ pub async fn serve(
     let (layer, io) = socketioxide::SocketIo::builder()
         .max_payload(config.max_payload_bytes)
         .max_buffer_size(1024)
+        // Each websocket keeps its read buffer for life; most clients send
+        // small events, and a larger frame grows the buffer as needed.
+        .ws_read_buffer_size(1024)
         .ack_timeout(Duration::from_millis(config.ack_timeout_ms))
         .with_adapter::<crate::cluster::adapter::Adapter>(crate::cluster::adapter::adapter_state(
             hub.clone(),
