@@ -95,8 +95,12 @@ pub struct PluginRuntime {
 }
 
 /// Memory (and table) of a freed pooling slot kept resident and reset in
-/// place, per slot. A sample plugin dirties a few hundred KiB per instance.
+/// place, per slot, when PAGEMAP_SCAN (Linux 6.7+) finds the dirty pages. A
+/// sample plugin dirties a few hundred KiB per instance.
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// Without PAGEMAP_SCAN the whole kept range is memset on every reset, so
+/// it stays small.
+const KEEP_RESIDENT_BYTES_NO_PAGEMAP: usize = 64 << 10;
 
 /// Wasm magic, then the version/layer word of a core module or a component.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -121,6 +125,11 @@ impl PluginRuntime {
         // Every slot is sized for the largest instance; calls in flight plus
         // idle warm instances plus a little headroom is all there can be.
         let instances = limits.max_concurrent_instances + limits.max_idle_instances + 8;
+        let keep_resident = if PoolingAllocationConfig::is_pagemap_scan_available() {
+            KEEP_RESIDENT_BYTES
+        } else {
+            KEEP_RESIDENT_BYTES_NO_PAGEMAP
+        };
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(instances)
             .total_core_instances(instances * 8)
@@ -137,9 +146,9 @@ impl PluginRuntime {
             // A slot given back is reset with memset over its dirty pages
             // (found with the PAGEMAP_SCAN ioctl where the kernel has it),
             // not madvise: no syscall, TLB flush or page faults on reuse.
-            // Costs up to this much RSS per recently used slot.
-            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-            .table_keep_resident(KEEP_RESIDENT_BYTES)
+            // Costs up to `keep_resident` of RSS per recently used slot.
+            .linear_memory_keep_resident(keep_resident)
+            .table_keep_resident(keep_resident)
             .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
 
