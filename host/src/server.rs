@@ -139,14 +139,9 @@ pub async fn serve(
         started: Instant::now(),
     };
     for tenant in tenants.all() {
-        if let Err(e) = state.plugins.activate(&tenant).await {
-            // Fail closed (unless the tenant chose fail-open): a chain that
-            // cannot load must not silently drop the tenant's policies.
-            tracing::error!(tenant = %tenant.name(), error = %e, "cannot load the plugin chain; its hooks fail until it is fixed");
-            tenant.set_policy(Box::new(crate::policy::UnavailableChain {
-                reason: format!("{e:#}"),
-            }));
-        }
+        // A chain that cannot load fails closed (its hooks fault, unless
+        // the tenant chose fail-open); `activate` installs that and logs it.
+        let _ = state.plugins.activate(&tenant).await;
         protocol::mount(&state, &tenant).await;
     }
     let housekeeping = protocol::spawn_housekeeping(&state);

@@ -61,7 +61,7 @@ pub fn routes() -> Router<AppState> {
 /// store.
 pub async fn on_chain_changed(state: &AppState, tenant: &Arc<Tenant>) -> Result<(), ApiError> {
     if let Some(bus) = &state.bus {
-        bus.announce_chain(&tenant.name()).await;
+        bus.announce_chain(&tenant.name());
     }
     state.plugins.activate(tenant).await.map_err(|e| {
         tracing::error!(tenant = %tenant.name(), error = %e, "plugin chain stored but not activated");
