@@ -121,6 +121,18 @@ async fn create(
     Ok(Reply(v))
 }
 
+/// Stores a changed tenant, applies it on this node, and announces it.
+async fn save(
+    state: &AppState,
+    tenant: &crate::tenant::Tenant,
+    rec: &TenantRecord,
+) -> Result<(), ApiError> {
+    state.store.put_tenant(rec).await?;
+    tenant.set_record(rec.clone());
+    announce(state, &rec.name);
+    Ok(())
+}
+
 /// Other nodes (with `--redis`) reload the tenant from the shared store.
 fn announce(state: &AppState, name: &str) {
     if let Some(bus) = &state.bus {
@@ -165,9 +177,7 @@ async fn update(
     };
     let mut rec = tenant.record();
     rec.config = merged_config(&rec.config, &patch)?;
-    state.store.put_tenant(&rec).await?;
-    tenant.set_record(rec.clone());
-    announce(&state, &name);
+    save(&state, &tenant, &rec).await?;
     tracing::info!(tenant = %name, "tenant config changed");
     Ok(Reply(view(&rec)))
 }
@@ -211,9 +221,7 @@ async fn rotate_key(
         rec.api_key_hashes.clear();
     }
     rec.api_key_hashes.push(auth::sha256_hex(&key));
-    state.store.put_tenant(&rec).await?;
-    tenant.set_record(rec.clone());
-    announce(&state, &name);
+    save(&state, &tenant, &rec).await?;
     tracing::info!(tenant = %name, keep_old, "tenant API key rotated");
     Ok(Reply(
         json!({ "name": name, "api_key": key, "api_keys": rec.api_key_hashes.len() }),
