@@ -187,11 +187,11 @@ async fn publish_loop(
     // While one pipeline is in flight the next batch gathers, so under load
     // many publishes share one round trip.
     while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let n = batch.len() as u64;
         let mut pipe = redis::pipe();
         for (chan, payload) in batch.drain(..) {
             pipe.publish(chan, payload).ignore();
         }
-        let n = pipe.cmd_iter().count() as u64;
         match pipe.query_async::<()>(&mut conn.clone()).await {
             Ok(()) => {
                 if failing {

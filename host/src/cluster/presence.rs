@@ -303,9 +303,18 @@ async fn writer(
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
         let mut pipe = redis::pipe();
-        pipe.load_script(&add).ignore();
-        pipe.load_script(&remove).ignore();
-        pipe.load_script(&sweep_script).ignore();
+        // Scripts are loaded with the batch that uses them (a restarted
+        // Redis has forgotten them), and only those.
+        let uses = |f: fn(&Op) -> bool| batch.iter().any(f);
+        if uses(|op| matches!(op, Op::Add(..) | Op::Resync(..))) {
+            pipe.load_script(&add).ignore();
+        }
+        if uses(|op| matches!(op, Op::Remove(..))) {
+            pipe.load_script(&remove).ignore();
+        }
+        if uses(|op| matches!(op, Op::Resync(..) | Op::Leave(..))) {
+            pipe.load_script(&sweep_script).ignore();
+        }
         let mut replies = Vec::new();
         let mut leaving = Vec::new();
         for op in batch.drain(..) {

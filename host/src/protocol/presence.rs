@@ -208,16 +208,6 @@ impl Presence {
         })
     }
 
-    /// This node's sessions of `uid`.
-    pub fn user_sessions(&self, tenant: &str, uid: &str) -> Vec<Arc<Session>> {
-        self.with(tenant, |t, _| {
-            t.users
-                .get(uid)
-                .map(|m| m.values().cloned().collect())
-                .unwrap_or_default()
-        })
-    }
-
     pub fn forget_tenant(&self, tenant: &str) {
         self.tenants.lock().remove(tenant);
     }
