@@ -22,6 +22,7 @@ use super::room_sync::{self, PendingMsg};
 use super::session::Session;
 use super::wire;
 use crate::server::AppState;
+use crate::store::{RoomWriteAck, StoreResult};
 
 /// Events queued per socket before the worker takes them.
 pub const QUEUE: usize = 1024;
@@ -116,19 +117,37 @@ pub async fn run(
                 }
             }
             Event::Sync(data, ack) => {
+                // A socket reads its own writes: what it sent before this
+                // `sync` is stored before the sync is answered.
+                finish_writes(&mut inflight, &state, &sess, &socket).await;
                 Box::pin(room_sync::sync(&state, &sess, &socket, data, ack)).await
             }
             Event::Leave(ack) => {
+                // Others may `sync` as soon as they see `remote_leave`; the
+                // leaver's last msgs must already be stored then.
+                finish_writes(&mut inflight, &state, &sess, &socket).await;
                 Box::pin(room_sync::leave(&state, &sess, socket.clone(), ack)).await
             }
             Event::Disconnected => {
                 // Writes already relayed still get stored.
-                while let Some((pending, r)) = inflight.next().await {
-                    pending.complete(&state, &sess, &socket, r);
-                }
+                finish_writes(&mut inflight, &state, &sess, &socket).await;
                 Box::pin(room_sync::disconnected(&state, &sess, &socket)).await;
                 break;
             }
         }
+    }
+}
+
+/// Waits for every started store write and acks each, in order.
+async fn finish_writes<F>(
+    inflight: &mut FuturesOrdered<F>,
+    state: &AppState,
+    sess: &Arc<Session>,
+    socket: &Socket,
+) where
+    F: std::future::Future<Output = (PendingMsg, StoreResult<RoomWriteAck>)>,
+{
+    while let Some((pending, r)) = inflight.next().await {
+        pending.complete(state, sess, socket, r);
     }
 }
