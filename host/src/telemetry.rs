@@ -21,6 +21,8 @@ pub struct Metrics {
     pub messages_in: Family<Labels, Counter>,
     pub messages_out: Family<Labels, Counter>,
     pub pushes: Family<Labels, Counter>,
+    /// Push acks (live deliveries and `_batch`es) recorded in the store.
+    pub push_acks: Family<Labels, Counter>,
     pub refused: Family<Labels, Counter>,
     pub store_latency: Family<Labels, Histogram>,
     pub store_errors: Family<Labels, Counter>,
@@ -46,6 +48,7 @@ impl Default for Metrics {
         let messages_in = Family::<Labels, Counter>::default();
         let messages_out = Family::<Labels, Counter>::default();
         let pushes = Family::<Labels, Counter>::default();
+        let push_acks = Family::<Labels, Counter>::default();
         let refused = Family::<Labels, Counter>::default();
         let store_latency = Family::<Labels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
@@ -89,6 +92,11 @@ impl Default for Metrics {
             pushes.clone(),
         );
         registry.register(
+            "push_acks",
+            "Push acks recorded (one per acked delivery or _batch), per tenant",
+            push_acks.clone(),
+        );
+        registry.register(
             "refused",
             "Requests refused, per tenant and reason",
             refused.clone(),
@@ -130,6 +138,7 @@ impl Default for Metrics {
             messages_in,
             messages_out,
             pushes,
+            push_acks,
             refused,
             store_latency,
             store_errors,

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
-  REPO_ROOT, closeAll, eventually, login, loginJoin, ok, rid, sleep, syncAll, tokenFor,
+  REPO_ROOT, WAIT_MS, closeAll, eventually, login, loginJoin, ok, pushAcks, pushAcksReach, rid, sleep, syncAll, tokenFor,
 } from './harness.mjs';
 import { startCluster } from './cluster-harness.mjs';
 
@@ -86,7 +86,7 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
   const send = async (node, body) => ok(await node.api('POST', '/send', { body, keyVia: 'query', query: { site: 'default' } }), `/send on ${node.label}`);
 
   /** The first non-empty `_batch` a fresh connection gets: {events, ack} (events [] when none within ms). */
-  const batchOf = async (c, ms = 2000) => {
+  const batchOf = async (c, ms = WAIT_MS) => {
     try {
       const e = await c.waitForEntry('_batch', ms, (events) => Array.isArray(events) && events.length > 0);
       return { events: e.args[0], ack: e.ack };
@@ -156,7 +156,10 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
     await bob.expectNo('remote_disconnect', 300, (p) => U(p) === String(alice.uid));
     await bob.expectNo('remote_leave', 0, (p) => U(p) === String(alice.uid));
     await bob.expectNo('remote_join', 0, (p) => U(p) === String(alice.uid));
-    const users = await roomUsers(C, room);
+    // presence reaches C through Redis: wait for the old socket's removal and the new one's join to settle
+    let users;
+    await eventually(async () => sameSet(users = await roomUsers(C, room), [alice.uid, bob.uid]), 15000, 'room_users on C = alice and bob')
+      .catch(() => {});
     assert.deepEqual(users, [String(alice.uid), String(bob.uid)].sort(), 'room_users lists alice once');
   });
 
@@ -170,23 +173,23 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
     const u3 = await member(C, room, { label: 'u3' });
     const all = [u1.uid, u2.uid, u3.uid];
     for (const n of [A, B, C]) {
-      await eventually(async () => sameSet(await roomUsers(n, room), all), 5000, `room_users on ${n.label} lists the 3 users of 3 nodes`);
+      await eventually(async () => sameSet(await roomUsers(n, room), all), 15000, `room_users on ${n.label} lists the 3 users of 3 nodes`);
     }
     await eventually(async () => {
       const s = await stat(B);
       return s.online_user_count === 3 && s.online_room_count === 1 && (s.online_socket_count === undefined || s.online_socket_count === 3);
-    }, 5000, 'stat on B = 3 users (3 sockets) in 1 room');
-    await eventually(async () => (await stat(A)).online_user_count === 3, 5000, 'stat on A = 3 users');
+    }, 15000, 'stat on B = 3 users (3 sockets) in 1 room');
+    await eventually(async () => (await stat(A)).online_user_count === 3, 15000, 'stat on A = 3 users');
 
     u3.close();
-    await eventually(async () => sameSet(await roomUsers(A, room), [u1.uid, u2.uid]), 5000, 'room_users on A without u3 (left from C)');
-    await eventually(async () => (await stat(B)).online_user_count === 2, 5000, 'stat on B = 2 users after u3 disconnected from C');
+    await eventually(async () => sameSet(await roomUsers(A, room), [u1.uid, u2.uid]), 15000, 'room_users on A without u3 (left from C)');
+    await eventually(async () => (await stat(B)).online_user_count === 2, 15000, 'stat on B = 2 users after u3 disconnected from C');
     u1.close();
-    await eventually(async () => sameSet(await roomUsers(C, room), [u2.uid]), 5000, 'room_users on C = u2 only');
+    await eventually(async () => sameSet(await roomUsers(C, room), [u2.uid]), 15000, 'room_users on C = u2 only');
     await eventually(async () => {
       const s = await stat(C);
       return s.online_user_count === 1 && s.online_room_count === 1;
-    }, 5000, 'stat on C = 1 user in 1 room');
+    }, 15000, 'stat on C = 1 user in 1 room');
   });
 
   // ---- tenants ---------------------------------------------------------------
@@ -196,9 +199,9 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
     const created = ok(await A.admin('POST', '/api/tenants', { body: { name } }), 'create tenant on A');
     const key = created.api_key;
     assert.equal(typeof key, 'string');
-    await eventually(async () => (await B.admin('GET', `/api/tenants/${name}`)).status === 200, 5000, `GET /api/tenants/${name} on B`);
+    await eventually(async () => (await B.admin('GET', `/api/tenants/${name}`)).status === 200, 15000, `GET /api/tenants/${name} on B`);
     const uid = rid('u');
-    const token = await eventually(() => tokenFor(B, uid, { tenant: name, key }), 5000, `create_token in tenant ${name} on B`);
+    const token = await eventually(() => tokenFor(B, uid, { tenant: name, key }), 15000, `create_token in tenant ${name} on B`);
     const onB = track(await loginJoin(B, 'lobby', { uid, token, tenant: name, transports, label: `tenant-user@B` }));
     const onA = track(await loginJoin(A, 'lobby', { tenant: name, key, transports, label: `tenant-user@A` }));
     await onB.waitFor('remote_join', undefined, (p) => U(p) === String(onA.uid));
@@ -220,10 +223,12 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
     const e = await dev.waitForEntry('cross');
     assert.deepEqual(e.args, [1, { a: 2 }]);
     assert.equal(typeof e.ack, 'function', 'a push to a user room asks for an ack');
+    // an ack callback is fire-and-forget: wait until a node (the one that delivered) has handled it
+    const acksBefore = await pushAcks(cl.nodes);
     e.ack();
     await send(B, { rooms: [`user_${uid}`], event: 'cross2', args: ['kept'] });
     await dev.waitForEntry('cross2'); // never acked
-    await sleep(400); // an ack callback is fire-and-forget: give the server time to remove the push
+    await pushAcksReach(cl.nodes, acksBefore + 1);
     dev.close();
     await offlineOn(C);
     const again = await device(A, uid, 'device again', dev.token);

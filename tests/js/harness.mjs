@@ -444,6 +444,31 @@ export async function eventually(fn, timeoutMs = WAIT_MS, what = 'condition') {
   throw new Error(`${what} not reached within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
 }
 
+/**
+ * Push acks the server has fully handled (`hookwire_push_acks_total`) in a
+ * tenant, summed over the given servers (the node that delivered a push is
+ * the one that records its ack). An ack callback is fire-and-forget for the
+ * client; wait for this counter to know the server removed the push:
+ *
+ *   const before = await pushAcks(srv); e.ack(); await pushAcksReach(srv, before + 1);
+ */
+export async function pushAcks(servers, tenant = 'default') {
+  let sum = 0;
+  for (const srv of [servers].flat()) {
+    const text = (await srv.api('GET', '/metrics', { key: null })).text;
+    for (const line of text.split('\n')) {
+      const m = line.match(/^hookwire_push_acks_total\{([^}]*)\}\s+(\S+)/);
+      if (m && new RegExp(`(^|,)tenant="${tenant}"(,|$)`).test(m[1])) sum += Number(m[2]);
+    }
+  }
+  return sum;
+}
+
+/** Wait until the servers have handled at least `n` push acks in `tenant` (see pushAcks). */
+export function pushAcksReach(servers, n, tenant = 'default', timeoutMs = 20000) {
+  return eventually(async () => (await pushAcks(servers, tenant)) >= n, timeoutMs, `${n} push acks handled in tenant ${tenant}`);
+}
+
 /** Close clients quietly. */
 export function closeAll(...clients) {
   for (const c of clients.flat()) {

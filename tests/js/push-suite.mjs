@@ -4,7 +4,9 @@
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { closeAll, connect, eventually, login, ok, rid, sleep, startServer, tokenFor } from './harness.mjs';
+import {
+  WAIT_MS, closeAll, connect, eventually, login, ok, pushAcks, pushAcksReach, rid, sleep, startServer, tokenFor,
+} from './harness.mjs';
 
 const T = { timeout: 30000 };
 
@@ -20,21 +22,33 @@ export function pushSuite(transport) {
     after(async () => { closeAll(clients); await srv?.destroy(); });
     afterEach(() => closeAll(clients.splice(0)));
 
-    /** A device of user uid: handshake auth (+ deviceId) on the tenant's namespace. */
+    /**
+     * With handshake auth, the server's `authenticate` event says the socket is
+     * in its user room: `_settings` comes at connect, before the token check, so
+     * a push sent on `_settings` could find the socket not yet in its user room
+     * and go to the queue instead of being delivered live.
+     */
+    const authenticated = async (c) => {
+      const r = await c.waitFor('authenticate');
+      assert.equal(r?.status, 0, `[${c.label}] handshake auth: ${JSON.stringify(r)}`);
+      return c;
+    };
+
+    /** A device of user uid: handshake auth (+ deviceId) on the tenant's namespace, authenticated. */
     const device = async (uid, { deviceId, tenant, via = 'handshake' } = {}) => {
-      const c = await login(srv, {
+      const c = track(await login(srv, {
         uid, transports, tenant, via,
         query: deviceId ? { deviceId } : undefined,
         label: `${uid}${deviceId ? '/' + deviceId : ''}`,
-      });
-      return track(c);
+      }));
+      return via === 'handshake' ? authenticated(c) : c;
     };
 
     /** Wait until the server no longer counts anyone online (previous sockets fully closed). */
     const allOffline = (tenant) => eventually(async () => {
       const s = ok(await srv.api('GET', '/admin/monitor/stat', { tenant, key: srv.adminKey }), 'stat');
       return s.online_user_count === 0;
-    }, 5000, 'every socket closed on the server');
+    }, 20000, 'every socket closed on the server');
 
     /** POST /send the socket.io-webservice way: ?site=default&apiKey=<key> */
     const send = async (body, { query = {} } = {}) => {
@@ -43,7 +57,7 @@ export function pushSuite(transport) {
     };
 
     /** The `_batch` a fresh connection receives: { events, ack } (events [] when none arrives in time). */
-    const batchOf = async (c, ms = 1500) => {
+    const batchOf = async (c, ms = WAIT_MS) => {
       try {
         const e = await c.waitForEntry('_batch', ms, (events) => Array.isArray(events) && events.length > 0);
         return { events: e.args[0], ack: e.ack };
@@ -54,9 +68,14 @@ export function pushSuite(transport) {
 
     /**
      * An ack callback is fire-and-forget for the client: nothing tells it when the
-     * server has removed the push. Give the server this long before reconnecting.
+     * server has removed the push. Call the ack(s) in fn and wait until the server
+     * has handled n more acks (hookwire_push_acks_total) before going on.
      */
-    const settle = () => sleep(400);
+    const acked = async (fn, { n = 1, tenant } = {}) => {
+      const before = await pushAcks(srv, tenant);
+      await fn();
+      await pushAcksReach(srv, before + n, tenant);
+    };
 
     const expectNothingPending = async (c) => {
       await c.waitFor('_settings');
@@ -79,8 +98,7 @@ export function pushSuite(transport) {
       const e = await c.waitForEntry('update_store');
       assert.deepEqual(e.args, ['user', { id: 1, age: 5 }]);
       assert.equal(typeof e.ack, 'function', 'a push to a user room asks for an ack');
-      e.ack();
-      await settle();
+      await acked(() => e.ack());
       c.close();
       await allOffline();
       await expectNothingPending(await device(uid));
@@ -111,8 +129,7 @@ export function pushSuite(transport) {
       const { events, ack } = await batchOf(c2);
       assert.deepEqual(events, [['e1', 1], ['e2', 'a', { b: 2 }]]);
       assert.equal(typeof ack, 'function', '_batch asks for one ack');
-      ack();
-      await settle();
+      await acked(() => ack());
       c2.close();
       await allOffline();
       await expectNothingPending(await device(uid));
@@ -162,8 +179,7 @@ export function pushSuite(transport) {
         const mine = order.filter((i) => Math.floor(i / 30) === k);
         assert.deepEqual(mine, [...mine].sort((x, y) => x - y), "each sender's pushes keep their send order");
       }
-      ack();
-      await settle();
+      await acked(() => ack());
       c2.close();
       await allOffline();
       await expectNothingPending(await device(uid));
@@ -183,8 +199,7 @@ export function pushSuite(transport) {
       await send({ rooms: [`user_${uid}`], event: 'm', args: [3] });
       const live = await c2.waitForEntry('m');
       assert.deepEqual(live.args, [3]);
-      batch.ack(); // not live.ack()
-      await settle();
+      await acked(() => batch.ack()); // not live.ack()
       c2.close();
       await allOffline();
       const c3 = await device(uid);
@@ -201,10 +216,11 @@ export function pushSuite(transport) {
       const first = await c.waitForEntry('r');
       const second = await c.waitForEntry('r');
       assert.deepEqual([first.args, second.args], [[1], [2]]);
-      second.ack();
-      await c.waitFor('_resync');
-      first.ack();
-      await settle();
+      await acked(async () => {
+        second.ack();
+        await c.waitFor('_resync');
+        first.ack();
+      }, { n: 2 });
       c.close();
       await allOffline();
       await expectNothingPending(await device(uid));
@@ -218,9 +234,8 @@ export function pushSuite(transport) {
       await send({ rooms: [`user_${uid}`], event: 'r', args: [2] }, { query: { resync: 'true' } });
       const first = await c.waitForEntry('r');
       const second = await c.waitForEntry('r');
-      first.ack();
-      await sleep(100);
-      second.ack();
+      await acked(() => first.ack());
+      await acked(() => second.ack());
       await c.expectNo('_resync', 500);
     });
 
@@ -232,7 +247,7 @@ export function pushSuite(transport) {
       await send({ rooms: [`user_${uid}`], event: 'q', args: [2] });
       await c.waitForEntry('q');
       const second = await c.waitForEntry('q');
-      second.ack();
+      await acked(() => second.ack());
       await c.expectNo('_resync', 400);
       c.close();
       await allOffline();
@@ -253,16 +268,14 @@ export function pushSuite(transport) {
       const phone = await device(uid, { deviceId: 'phone' });
       const b1 = await batchOf(phone);
       assert.deepEqual(b1.events, [['dev', 'x']]);
-      b1.ack();
-      await settle();
+      await acked(() => b1.ack());
       phone.close();
       await allOffline();
 
       const laptop = await device(uid, { deviceId: 'laptop' });
       const b2 = await batchOf(laptop);
       assert.deepEqual(b2.events, [['dev', 'x']], 'the laptop still has its own copy');
-      b2.ack();
-      await settle();
+      await acked(() => b2.ack());
       laptop.close();
       await allOffline();
 
@@ -274,7 +287,7 @@ export function pushSuite(transport) {
       const key = ok(await srv.admin('POST', '/api/tenants', { body: { name, config: { kickout: false, join_timeout_ms: 0 } } }), 'create tenant').api_key;
       const uid = rid('u');
       const token = await tokenFor(srv, uid, { tenant: name, key });
-      const dev = async (deviceId) => track(await connect(srv, { ns: `/${name}`, transports, query: { uid, token, deviceId }, label: deviceId }));
+      const dev = async (deviceId) => authenticated(track(await connect(srv, { ns: `/${name}`, transports, query: { uid, token, deviceId }, label: deviceId })));
       const tab1 = await dev('tab1');
       const tab2 = await dev('tab2');
       await Promise.all([tab1.waitFor('_settings'), tab2.waitFor('_settings')]);
@@ -283,8 +296,7 @@ export function pushSuite(transport) {
       const e2 = await tab2.waitForEntry('both');
       assert.deepEqual([e1.args, e2.args], [[7], [7]]);
       await tab1.expectNo('kickout', 0);
-      e1.ack();
-      await settle();
+      await acked(() => e1.ack(), { tenant: name });
       tab1.close();
       tab2.close();
       await allOffline(name);
@@ -405,7 +417,7 @@ export function pushSuite(transport) {
       const tsend = (body, o = {}) => srv.api('POST', '/send', { body, key: tenant.key, keyVia: 'query', query: { site: name, ...o } });
       const tdevice = async (uid) => {
         const token = await tokenFor(srv, uid, { tenant: name, key: tenant.key });
-        return track(await login(srv, { uid, token, tenant: name, transports, via: 'handshake', query: { deviceId: 'd1' } }));
+        return authenticated(track(await login(srv, { uid, token, tenant: name, transports, via: 'handshake', query: { deviceId: 'd1' } })));
       };
       const uid = rid('u');
       const c = await tdevice(uid);
@@ -413,8 +425,7 @@ export function pushSuite(transport) {
       ok(await tsend({ rooms: [`person-${uid}`], event: 'pfx', args: [1] }), 'send to person- room');
       const e = await c.waitForEntry('pfx');
       assert.equal(typeof e.ack, 'function', 'the configured prefix makes it a reliable user room');
-      e.ack();
-      await settle();
+      await acked(() => e.ack(), { tenant: name });
       c.close();
       await allOffline(name);
       ok(await tsend({ rooms: [`person-${uid}`], event: 'late', args: [1] }), 'send while offline');

@@ -221,7 +221,11 @@ async fn ack_entries(
     seqs: &[u64],
     resync: bool,
 ) {
-    match state.store.push_ack(tenant, uid, device, seqs).await {
+    let outcome = state
+        .metrics
+        .timed("push_ack", state.store.push_ack(tenant, uid, device, seqs))
+        .await;
+    match outcome {
         Ok(outcome) if resync && outcome.removed > 0 && !outcome.was_oldest => {
             // Out of order: the client missed something. Start it over.
             if let Err(e) = state.store.push_clear(tenant, uid, device).await {
@@ -236,9 +240,17 @@ async fn ack_entries(
         }
         Ok(_) => {}
         Err(e) => {
-            tracing::error!(%tenant, %uid, error = %e, "recording a push ack failed; it will be redelivered")
+            tracing::error!(%tenant, %uid, error = %e, "recording a push ack failed; it will be redelivered");
+            return;
         }
     }
+    // Counted once the ack is fully handled (removed, and a `_resync` sent):
+    // an acking client cannot tell when that is, tests and operators can.
+    state
+        .metrics
+        .push_acks
+        .get_or_create(&crate::telemetry::Metrics::tenant(tenant))
+        .inc();
 }
 
 /// After `authenticate`: remember the device, and send what is pending as
