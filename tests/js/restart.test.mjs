@@ -16,7 +16,7 @@ describe('restart', () => {
   afterEach(() => closeAll(clients.splice(0)));
 
   const offline = (srv, tenant) => eventually(async () => ok(await srv.admin('GET', '/admin/monitor/stat', { tenant })).online_user_count === 0,
-    5000, 'all sockets closed');
+    20000, 'all sockets closed');
 
   test('kill -9 after acks: messages, updates, tokens, refreshed tokens, tenants and pending pushes survive', T, async () => {
     const srv = await startServer();
@@ -54,7 +54,7 @@ describe('restart', () => {
     const dev = track(await login(srv, { uid: pushUid, via: 'handshake', query: { deviceId: 'd1' } }));
     await dev.waitFor('_settings');
     dev.close();
-    await eventually(async () => ok(await srv.api('GET', '/admin/monitor/stat')).online_user_count === 2, 5000, 'push device offline (writer and clearer stay)');
+    await eventually(async () => ok(await srv.api('GET', '/admin/monitor/stat')).online_user_count === 2, 20000, 'push device offline (writer and clearer stay)');
     for (let i = 0; i < 3; i++) ok(await srv.api('POST', '/send', { keyVia: 'query', query: { site: 'default' }, body: { rooms: [`user_${pushUid}`], event: 'queued', args: [i, { n: i }] } }));
 
     closeAll(clients.splice(0));
@@ -85,7 +85,7 @@ describe('restart', () => {
     assert.equal(cs.epoch, 1, 'the epoch survives the restart');
 
     const dev2 = track(await login(srv, { uid: pushUid, via: 'handshake', query: { deviceId: 'd1' }, label: 'push device after restart' }));
-    const batch = await dev2.waitForEntry('_batch', 5000, (ev) => Array.isArray(ev) && ev.length > 0);
+    const batch = await dev2.waitForEntry('_batch', 15000, (ev) => Array.isArray(ev) && ev.length > 0);
     assert.deepEqual(batch.args[0], [['queued', 0, { n: 0 }], ['queued', 1, { n: 1 }], ['queued', 2, { n: 2 }]]);
     batch.ack();
   });
