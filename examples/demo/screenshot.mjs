@@ -79,6 +79,8 @@ async function startHookwire() {
   });
   proc.stdout.on('data', (d) => { logs += d; });
   proc.stderr.on('data', (d) => { logs += d; });
+  // stopped from outside (SIGTERM, e.g. a test timeout): do not leave the server behind
+  process.on('exit', () => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); });
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
@@ -160,7 +162,7 @@ async function main() {
       page.on('pageerror', (e) => console.error(`[${uid}] page error: ${e.message}`));
       const base = args.pageFromFile ? `${pathToFileURL(path.join(HERE, 'index.html')).href}?server=${encodeURIComponent(url)}&` : `${url}/demo?`;
       await page.goto(`${base}uid=${uid}&token=${encodeURIComponent(tok)}#${room}`);
-      await page.waitForFunction(() => window.demo && (window.demo.state === 'synced' || window.demo.state === 'error'), null, { timeout: 15000 });
+      await page.waitForFunction(() => window.demo && (window.demo.state === 'synced' || window.demo.state === 'error'), null, { timeout: 60000 });
       const st = await page.evaluate(() => ({ state: window.demo.state, error: window.demo.error }));
       if (st.state !== 'synced') throw new Error(`[${uid}] page did not sync: ${JSON.stringify(st)}`);
       return page;
@@ -190,22 +192,22 @@ async function main() {
     const sent = await a.evaluate(() => window.demo.sent);
     if (sent < 10) throw new Error(`alice sent only ${sent} segments`);
     // (a page built into an older binary has no ack counters: then skip this check)
-    await a.waitForFunction((n) => typeof window.demo.stored !== 'number' || window.demo.stored + window.demo.refused >= n, sent, { timeout: 20000 })
+    await a.waitForFunction((n) => typeof window.demo.stored !== 'number' || window.demo.stored + window.demo.refused >= n, sent, { timeout: 60000 })
       .catch(async () => { throw new Error(`alice's acks: ${JSON.stringify(await a.evaluate(() => ({ stored: window.demo.stored, refused: window.demo.refused })))} of ${sent}`); });
     const refused = await a.evaluate(() => window.demo.refused || 0);
     if (refused) throw new Error(`the server refused ${refused} of ${sent} segments`);
-    await b.waitForFunction((n) => window.demo.received >= n, sent, { timeout: 15000 })
+    await b.waitForFunction((n) => window.demo.received >= n, sent, { timeout: 60000 })
       .catch(async () => { throw new Error(`bob got ${await b.evaluate(() => window.demo.received)} of ${sent} live segments`); });
     if ((await inkPixels(b)) === 0) throw new Error('bob\'s canvas is blank after the live segments');
     console.log(`live: alice sent ${sent} segments (all acked: stored), bob drew them`);
 
     // wait until the log has them all, then reload bob: the sync must redraw everything
-    const deadline = Date.now() + 10000;
+    const deadline = Date.now() + 60000;
     let stored = 0;
     while ((stored = await storedCount(server.url, server.apiKey, room)) < sent && Date.now() < deadline) await sleep(100);
     if (stored < sent) throw new Error(`only ${stored} of ${sent} segments stored`);
     await b.reload();
-    await b.waitForFunction(() => window.demo && (window.demo.state === 'synced' || window.demo.state === 'error'), null, { timeout: 15000 });
+    await b.waitForFunction(() => window.demo && (window.demo.state === 'synced' || window.demo.state === 'error'), null, { timeout: 60000 });
     const after = await b.evaluate(() => ({ state: window.demo.state, synced: window.demo.synced, error: window.demo.error }));
     if (after.state !== 'synced' || after.synced < sent) throw new Error(`after reload bob synced ${JSON.stringify(after)}, expected ${sent} segments`);
     if ((await inkPixels(b)) === 0) throw new Error('bob\'s canvas is blank after the reload');
@@ -219,6 +221,9 @@ async function main() {
     await rm(profile, { recursive: true, force: true });
   }
 }
+
+// SIGTERM: exit through the 'exit' handlers (the server above; Playwright kills its browser)
+process.once('SIGTERM', () => process.exit(143));
 
 main().then(() => process.exit(0), (err) => {
   console.error(`demo check failed: ${err.message}`);

@@ -16,12 +16,16 @@ const skip = !existsSync(CHROMIUM)
   ? `Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH) to run the demo test`
   : false;
 
-async function runScreenshot(extraArgs) {
+async function runScreenshot(t, extraArgs) {
   const dir = await mkdtemp(path.join(tmpdir(), 'hookwire-demo-test-'));
   const png = process.env.HOOKWIRE_DEMO_PNG || path.join(dir, 'demo.png');
   try {
     const script = path.join(REPO_ROOT, 'examples/demo/screenshot.mjs');
-    const child = spawn(process.execPath, [script, png, ...extraArgs], { env: { ...process.env, HOOKWIRE_BIN: BIN }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // t.signal: a test that times out stops the script (and with it its browser and server)
+    const child = spawn(process.execPath, [script, png, ...extraArgs], {
+      env: { ...process.env, HOOKWIRE_BIN: BIN }, stdio: ['ignore', 'pipe', 'pipe'], signal: t.signal, killSignal: 'SIGTERM',
+    });
+    child.on('error', () => { /* aborted: the test reports the timeout */ });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { out += d; });
@@ -35,6 +39,9 @@ async function runScreenshot(extraArgs) {
   }
 }
 
-test('demo whiteboard served at /demo: live drawing between two pages, sync on reload, screenshot', { timeout: 120000, skip }, () => runScreenshot([]));
+// A real browser drawing ~200 mouse moves: close to 2 minutes on 2 loaded cores.
+const DEMO = { timeout: 360000, skip };
 
-test('demo whiteboard from examples/demo/index.html (the page as in the repo, even before the server is rebuilt)', { timeout: 120000, skip }, () => runScreenshot(['--page-from-file']));
+test('demo whiteboard served at /demo: live drawing between two pages, sync on reload, screenshot', DEMO, (t) => runScreenshot(t, []));
+
+test('demo whiteboard from examples/demo/index.html (the page as in the repo, even before the server is rebuilt)', DEMO, (t) => runScreenshot(t, ['--page-from-file']));
