@@ -176,6 +176,17 @@ impl TenantRegistry {
         map.insert(rec.name, t.clone());
         t
     }
+    /// Lists a tenant built (and mounted) beforehand; one already listed
+    /// under its name takes the new record instead and is returned.
+    pub fn add(&self, tenant: Arc<Tenant>) -> Arc<Tenant> {
+        let mut map = self.tenants.write();
+        if let Some(t) = map.get(&tenant.name()) {
+            t.set_record(tenant.record());
+            return t.clone();
+        }
+        map.insert(tenant.name(), tenant.clone());
+        tenant
+    }
     pub fn remove(&self, name: &str) -> Option<Arc<Tenant>> {
         self.tenants.write().remove(name)
     }

@@ -237,10 +237,14 @@ async fn tenant_changed(state: &AppState, name: &str) {
             tracing::info!(tenant = %name, "tenant reloaded after an announcement");
         }
         (Some(rec), None) => {
-            let tenant = state.tenants.insert(rec);
+            // Listed only once its chain is loaded and its namespace mounted:
+            // when this node shows the tenant (HTTP API, tokens), clients can
+            // connect to it.
+            let tenant = Arc::new(crate::tenant::Tenant::new(rec));
             // Fails closed and logs by itself when the chain cannot load.
             let _ = state.plugins.activate(&tenant).await;
             crate::protocol::mount(state, &tenant).await;
+            state.tenants.add(tenant);
             tracing::info!(tenant = %name, "tenant mounted after an announcement");
         }
         (None, Some(_)) => {
