@@ -15,7 +15,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
-  REPO_ROOT, closeAll, connect, loginJoin, ok, rid, sleep, startServer, syncAll, tokenFor,
+  REPO_ROOT, closeAll, connect, eventually, loginJoin, ok, rid, sleep, startServer, syncAll, tokenFor,
 } from './harness.mjs';
 
 const T = { timeout: 60000 };
@@ -349,13 +349,17 @@ describe('plugins end-to-end (websocket)', () => {
       manifest: { timeout_ms: SAMPLE_TIMEOUT_MS, config: { rate_per_sec: 2, burst } },
     });
     const N = 10;
+    const t0 = Date.now();
     const acks = await Promise.all(Array.from({ length: N }, (_, i) => a.emitAck('msg', { data: { i }, storage: 2, msgId: `m${i}` })));
+    // 2 tokens per second come back while the burst is served (slowly on a loaded machine)
+    const refill = 1 + Math.ceil((2 * (Date.now() - t0)) / 1000);
     const passed = acks.filter((x) => x?.status === 0).length;
     const limited = acks.filter((x) => x?.status === 1 && x.data === 'rate limited').length;
     assert.equal(passed + limited, N, `every ack is a pass or "rate limited": ${JSON.stringify(acks)}`);
     assert.ok(passed >= burst, `the bucket lets ${burst} through at once: ${JSON.stringify(acks)}`);
-    assert.ok(passed <= burst + 2, `at most the burst (+ refill during the burst) passes: ${passed}`);
-    assert.ok(limited >= N - burst - 2, `the rest is refused: ${JSON.stringify(acks)}`);
+    assert.ok(passed <= burst + refill, `at most the burst (+ ${refill} refilled during the burst) passes: ${passed}`);
+    assert.ok(limited >= N - burst - refill, `the rest is refused: ${JSON.stringify(acks)}`);
+    await eventually(() => b.received('msg').length >= passed, 15000, `B gets the ${passed} passed msgs`);
     await sleep(300);
     assert.equal(b.received('msg').length, passed, 'only passed msgs are relayed');
 
@@ -628,10 +632,12 @@ describe('plugins end-to-end (websocket)', () => {
       const spinners = [];
       for (let i = 0; i < 4; i++) spinners.push(await tmember(evil, room, { label: `spinner-${i}` }));
       await bystandersTalk('before the storm');
-      const deadline = 1000;
+      // long enough that a bystander blocked behind the spinners (~deadline) stands out
+      // from one that is merely slow on a loaded machine (well under deadline / 2)
+      const deadline = 4000;
       ok(await upload(evil.name, 'spin-loop', 'spin_loop', { manifest: { timeout_ms: deadline } }), 'upload spin-loop');
       const t0 = Date.now();
-      const storm = Promise.all(spinners.map((c) => c.emitAck('msg', { data: 1, storage: 2, msgId: 'x' }, 20000)));
+      const storm = Promise.all(spinners.map((c) => c.emitAck('msg', { data: 1, storage: 2, msgId: 'x' }, 40000)));
       await sleep(100);
       // while 4 calls spin (each up to `deadline` ms of guest time), other tenants talk
       const lat = [];
@@ -857,10 +863,11 @@ describe('plugins end-to-end (websocket)', () => {
     const a = await tmember(t, room, { label: 'A' });
     const b = await tmember(t, room, { label: 'B' });
     const c = await tmember(t, room, { label: 'C' });
-    await uploadOk(t.name, 'p', 'spin_loop', { manifest: { timeout_ms: 1500 } });
+    // the old version spins for 5 s: an upload that does not wait for it answers well before
+    await uploadOk(t.name, 'p', 'spin_loop', { manifest: { timeout_ms: 5000 } });
     const t0 = Date.now();
     let aDone;
-    const aAck = a.emitAck('msg', { data: { text: 'darn old' }, storage: 2, msgId: 'a' }, 10000).then((x) => { aDone = Date.now() - t0; return x; });
+    const aAck = a.emitAck('msg', { data: { text: 'darn old' }, storage: 2, msgId: 'a' }, 30000).then((x) => { aDone = Date.now() - t0; return x; });
     await sleep(200);
     const up = await uploadOk(t.name, 'p', 'word_filter', { manifest: { timeout_ms: SAMPLE_TIMEOUT_MS, config: { words: ['darn'], mode: 'mask' } } });
     assert.equal(up.version, 2);
@@ -872,7 +879,7 @@ describe('plugins end-to-end (websocket)', () => {
     const old = await aAck;
     assert.equal(old?.status, 1, `the in-flight call ran on the old version: ${JSON.stringify(old)}`);
     assert.match(old.data, /plugin p exceeded its time budget/);
-    assert.ok(upMs < 1500 && cMs < aDone, `upload answered at ${upMs} ms, the new version served C at ${cMs} ms, the old call ended at ${aDone} ms: the swap must not wait for calls in flight`);
+    assert.ok(upMs < 5000 && cMs < aDone, `upload answered at ${upMs} ms, the new version served C at ${cMs} ms, the old call ended at ${aDone} ms: the swap must not wait for calls in flight`);
     assertConnected(a, b, c);
   });
 

@@ -58,7 +58,8 @@ export function roomSyncSuite(transport, opts = {}) {
       const lost = [];
       const one = (i) => new Promise((resolve) => {
         const s = io(srv.url, { forceNew: true, reconnection: false, transports });
-        const t = setTimeout(() => { lost.push(i); s.disconnect(); resolve(); }, 3000);
+        // generous: a loaded machine may take seconds to connect and answer, a lost event never answers
+        const t = setTimeout(() => { lost.push(i); s.disconnect(); resolve(); }, 10000);
         // buffered by socket.io-client and flushed the instant the CONNECT packet arrives
         if (i % 2) s.emit('authenticate', { uid: `${uid}-${i}`, token: 'x' });
         else s.on('connect', () => s.emit('authenticate', { uid: `${uid}-${i}`, token: 'x' }));
