@@ -6,10 +6,51 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookwire_tests::procs::ServiceProc;
-use hookwire_tests::server::{ADMIN_KEY, TestClient, TestServer};
+use hookwire_tests::server::{ADMIN_KEY, API_KEY, TestClient, TestServer};
 use redis::AsyncCommands;
 use rust_socketio::TransportType;
 use serde_json::json;
+
+/// Waits until `n` connections subscribe to `chan` (a node subscribes in the
+/// background after it starts; a publish before that is lost).
+async fn subscribed(redis: &ServiceProc, chan: &str, n: i64) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, count): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(chan)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if count >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} of {n} subscribers on `{chan}` after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The node's `hookwire_pushes_total{tenant="default"}` (pushes accepted and queued).
+async fn pushes(srv: &TestServer) -> u64 {
+    let text = srv
+        .http
+        .get(format!("{}/metrics", srv.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("hookwire_pushes_total{") && l.contains("tenant=\"default\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
 
 async fn node(redis: &ServiceProc) -> (TestServer, tempfile::TempDir) {
     let store = hookwire::store::redis::RedisStore::connect(&redis.url())
@@ -26,8 +67,8 @@ async fn plugin_upload_on_one_node_is_active_on_the_other() {
     let redis = ServiceProc::redis().expect("redis-server");
     let (a, _da) = node(&redis).await;
     let (b, _db) = node(&redis).await;
-    // Wait for B's subscription.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both nodes listen for chain announcements.
+    subscribed(&redis, hookwire::cluster::CHAIN_CHANNEL, 2).await;
 
     let wasm = hookwire_tests::plugins::wasm("word-filter");
     let r = a
@@ -97,7 +138,7 @@ async fn plugin_upload_on_one_node_is_active_on_the_other() {
 async fn redis_notification_channel_delivers() {
     let redis = ServiceProc::redis().expect("redis-server");
     let (srv, _d) = node(&redis).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    subscribed(&redis, hookwire::cluster::NOTIFICATION_CHANNEL, 1).await;
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
 
@@ -116,10 +157,37 @@ async fn redis_notification_channel_delivers() {
     drop(c);
 
     // Offline with needStore: kept, and delivered as `_batch` on reconnect.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, stat) = srv
+            .api(
+                reqwest::Method::GET,
+                "/admin/monitor/stat",
+                API_KEY,
+                json!(null),
+            )
+            .await;
+        if stat["data"]["online_user_count"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "n1 still online 30 s after its disconnect: {stat}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = pushes(&srv).await;
     let stored = json!({ "toWho": ["n1"], "needStore": true, "text": "while away" }).to_string();
     let _: () = conn.publish("notification", &stored).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // the node queued it (the counter moves after the store write)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pushes(&srv).await <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the needStore notification was not queued within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut c = TestClient::connect(
         &srv.url,
         TransportType::Websocket,

@@ -559,7 +559,10 @@ async fn a_restart_loads_compiled_components_from_the_disk_cache() {
         store.put_tenant(&rec).await.unwrap();
         let rt = PluginRuntime::new(&limits(&cache), store.clone(), Arc::new(Metrics::default()))
             .unwrap();
-        rt.upload("cached", "word-filter", &wasm("word-filter"), None)
+        // A generous deadline: the upload's first call must not miss the
+        // engine's 5 ms default on a loaded machine (seen as Describe(Timeout)).
+        let m: PluginManifest = serde_json::from_value(relaxed(json!({}))).unwrap();
+        rt.upload("cached", "word-filter", &wasm("word-filter"), Some(m))
             .await
             .unwrap();
         let (hits, misses) = rt.disk_cache_stats();
