@@ -78,7 +78,10 @@ async fn plugin_upload_on_one_node_is_active_on_the_other() {
         .header("content-type", "application/wasm")
         .header(
             "x-hookwire-manifest",
-            json!({ "config": { "words": ["darn"], "mode": "mask" } }).to_string(),
+            // a generous deadline: with the engine's 5 ms default the
+            // activation call can time out on a loaded machine
+            json!({ "timeout_ms": 2000, "config": { "words": ["darn"], "mode": "mask" } })
+                .to_string(),
         )
         .body(wasm)
         .send()
