@@ -24,8 +24,12 @@ import { io } from 'socket.io-client';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = process.env.HOOKWIRE_BIN || path.join(REPO_ROOT, 'target/debug/hookwire');
 
-/** Default timeout of a single wait (ms). */
-export const WAIT_MS = Number(process.env.HOOKWIRE_TEST_WAIT_MS || 5000);
+/**
+ * Default timeout of a single wait (ms). Generous: it only runs out when
+ * something is wrong, and a loaded CI machine (slow disk syncs, other builds)
+ * can take seconds to answer one event.
+ */
+export const WAIT_MS = Number(process.env.HOOKWIRE_TEST_WAIT_MS || 15000);
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -332,7 +336,7 @@ export async function connect(srv, opts = {}) {
   const socket = io(srv.url + ns, {
     forceNew: true,
     reconnection: false,
-    timeout: 10000,
+    timeout: 20000,
     transports: opts.transports || ['websocket'],
     auth: opts.auth,
     query: opts.query,
@@ -341,7 +345,7 @@ export async function connect(srv, opts = {}) {
   const c = new Client(socket, opts.label || 'client');
   if (opts.expectConnect === false) return c;
   await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`[${c.label}] connect timeout`)), 10000);
+    const t = setTimeout(() => reject(new Error(`[${c.label}] connect timeout`)), 20000);
     socket.once('connect', () => { clearTimeout(t); resolve(); });
     socket.once('connect_error', (e) => { clearTimeout(t); reject(new Error(`[${c.label}] connect_error: ${e.message}`)); });
   });
