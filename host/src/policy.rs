@@ -165,6 +165,21 @@ pub trait Policy: Send + Sync + 'static {
         Ok(MsgVerdict::Pass)
     }
 
+    /// [`on_msg`](Self::on_msg) when the caller already has the message as
+    /// JSON text: `json` must be the JSON text of `ev.msg`. The protocol
+    /// layer serialises every `msg` once (to check its size), and a wasm
+    /// chain hands that text to its plugins instead of serialising the
+    /// message again. The default ignores the text.
+    async fn on_msg_json(
+        &self,
+        ctx: &HookContext,
+        ev: &MsgEvent,
+        json: &str,
+    ) -> Result<MsgVerdict, HookError> {
+        let _ = json;
+        self.on_msg(ctx, ev).await
+    }
+
     /// `proposed` is what the client asked for (unknown → insert).
     async fn storage_mode(
         &self,
@@ -173,6 +188,19 @@ pub trait Policy: Send + Sync + 'static {
         proposed: StorageMode,
     ) -> Result<StorageMode, HookError> {
         Ok(proposed)
+    }
+
+    /// [`storage_mode`](Self::storage_mode) with `ev.msg` as JSON text, as
+    /// [`on_msg_json`](Self::on_msg_json).
+    async fn storage_mode_json(
+        &self,
+        ctx: &HookContext,
+        ev: &MsgEvent,
+        json: &str,
+        proposed: StorageMode,
+    ) -> Result<StorageMode, HookError> {
+        let _ = json;
+        self.storage_mode(ctx, ev, proposed).await
     }
 
     async fn route_push(

@@ -484,7 +484,12 @@ async fn plan_msg(
         return Err("msg must be a JSON object".into());
     }
     let cfg = sess.tenant.config();
-    let size = wire::json_len(&data);
+    // Serialised once: its length is the size checked, and the hooks hand
+    // the text to the tenant's plugins as it is.
+    let json = serde_json::to_string(&data).map_err(|e| e.to_string())?;
+    // Until a plugin replaces the message.
+    let mut json_is_msg = true;
+    let size = json.len();
     if size > cfg.max_msg_bytes {
         return Err(format!(
             "message too large: {size} bytes, the limit is {}",
@@ -517,10 +522,13 @@ async fn plan_msg(
         msg: data,
     };
     let mut redirect = None;
-    match policy.on_msg(&ctx, &ev).await {
+    match policy.on_msg_json(&ctx, &ev, &json).await {
         Ok(MsgVerdict::Pass) => {}
         Ok(MsgVerdict::Drop { reason }) => return Err(reason),
-        Ok(MsgVerdict::Rewrite { msg }) if msg.is_object() => ev.msg = msg,
+        Ok(MsgVerdict::Rewrite { msg }) if msg.is_object() => {
+            ev.msg = msg;
+            json_is_msg = false;
+        }
         Ok(MsgVerdict::Rewrite { .. }) => {
             return Err("a plugin rewrote the message into a non-object".into());
         }
@@ -531,6 +539,7 @@ async fn plan_msg(
         Ok(MsgVerdict::Redirect { rooms, users, msg }) => {
             if let Some(m) = msg.filter(Value::is_object) {
                 ev.msg = m;
+                json_is_msg = false;
             }
             // Room-sync rooms by their internal name, users by their user room.
             let mut targets: Vec<String> = rooms.iter().map(|r| sync_room(r)).collect();
@@ -546,7 +555,12 @@ async fn plan_msg(
     }
 
     let form = msg_form(ev.msg.as_object().ok_or("msg must be a JSON object")?);
-    let mode = match policy.storage_mode(&ctx, &ev, form.storage).await {
+    let mode = if json_is_msg {
+        policy.storage_mode_json(&ctx, &ev, &json, form.storage)
+    } else {
+        policy.storage_mode(&ctx, &ev, form.storage)
+    };
+    let mode = match mode.await {
         Ok(m) => m,
         Err(e) if hook_failed(state, sess, "storage_mode", &e) => form.storage,
         Err(e) => return Err(format!("message refused: {e}")),

@@ -2,6 +2,10 @@
 //! single source of truth; the guest SDK is generated from the same files).
 //! The generated code stays private; only what the runtime needs is
 //! re-exported, under names that do not clash with [`crate::policy`].
+//!
+//! Hook inputs are generated borrowing (`Context<'a>` holds `&'a str`s): a
+//! call lowers them straight from the caller's strings, without cloning
+//! them into owned records first. Outputs and import arguments stay owned.
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -11,6 +15,9 @@ mod generated {
         // (a kv failure aborts the call instead of lying to the plugin).
         imports: { default: async | trappable },
         exports: { default: async },
+        // `json` is both an input and an output, so it gets two names
+        // (`JsonParam<'a>` = `&'a str`, `JsonResult` = `String`).
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }
 

@@ -120,15 +120,16 @@ impl Hook {
     }
 }
 
-/// One hook invocation, already in WIT types (borrowed: a chain converts
-/// its input once and lends it to each plugin).
+/// One hook invocation, already in WIT types. They borrow the caller's
+/// strings (no copy before the one into the guest), and a chain builds
+/// them once and lends them to each plugin.
 enum Call<'a> {
     Describe,
-    Authenticate(&'a b::Context, &'a b::AuthRequest),
-    OnJoin(&'a b::Context, &'a b::JoinRequest),
-    OnMsg(&'a b::Context, &'a b::MsgEvent),
-    StorageMode(&'a b::Context, &'a b::MsgEvent, b::StorageMode),
-    RoutePush(&'a b::Context, &'a b::PushRequest),
+    Authenticate(&'a b::Context<'a>, &'a b::AuthRequest<'a>),
+    OnJoin(&'a b::Context<'a>, &'a b::JoinRequest<'a>),
+    OnMsg(&'a b::Context<'a>, &'a b::MsgEvent<'a>),
+    StorageMode(&'a b::Context<'a>, &'a b::MsgEvent<'a>, b::StorageMode),
+    RoutePush(&'a b::Context<'a>, &'a b::PushRequest<'a>),
 }
 
 enum Output {
@@ -331,19 +332,34 @@ impl LoadedPlugin {
 
     async fn invoke(warm: &mut Warm, call: &Call<'_>) -> Result<Output, wasmtime::Error> {
         let Warm { store, guest } = warm;
+        // The calls take the borrowed records by value: `lend(x)` copies
+        // their references, not the strings.
+        fn lend<T: Clone>(x: &T) -> T {
+            x.clone()
+        }
         Ok(match call {
             Call::Describe => Output::Describe(guest.call_describe(&mut *store).await?),
-            Call::Authenticate(c, r) => {
-                Output::Authenticate(guest.call_authenticate(&mut *store, c, r).await?)
+            Call::Authenticate(c, r) => Output::Authenticate(
+                guest
+                    .call_authenticate(&mut *store, lend(*c), lend(*r))
+                    .await?,
+            ),
+            Call::OnJoin(c, r) => {
+                Output::OnJoin(guest.call_on_join(&mut *store, lend(*c), lend(*r)).await?)
             }
-            Call::OnJoin(c, r) => Output::OnJoin(guest.call_on_join(&mut *store, c, r).await?),
-            Call::OnMsg(c, e) => Output::OnMsg(guest.call_on_msg(&mut *store, c, e).await?),
-            Call::StorageMode(c, e, p) => {
-                Output::StorageMode(guest.call_storage_mode(&mut *store, c, e, *p).await?)
+            Call::OnMsg(c, e) => {
+                Output::OnMsg(guest.call_on_msg(&mut *store, lend(*c), lend(*e)).await?)
             }
-            Call::RoutePush(c, r) => {
-                Output::RoutePush(guest.call_route_push(&mut *store, c, r).await?)
-            }
+            Call::StorageMode(c, e, p) => Output::StorageMode(
+                guest
+                    .call_storage_mode(&mut *store, lend(*c), lend(*e), *p)
+                    .await?,
+            ),
+            Call::RoutePush(c, r) => Output::RoutePush(
+                guest
+                    .call_route_push(&mut *store, lend(*c), lend(*r))
+                    .await?,
+            ),
         })
     }
 
@@ -483,15 +499,17 @@ impl LoadedPlugin {
         ctx: &HookContext,
         req: &AuthRequest,
     ) -> Result<AuthVerdict, HookError> {
-        self.authenticate_wit(&to_ctx(ctx), &to_auth(req)).await
+        let payload = json_text(&req.payload);
+        self.authenticate_wit(&to_ctx(ctx), &to_auth(req, &payload))
+            .await
     }
 
     /// [`authenticate`](Self::authenticate) with the input already in WIT
     /// types (a chain converts it once for all its plugins).
     async fn authenticate_wit(
         &self,
-        ctx: &b::Context,
-        req: &b::AuthRequest,
+        ctx: &b::Context<'_>,
+        req: &b::AuthRequest<'_>,
     ) -> Result<AuthVerdict, HookError> {
         let call = Call::Authenticate(ctx, req);
         match self.call(&call).await? {
@@ -524,7 +542,7 @@ impl LoadedPlugin {
         self.on_join_wit(
             &to_ctx(ctx),
             &b::JoinRequest {
-                room: req.room.clone(),
+                room: &req.room,
                 dummy: req.dummy,
             },
         )
@@ -533,8 +551,8 @@ impl LoadedPlugin {
 
     async fn on_join_wit(
         &self,
-        ctx: &b::Context,
-        req: &b::JoinRequest,
+        ctx: &b::Context<'_>,
+        req: &b::JoinRequest<'_>,
     ) -> Result<JoinVerdict, HookError> {
         match self.call(&Call::OnJoin(ctx, req)).await? {
             Output::OnJoin(b::JoinVerdict::Allow) => Ok(JoinVerdict::Allow),
@@ -544,7 +562,8 @@ impl LoadedPlugin {
     }
 
     pub async fn on_msg(&self, ctx: &HookContext, ev: &MsgEvent) -> Result<MsgVerdict, HookError> {
-        let (verdict, _) = self.on_msg_wit(&to_ctx(ctx), &to_msg(ev)).await?;
+        let json = json_text(&ev.msg);
+        let (verdict, _) = self.on_msg_wit(&to_ctx(ctx), &to_msg(ev, &json)).await?;
         Ok(verdict)
     }
 
@@ -554,8 +573,8 @@ impl LoadedPlugin {
     /// without serialising it again.
     async fn on_msg_wit(
         &self,
-        ctx: &b::Context,
-        ev: &b::MsgEvent,
+        ctx: &b::Context<'_>,
+        ev: &b::MsgEvent<'_>,
     ) -> Result<(MsgVerdict, Option<String>), HookError> {
         let Output::OnMsg(v) = self.call(&Call::OnMsg(ctx, ev)).await? else {
             unreachable!("on-msg returns a msg verdict")
@@ -594,14 +613,15 @@ impl LoadedPlugin {
         ev: &MsgEvent,
         proposed: StorageMode,
     ) -> Result<StorageMode, HookError> {
-        self.storage_mode_wit(&to_ctx(ctx), &to_msg(ev), proposed)
+        let json = json_text(&ev.msg);
+        self.storage_mode_wit(&to_ctx(ctx), &to_msg(ev, &json), proposed)
             .await
     }
 
     async fn storage_mode_wit(
         &self,
-        ctx: &b::Context,
-        ev: &b::MsgEvent,
+        ctx: &b::Context<'_>,
+        ev: &b::MsgEvent<'_>,
         proposed: StorageMode,
     ) -> Result<StorageMode, HookError> {
         let proposed = match proposed {
@@ -622,14 +642,15 @@ impl LoadedPlugin {
         ctx: &HookContext,
         req: &PushRequest,
     ) -> Result<PushRoute, HookError> {
-        self.route_push_wit(&to_ctx(ctx), &to_push(req, req.rooms.clone()))
+        let (rooms, args) = (str_refs(&req.rooms), json_text(&req.args));
+        self.route_push_wit(&to_ctx(ctx), &to_push(req, &rooms, &args))
             .await
     }
 
     async fn route_push_wit(
         &self,
-        ctx: &b::Context,
-        req: &b::PushRequest,
+        ctx: &b::Context<'_>,
+        req: &b::PushRequest<'_>,
     ) -> Result<PushRoute, HookError> {
         match self.call(&Call::RoutePush(ctx, req)).await? {
             Output::RoutePush(b::PushRoute::Deliver(rooms)) => Ok(PushRoute::Deliver { rooms }),
@@ -656,12 +677,12 @@ impl LoadedPlugin {
     }
 }
 
-fn to_ctx(c: &HookContext) -> b::Context {
+fn to_ctx(c: &HookContext) -> b::Context<'_> {
     b::Context {
-        tenant: c.tenant.clone(),
-        sid: c.sid.clone(),
-        uid: c.uid.clone(),
-        device: c.device.clone(),
+        tenant: &c.tenant,
+        sid: c.sid.as_deref(),
+        uid: c.uid.as_deref(),
+        device: c.device.as_deref(),
     }
 }
 
@@ -672,31 +693,37 @@ fn json_text<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-fn to_auth(req: &AuthRequest) -> b::AuthRequest {
+/// `payload` is `req.payload` as JSON text.
+fn to_auth<'a>(req: &'a AuthRequest, payload: &'a str) -> b::AuthRequest<'a> {
     b::AuthRequest {
-        uid: req.uid.clone(),
-        token: req.token.clone(),
-        payload: json_text(&req.payload),
-        query: req.query.clone(),
+        uid: req.uid.as_deref(),
+        token: req.token.as_deref(),
+        payload,
+        query: &req.query,
     }
 }
 
-fn to_msg(ev: &MsgEvent) -> b::MsgEvent {
+/// `json` is the message as JSON text: `ev.msg`'s, or a rewrite's.
+fn to_msg<'a>(ev: &'a MsgEvent, json: &'a str) -> b::MsgEvent<'a> {
     b::MsgEvent {
-        room: ev.room.clone(),
-        msg: json_text(&ev.msg),
+        room: &ev.room,
+        msg: json,
     }
 }
 
 /// `rooms` may differ from `req.rooms`: a chain passes each plugin the
-/// rooms the previous one chose.
-fn to_push(req: &PushRequest, rooms: Vec<String>) -> b::PushRequest {
+/// rooms the previous one chose. `args` is `req.args` as JSON text (a
+/// `Vec<Value>` serialises as the JSON array, without a clone).
+fn to_push<'a>(req: &'a PushRequest, rooms: &'a [&'a str], args: &'a str) -> b::PushRequest<'a> {
     b::PushRequest {
         rooms,
-        event: req.event.clone(),
-        // A `Vec<Value>` serialises as the JSON array, without a clone.
-        args: json_text(&req.args),
+        event: &req.event,
+        args,
     }
+}
+
+fn str_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 /// A tenant's ordered plugins. Each hook runs through the plugins that
@@ -720,84 +747,29 @@ impl PluginChain {
     fn any(&self, hook: Hook) -> bool {
         self.with(hook).next().is_some()
     }
-}
-
-#[async_trait]
-impl Policy for PluginChain {
-    fn describe(&self) -> String {
-        let names: Vec<String> = self
-            .plugins
-            .iter()
-            .map(|p| format!("{}@{}", p.name, p.version))
-            .collect();
-        format!("wasm chain [{}]", names.join(", "))
-    }
-
-    /// The first plugin that does not defer decides.
-    async fn authenticate(
-        &self,
-        ctx: &HookContext,
-        req: &AuthRequest,
-    ) -> Result<AuthVerdict, HookError> {
-        if !self.any(Hook::Authenticate) {
-            return Ok(AuthVerdict::Defer);
-        }
-        let (wctx, wreq) = (to_ctx(ctx), to_auth(req));
-        for p in self.with(Hook::Authenticate) {
-            match p.or_pass(p.authenticate_wit(&wctx, &wreq).await, || {
-                AuthVerdict::Defer
-            })? {
-                AuthVerdict::Defer => continue,
-                v => return Ok(v),
-            }
-        }
-        Ok(AuthVerdict::Defer)
-    }
-
-    /// The first deny wins.
-    async fn on_join(
-        &self,
-        ctx: &HookContext,
-        req: &JoinRequest,
-    ) -> Result<JoinVerdict, HookError> {
-        if !self.any(Hook::OnJoin) {
-            return Ok(JoinVerdict::Allow);
-        }
-        let wctx = to_ctx(ctx);
-        let wreq = b::JoinRequest {
-            room: req.room.clone(),
-            dummy: req.dummy,
-        };
-        for p in self.with(Hook::OnJoin) {
-            if let v @ JoinVerdict::Deny { .. } =
-                p.or_pass(p.on_join_wit(&wctx, &wreq).await, || JoinVerdict::Allow)?
-            {
-                return Ok(v);
-            }
-        }
-        Ok(JoinVerdict::Allow)
-    }
 
     /// Pass goes on; Rewrite goes on with the new message; Drop, Reply and
     /// Redirect stop the chain (Redirect keeps an earlier rewrite as its
-    /// payload when it sets none).
-    async fn on_msg(&self, ctx: &HookContext, ev: &MsgEvent) -> Result<MsgVerdict, HookError> {
-        if !self.any(Hook::OnMsg) {
-            return Ok(MsgVerdict::Pass);
-        }
+    /// payload when it sets none). `json` is `ev.msg` as JSON text; a
+    /// rewrite replaces it with the text its plugin returned.
+    async fn run_on_msg(
+        &self,
+        ctx: &HookContext,
+        ev: &MsgEvent,
+        json: &str,
+    ) -> Result<MsgVerdict, HookError> {
         let wctx = to_ctx(ctx);
-        // The message as JSON text, serialised once: a rewrite replaces it
-        // with the text its plugin returned.
-        let mut wev = to_msg(ev);
+        let mut rewritten: Option<String> = None;
         let mut current: Option<Value> = None;
         for p in self.with(Hook::OnMsg) {
+            let wev = to_msg(ev, rewritten.as_deref().unwrap_or(json));
             let (verdict, text) =
                 p.or_pass(p.on_msg_wit(&wctx, &wev).await, || (MsgVerdict::Pass, None))?;
             match verdict {
                 MsgVerdict::Pass => {}
                 MsgVerdict::Rewrite { msg } => {
                     if let Some(text) = text {
-                        wev.msg = text;
+                        rewritten = Some(text);
                     }
                     current = Some(msg);
                 }
@@ -821,7 +793,97 @@ impl Policy for PluginChain {
         })
     }
 
-    /// Each plugin gets the previous one's answer as `proposed`.
+    /// Each plugin gets the previous one's answer as `proposed`. `json` is
+    /// `ev.msg` as JSON text.
+    async fn run_storage_mode(
+        &self,
+        ctx: &HookContext,
+        ev: &MsgEvent,
+        json: &str,
+        proposed: StorageMode,
+    ) -> Result<StorageMode, HookError> {
+        let (wctx, wev) = (to_ctx(ctx), to_msg(ev, json));
+        let mut mode = proposed;
+        for p in self.with(Hook::StorageMode) {
+            mode = p.or_pass(p.storage_mode_wit(&wctx, &wev, mode).await, || mode)?;
+        }
+        Ok(mode)
+    }
+}
+
+#[async_trait]
+impl Policy for PluginChain {
+    fn describe(&self) -> String {
+        let names: Vec<String> = self
+            .plugins
+            .iter()
+            .map(|p| format!("{}@{}", p.name, p.version))
+            .collect();
+        format!("wasm chain [{}]", names.join(", "))
+    }
+
+    /// The first plugin that does not defer decides.
+    async fn authenticate(
+        &self,
+        ctx: &HookContext,
+        req: &AuthRequest,
+    ) -> Result<AuthVerdict, HookError> {
+        if !self.any(Hook::Authenticate) {
+            return Ok(AuthVerdict::Defer);
+        }
+        let payload = json_text(&req.payload);
+        let (wctx, wreq) = (to_ctx(ctx), to_auth(req, &payload));
+        for p in self.with(Hook::Authenticate) {
+            match p.or_pass(p.authenticate_wit(&wctx, &wreq).await, || {
+                AuthVerdict::Defer
+            })? {
+                AuthVerdict::Defer => continue,
+                v => return Ok(v),
+            }
+        }
+        Ok(AuthVerdict::Defer)
+    }
+
+    /// The first deny wins.
+    async fn on_join(
+        &self,
+        ctx: &HookContext,
+        req: &JoinRequest,
+    ) -> Result<JoinVerdict, HookError> {
+        if !self.any(Hook::OnJoin) {
+            return Ok(JoinVerdict::Allow);
+        }
+        let wctx = to_ctx(ctx);
+        let wreq = b::JoinRequest {
+            room: &req.room,
+            dummy: req.dummy,
+        };
+        for p in self.with(Hook::OnJoin) {
+            if let v @ JoinVerdict::Deny { .. } =
+                p.or_pass(p.on_join_wit(&wctx, &wreq).await, || JoinVerdict::Allow)?
+            {
+                return Ok(v);
+            }
+        }
+        Ok(JoinVerdict::Allow)
+    }
+
+    async fn on_msg(&self, ctx: &HookContext, ev: &MsgEvent) -> Result<MsgVerdict, HookError> {
+        if !self.any(Hook::OnMsg) {
+            return Ok(MsgVerdict::Pass);
+        }
+        self.run_on_msg(ctx, ev, &json_text(&ev.msg)).await
+    }
+
+    async fn on_msg_json(
+        &self,
+        ctx: &HookContext,
+        ev: &MsgEvent,
+        json: &str,
+    ) -> Result<MsgVerdict, HookError> {
+        self.run_on_msg(ctx, ev, json).await
+    }
+
     async fn storage_mode(
         &self,
         ctx: &HookContext,
@@ -831,12 +893,18 @@ impl Policy for PluginChain {
         if !self.any(Hook::StorageMode) {
             return Ok(proposed);
         }
-        let (wctx, wev) = (to_ctx(ctx), to_msg(ev));
-        let mut mode = proposed;
-        for p in self.with(Hook::StorageMode) {
-            mode = p.or_pass(p.storage_mode_wit(&wctx, &wev, mode).await, || mode)?;
-        }
-        Ok(mode)
+        self.run_storage_mode(ctx, ev, &json_text(&ev.msg), proposed)
+            .await
+    }
+
+    async fn storage_mode_json(
+        &self,
+        ctx: &HookContext,
+        ev: &MsgEvent,
+        json: &str,
+        proposed: StorageMode,
+    ) -> Result<StorageMode, HookError> {
+        self.run_storage_mode(ctx, ev, json, proposed).await
     }
 
     /// Deliver replaces the rooms for the next plugin; Reject stops.
@@ -850,18 +918,25 @@ impl Policy for PluginChain {
                 rooms: req.rooms.clone(),
             });
         }
-        let wctx = to_ctx(ctx);
-        let mut wreq = to_push(req, req.rooms.clone());
+        let (wctx, args) = (to_ctx(ctx), json_text(&req.args));
+        // `None`: the rooms of the request, until a plugin chooses others.
+        let mut chosen: Option<Vec<String>> = None;
         for p in self.with(Hook::RoutePush) {
-            let keep = wreq.rooms.clone();
+            let current = chosen.as_deref().unwrap_or(&req.rooms);
+            let rooms = str_refs(current);
+            let wreq = to_push(req, &rooms, &args);
             match p.or_pass(p.route_push_wit(&wctx, &wreq).await, || {
-                PushRoute::Deliver { rooms: keep }
+                PushRoute::Deliver {
+                    rooms: current.to_vec(),
+                }
             })? {
-                PushRoute::Deliver { rooms } => wreq.rooms = rooms,
+                PushRoute::Deliver { rooms } => chosen = Some(rooms),
                 reject => return Ok(reject),
             }
         }
-        Ok(PushRoute::Deliver { rooms: wreq.rooms })
+        Ok(PushRoute::Deliver {
+            rooms: chosen.unwrap_or_else(|| req.rooms.clone()),
+        })
     }
 }
 
