@@ -83,6 +83,35 @@ pub async fn run(
 }
 
 /// [`run`] on a store the caller opened (tests pass each backend).
+/// hyper reads a request head into one 8–16 KiB buffer and hands out the URI
+/// and header values as slices of it (axum's `OriginalUri` extension is one
+/// more). engine.io keeps the parts of the request that opened a session for
+/// the session's whole life, and with them that whole buffer: about half of
+/// an idle connection's memory. Copying them into allocations of their own
+/// lets the buffer go.
+async fn detach_request_head(req: axum::extract::Request) -> axum::extract::Request {
+    use axum::extract::OriginalUri;
+    use axum::http::{HeaderMap, HeaderValue, Uri};
+    let (mut parts, body) = req.into_parts();
+    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    if let Some(OriginalUri(original)) = parts.extensions.get::<OriginalUri>()
+        && let Ok(copy) = Uri::try_from(original.to_string())
+    {
+        parts.extensions.insert(OriginalUri(copy));
+    }
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if let Ok(mut v) = HeaderValue::from_bytes(value.as_bytes()) {
+            v.set_sensitive(value.is_sensitive());
+            headers.append(name.clone(), v);
+        }
+    }
+    parts.headers = headers;
+    axum::extract::Request::from_parts(parts, body)
+}
+
 pub async fn serve(
     config: Config,
     store: Arc<dyn Store>,
@@ -148,7 +177,9 @@ pub async fn serve(
     let heartbeat = state.presence.spawn_heartbeat();
     let listener_task = state.bus.as_ref().map(|b| b.spawn_listener(state.clone()));
 
-    let app = crate::http::router(state.clone()).layer(layer);
+    let app = crate::http::router(state.clone())
+        .layer(layer)
+        .layer(axum::middleware::map_request(detach_request_head));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = state.store.kind(), "hookwire listening on http://{addr}");
 
