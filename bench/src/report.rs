@@ -151,7 +151,7 @@ pub fn run(a: ReportArgs) -> Result<()> {
     )?;
     writeln!(
         w,
-        "```sh\nbench/run.sh            # full comparison, 3-4 minutes (builds in release first)\nbench/run.sh --quick    # smoke run, about 1 minute\n# on a shared machine, as for the figures below:\nBENCH_NICE=-5 BENCH_RAMP_P99_MS=1000 bench/run.sh\n```\n\nOptions: `--no-build`, `--only node,hookwire,...`, `--out FILE`. It needs `node`/`npm`, `jq` and `curl`, and installs `redis-server` (Debian) when missing; raw results go to `bench/results/results-<mode>.jsonl`, the chart to `bench/results/benchmarks.png`. Single scenarios: `target/release/hookwire-bench fanout|connect|sync --help`.\n"
+        "```sh\nbench/run.sh            # full comparison, 3-4 minutes (builds in release first)\nbench/run.sh --quick    # smoke run, about 1 minute\n# on a shared machine, as for the figures below (nice -5 against the other jobs):\nBENCH_NICE=-5 bench/run.sh\n```\n\nOptions: `--no-build`, `--only node,hookwire,...`, `--out FILE`. It needs `node`/`npm`, `jq` and `curl`, and installs `redis-server` (Debian) when missing; raw results go to `bench/results/results-<mode>.jsonl`, the chart to `bench/results/benchmarks.png`. Single scenarios: `target/release/hookwire-bench fanout|connect|sync --help`.\n"
     )?;
     writeln!(w, "## Conditions\n")?;
     let s = |k: &str| {

@@ -46,23 +46,6 @@ pub fn fail(reason: impl Into<String>) -> Value {
     status(1, Value::String(reason.into()))
 }
 
-/// Size of `v` serialised as JSON, without allocating the text.
-pub fn json_len(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
-}
-
 /// The first argument of an event as an object (`{}` when absent or not an
 /// object is reported by `None`).
 pub fn first_object(v: &Value) -> Option<&Map<String, Value>> {
