@@ -42,7 +42,7 @@ step "guest SDK docs and tests"
 (cd guest-sdk && cargo test --quiet --target "$(rustc -vV | sed -n 's/^host: //p')")
 
 step "cargo build"
-cargo build --quiet -p hookwire
+cargo build --quiet -p hookwire -p hookwire-rust-client-example
 
 step "Rust tests (store conformance, plugin runtime, Rust client)"
 cargo test --quiet --workspace
