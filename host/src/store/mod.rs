@@ -29,6 +29,33 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<
 }
 
 /// A room write in flight (the socket worker pipelines these in order).
+/// Writes to one room, one at a time, in the order they first asked: a
+/// fair (FIFO) lock per room. A backend that spreads concurrent commands
+/// over a pool (MongoDB) or a bounded queue (Redis) would otherwise let a
+/// socket's pipelined `msg`s reach the server, and take their sequence
+/// numbers, out of order. Striped, so unrelated rooms rarely wait for each
+/// other and the set never grows.
+pub(crate) struct RoomLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl RoomLocks {
+    const STRIPES: usize = 256;
+
+    pub(crate) fn new() -> Self {
+        RoomLocks(
+            (0..Self::STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        )
+    }
+
+    pub(crate) async fn lock(&self, tenant: &str, room: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (tenant, room).hash(&mut h);
+        self.0[h.finish() as usize % Self::STRIPES].lock().await
+    }
+}
+
 pub type PendingWrite = std::pin::Pin<Box<dyn Future<Output = StoreResult<RoomWriteAck>> + Send>>;
 
 /// A tenant as stored: its name, config and the SHA-256 of each API key.

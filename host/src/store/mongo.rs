@@ -165,24 +165,11 @@ fn now_ms() -> u64 {
 
 pub struct MongoStore {
     db: Database,
-    /// Writes to one room run one at a time, in the order they were first
-    /// polled: the driver spreads concurrent operations over a connection
-    /// pool, so without this a socket's pipelined `msg`s could take their
-    /// sequence numbers out of order. Striped, so unrelated rooms rarely wait
-    /// for each other.
-    room_locks: Vec<tokio::sync::Mutex<()>>,
+    /// The driver spreads concurrent operations over a connection pool.
+    room_locks: super::RoomLocks,
 }
 
-const ROOM_LOCK_STRIPES: usize = 256;
-
 impl MongoStore {
-    fn room_lock(&self, tenant: &str, room: &str) -> &tokio::sync::Mutex<()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (tenant, room).hash(&mut h);
-        &self.room_locks[h.finish() as usize % ROOM_LOCK_STRIPES]
-    }
-
     /// Connects to `url` (`mongodb://host:port[/db][?options]`; the database
     /// defaults to `hookwire`) and creates the indexes. Fails with
     /// `Unavailable` when no server answers within a few seconds.
@@ -217,9 +204,7 @@ impl MongoStore {
         );
         let store = MongoStore {
             db,
-            room_locks: (0..ROOM_LOCK_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
+            room_locks: super::RoomLocks::new(),
         };
         store.ping().await?;
         store.create_indexes().await?;
@@ -453,7 +438,7 @@ impl Store for MongoStore {
         write: RoomWrite,
         max_entries: u64,
     ) -> StoreResult<RoomWriteAck> {
-        let _in_order = self.room_lock(tenant, room).lock().await;
+        let _in_order = self.room_locks.lock(tenant, room).await;
         match write {
             RoomWrite::Insert(entry) => {
                 let json = to_json(&entry);

@@ -306,13 +306,10 @@ return redis.call('GET', KEYS[1])
 
 pub struct RedisStore {
     conn: ConnectionManager,
-    /// Writes to one room run one at a time, in the order they were first
-    /// polled. The connection's command queue is bounded: a write whose
-    /// first poll finds it full waits, and a later write can take a slot
-    /// freed meanwhile and reach Redis first, so a socket's pipelined `msg`s
-    /// were logged out of order under load. A fair lock keeps the order.
-    /// Striped, so unrelated rooms rarely wait for each other.
-    room_locks: Vec<tokio::sync::Mutex<()>>,
+    /// The connection's command queue is bounded: a write whose first poll
+    /// finds it full waits, and a later write can take a slot freed
+    /// meanwhile and reach Redis first.
+    room_locks: super::RoomLocks,
     room_write: Script,
     room_read: Script,
     room_clear: Script,
@@ -322,16 +319,7 @@ pub struct RedisStore {
     kv_incr: Script,
 }
 
-const ROOM_LOCK_STRIPES: usize = 256;
-
 impl RedisStore {
-    fn room_lock(&self, tenant: &str, room: &str) -> &tokio::sync::Mutex<()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (tenant, room).hash(&mut h);
-        &self.room_locks[h.finish() as usize % ROOM_LOCK_STRIPES]
-    }
-
     /// Connects to `url` (`redis://[user:pass@]host:port[/db]`, or `rediss://`
     /// when the redis crate is built with TLS). Fails with `Unavailable` when
     /// Redis cannot be reached now; later outages are retried in the
@@ -352,9 +340,7 @@ impl RedisStore {
             .map_err(err)?;
         Ok(RedisStore {
             conn,
-            room_locks: (0..ROOM_LOCK_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
+            room_locks: super::RoomLocks::new(),
             room_write: Script::new(ROOM_WRITE),
             room_read: Script::new(ROOM_READ),
             room_clear: Script::new(ROOM_CLEAR),
@@ -505,7 +491,7 @@ impl Store for RedisStore {
         write: RoomWrite,
         max_entries: u64,
     ) -> StoreResult<RoomWriteAck> {
-        let _in_order = self.room_lock(tenant, room).lock().await;
+        let _in_order = self.room_locks.lock(tenant, room).await;
         let k = room_keys(tenant, room);
         let mut inv = self.room_write.prepare_invoke();
         inv.key(&k.meta).key(&k.log).key(&k.upd).key(&k.updlog);
