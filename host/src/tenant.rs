@@ -167,14 +167,7 @@ impl TenantRegistry {
     }
     /// Inserts or replaces the record; an existing tenant keeps its policy.
     pub fn insert(&self, rec: TenantRecord) -> Arc<Tenant> {
-        let mut map = self.tenants.write();
-        if let Some(t) = map.get(&rec.name) {
-            t.set_record(rec);
-            return t.clone();
-        }
-        let t = Arc::new(Tenant::new(rec.clone()));
-        map.insert(rec.name, t.clone());
-        t
+        self.add(Arc::new(Tenant::new(rec)))
     }
     /// Lists a tenant built (and mounted) beforehand; one already listed
     /// under its name takes the new record instead and is returned.
