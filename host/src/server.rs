@@ -88,10 +88,19 @@ pub async fn run(
 /// more). engine.io keeps the parts of the request that opened a session for
 /// the session's whole life, and with them that whole buffer: about half of
 /// an idle connection's memory. Copying them into allocations of their own
-/// lets the buffer go.
+/// lets the buffer go. Only a request that opens a session (socket.io's
+/// default path, no `sid`) is kept, so only those are copied.
 async fn detach_request_head(req: axum::extract::Request) -> axum::extract::Request {
     use axum::extract::OriginalUri;
     use axum::http::{HeaderMap, HeaderValue, Uri};
+    let opens_session = req.uri().path().starts_with("/socket.io")
+        && !req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")));
+    if !opens_session {
+        return req;
+    }
     let (mut parts, body) = req.into_parts();
     if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
         parts.uri = uri;
