@@ -18,7 +18,7 @@ use wasmtime::{Trap, UpdateDeadline};
 
 use super::Shared;
 use super::bindings as b;
-use super::host::{HostState, PluginScope};
+use super::host::{CpuReading, HostState, PluginScope};
 use crate::error::HookError;
 use crate::policy::{
     AuthRequest, AuthVerdict, HookContext, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict, Policy,
@@ -256,23 +256,27 @@ impl LoadedPlugin {
         let mut store =
             wasmtime::Store::new(&self.shared.engine, HostState::new(self.scope.clone()));
         store.limiter(|s| &mut s.limiter);
-        // Fires every tick while guest code runs. Out of time: interrupt.
-        // Otherwise yield to the executor, so a plugin with a long (allowed)
-        // deadline never holds a runtime worker for more than a tick, and
-        // do not charge the guest for the time it waited to be polled again.
+        // Fires every tick while guest code runs; the only place a call
+        // without async host calls reads the thread's CPU clock (see
+        // `GuestClock`). Out of CPU budget or past the wall ceiling:
+        // interrupt. Otherwise yield to the executor, so a plugin with a
+        // long (allowed) deadline never holds a runtime worker for more than
+        // a tick; the time it waits to be polled again is not guest time.
         store.epoch_deadline_callback(move |mut ctx| {
             let data = ctx.data_mut();
-            if data.guest_time_left().is_none() {
+            let left = data.clock.lock().tick(Instant::now(), CpuReading::now());
+            if !left {
                 data.timed_out = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
-            let yielded = data.yielded.clone();
+            let clock = data.clock.clone();
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(async move {
-                    let parked = Instant::now();
                     tokio::task::yield_now().await;
-                    yielded.fetch_add(parked.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    // Polled by the worker that resumes the guest, maybe
+                    // not the one it yielded on: a new CPU baseline.
+                    clock.lock().resume(Instant::now(), CpuReading::now());
                 }),
             ))
         });
@@ -288,6 +292,8 @@ impl LoadedPlugin {
         store: &mut wasmtime::Store<HostState>,
         started: Instant,
     ) -> Result<(), wasmtime::Error> {
+        // No clock read here: a warm call shorter than a tick never pays
+        // for one.
         store.data_mut().begin_call(started);
         // One tick: the callback above then checks the budget every tick.
         store.set_epoch_deadline(1);

@@ -9,8 +9,10 @@
 //! plugin's data is a prefix scan.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
@@ -41,12 +43,9 @@ pub struct HostState {
     pub limiter: Limiter,
     /// Set by the epoch callback when the deadline passed (→ `Timeout`).
     pub timed_out: bool,
-    /// When the current call started, and how long it spent in host calls
-    /// (that time does not count against the guest's deadline).
-    pub call_started: Instant,
-    pub host_time: Duration,
-    /// Nanoseconds the call spent yielded to the executor (not guest time).
-    pub yielded: Arc<AtomicU64>,
+    /// The current call's guest time. Shared with the future the epoch
+    /// callback yields on, which marks where the guest resumes.
+    pub clock: Arc<Mutex<GuestClock>>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -62,13 +61,12 @@ impl HostState {
             .allow_ip_name_lookup(false)
             .build();
         let limiter = Limiter::new(scope.limits.memory_bytes, scope.clone());
+        let clock = Arc::new(Mutex::new(GuestClock::new(&scope.limits)));
         HostState {
             scope,
             limiter,
             timed_out: false,
-            call_started: Instant::now(),
-            host_time: Duration::ZERO,
-            yielded: Arc::new(AtomicU64::new(0)),
+            clock,
             wasi,
             table: ResourceTable::new(),
         }
@@ -79,24 +77,18 @@ impl HostState {
     pub fn begin_call(&mut self, started: Instant) {
         self.timed_out = false;
         self.limiter.hit = false;
-        self.call_started = started;
-        self.host_time = Duration::ZERO;
-        self.yielded.store(0, Ordering::Relaxed);
+        self.clock.lock().begin(started);
     }
 
-    /// Has the guest used up its deadline (host-call time excluded)?
-    pub fn guest_time_left(&self) -> Option<Duration> {
-        let yielded = Duration::from_nanos(self.yielded.load(Ordering::Relaxed));
-        let guest = self
-            .call_started
-            .elapsed()
-            .saturating_sub(self.host_time)
-            .saturating_sub(yielded);
-        self.scope
-            .limits
-            .timeout
-            .checked_sub(guest)
-            .filter(|d| !d.is_zero())
+    /// Before an async host call (kv, http-fetch): the guest stops running
+    /// here, and may resume on another thread.
+    fn host_call_starts(&self) {
+        self.clock.lock().suspend(Instant::now(), CpuReading::now);
+    }
+
+    /// After an async host call: the guest runs again, on this thread.
+    fn host_call_ends(&self) {
+        self.clock.lock().resume(Instant::now(), CpuReading::now());
     }
 
     fn tag(&self) -> (&str, &str, u64) {
@@ -114,6 +106,180 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// One reading of the running OS thread's CPU clock
+/// (`CLOCK_THREAD_CPUTIME_ID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuReading {
+    pub thread: ThreadId,
+    pub time: Duration,
+}
+
+impl CpuReading {
+    /// Reads the clock: a real syscall (vDSO does not serve per-thread CPU
+    /// clocks), so it is read at epoch ticks and around async host calls,
+    /// never on every hook call.
+    pub fn now() -> Self {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        CpuReading {
+            thread: std::thread::current().id(),
+            time: Duration::new(
+                u64::try_from(t.tv_sec).unwrap_or(0),
+                u32::try_from(t.tv_nsec).unwrap_or(0),
+            ),
+        }
+    }
+}
+
+/// Where the guest of the current call is.
+#[derive(Debug, Clone, Copy)]
+enum Stretch {
+    /// Running since guest wall time `wall`; `cpu` is the thread's CPU clock
+    /// there, when it was read.
+    Running {
+        wall: Duration,
+        cpu: Option<CpuReading>,
+    },
+    /// Suspended (async host call, or yielded at a tick) since `at`, wall
+    /// time since the call started.
+    Suspended { at: Duration },
+}
+
+/// The guest-time accounting of one hook call, against its CPU budget
+/// (`CallLimits::timeout`) and wall-clock ceiling
+/// (`CallLimits::wall_ceiling`). Pure: the caller passes the readings.
+///
+/// Why this shape: the budget must count the CPU the guest used, not time
+/// its thread sat preempted on a busy node, but a warm call (~1.5 µs) must
+/// not pay for a CPU-clock syscall. So the clock is read only where the
+/// runtime already stops: at an epoch tick (the deadline callback, every
+/// `epoch_tick` while guest code runs) and around async host calls. A call
+/// is cut into stretches of uninterrupted guest execution on one thread;
+/// each is charged when it ends:
+/// - the thread's CPU delta, if the clock was read at both ends on the same
+///   thread (at most the stretch's wall time). An async call's fiber can
+///   resume on another tokio worker after a yield or a host call, and a
+///   CPU delta across two threads means nothing: hence a new baseline at
+///   every resume.
+/// - otherwise (the first stretch of a call, which starts unread to keep
+///   the warm path free of syscalls; or a stretch that moved threads
+///   through a suspension we do not see, such as a WASI poll) its wall time,
+///   at most one tick: the epoch callback fires at the first tick, so the
+///   guest cannot have run longer than that in one stretch (unless the
+///   ticker itself is starved, which the ceiling covers).
+///
+/// Wall time (since the call started, less host calls and time parked after
+/// a yield) is kept too: past `wall_ceiling` the call times out whatever its
+/// CPU time, so a starved or sleeping guest cannot hold an instance forever.
+#[derive(Debug, Clone)]
+pub struct GuestClock {
+    budget: Duration,
+    ceiling: Duration,
+    tick: Duration,
+    started: Instant,
+    /// Wall time of the call not spent in guest code.
+    outside: Duration,
+    /// Guest time charged for the stretches that ended.
+    charged: Duration,
+    stretch: Stretch,
+}
+
+impl GuestClock {
+    pub fn new(limits: &CallLimits) -> Self {
+        GuestClock {
+            budget: limits.timeout,
+            ceiling: limits.wall_ceiling,
+            tick: limits.epoch_tick,
+            started: Instant::now(),
+            outside: Duration::ZERO,
+            charged: Duration::ZERO,
+            stretch: Stretch::Running {
+                wall: Duration::ZERO,
+                cpu: None,
+            },
+        }
+    }
+
+    /// A call starts at `started` (no clock read: see above).
+    pub fn begin(&mut self, started: Instant) {
+        self.started = started;
+        self.outside = Duration::ZERO;
+        self.charged = Duration::ZERO;
+        self.stretch = Stretch::Running {
+            wall: Duration::ZERO,
+            cpu: None,
+        };
+    }
+
+    /// Guest CPU time charged so far.
+    #[cfg(test)]
+    pub fn charged(&self) -> Duration {
+        self.charged
+    }
+
+    /// Guest wall time at `now`: since the call started, less the time
+    /// outside guest code.
+    pub fn wall(&self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.started);
+        let outside = match self.stretch {
+            Stretch::Suspended { at } => self.outside + elapsed.saturating_sub(at),
+            Stretch::Running { .. } => self.outside,
+        };
+        elapsed.saturating_sub(outside)
+    }
+
+    /// Ends the running stretch at `now`, charging it; `cpu` is read only
+    /// when the stretch has a CPU baseline to compare with.
+    fn charge(&mut self, now: Instant, cpu: impl FnOnce() -> CpuReading) {
+        let Stretch::Running { wall, cpu: from } = self.stretch else {
+            return;
+        };
+        let wall = self.wall(now).saturating_sub(wall);
+        self.charged += match (from, from.map(|_| cpu())) {
+            (Some(a), Some(b)) if a.thread == b.thread => b.time.saturating_sub(a.time).min(wall),
+            _ => wall.min(self.tick),
+        };
+    }
+
+    /// The epoch callback: charges the stretch that ends here and returns
+    /// whether the call may go on (then the guest yields and [`resume`]
+    /// starts the next stretch) or is out of time (CPU budget or wall
+    /// ceiling).
+    ///
+    /// [`resume`]: GuestClock::resume
+    pub fn tick(&mut self, now: Instant, cpu: CpuReading) -> bool {
+        self.suspend(now, || cpu);
+        self.charged < self.budget && self.wall(now) < self.ceiling
+    }
+
+    /// The guest stops at `now` for an async host call (or a yield).
+    pub fn suspend(&mut self, now: Instant, cpu: impl FnOnce() -> CpuReading) {
+        if let Stretch::Running { .. } = self.stretch {
+            self.charge(now, cpu);
+            self.stretch = Stretch::Suspended {
+                at: now.saturating_duration_since(self.started),
+            };
+        }
+    }
+
+    /// The guest runs again at `now`, on the thread that read `cpu`.
+    pub fn resume(&mut self, now: Instant, cpu: CpuReading) {
+        match self.stretch {
+            Stretch::Suspended { at } => {
+                let elapsed = now.saturating_duration_since(self.started);
+                self.outside += elapsed.saturating_sub(at);
+            }
+            // Not suspended (cannot happen): end the stretch, start anew.
+            Stretch::Running { .. } => {
+                self.charge(now, || cpu);
+            }
+        }
+        self.stretch = Stretch::Running {
+            wall: self.wall(now),
+            cpu: Some(cpu),
+        };
     }
 }
 
@@ -258,35 +424,35 @@ impl HostImports for HostState {
     }
 
     async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        let started = Instant::now();
+        self.host_call_starts();
         let r = self
             .scope
             .store
             .kv_get(&self.scope.tenant, &self.kv_key(&key))
             .await;
-        self.host_time += started.elapsed();
+        self.host_call_ends();
         r.map_err(|e| wasmtime::Error::msg(format!("kv-get failed: {e}")))
     }
 
     async fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> wasmtime::Result<()> {
-        let started = Instant::now();
+        self.host_call_starts();
         let r = self
             .scope
             .store
             .kv_set(&self.scope.tenant, &self.kv_key(&key), &value, ttl_ms)
             .await;
-        self.host_time += started.elapsed();
+        self.host_call_ends();
         r.map_err(|e| wasmtime::Error::msg(format!("kv-set failed: {e}")))
     }
 
     async fn kv_incr(&mut self, key: String, delta: i64, ttl_ms: u64) -> wasmtime::Result<i64> {
-        let started = Instant::now();
+        self.host_call_starts();
         let r = self
             .scope
             .store
             .kv_incr(&self.scope.tenant, &self.kv_key(&key), delta, ttl_ms)
             .await;
-        self.host_time += started.elapsed();
+        self.host_call_ends();
         r.map_err(|e| wasmtime::Error::msg(format!("kv-incr failed: {e}")))
     }
 
@@ -309,9 +475,9 @@ impl HostImports for HostState {
         &mut self,
         req: HttpRequest,
     ) -> wasmtime::Result<Result<HttpResponse, String>> {
-        let started = Instant::now();
+        self.host_call_starts();
         let r = fetch(self.scope.clone(), req).await;
-        self.host_time += started.elapsed();
+        self.host_call_ends();
         if let Err(e) = &r {
             let (tenant, plugin, version) = self.tag();
             tracing::debug!(tenant, plugin, version, error = %e, "plugin http-fetch refused or failed");
@@ -381,7 +547,125 @@ async fn fetch(scope: Arc<PluginScope>, req: HttpRequest) -> Result<HttpResponse
 
 #[cfg(test)]
 mod tests {
-    use super::host_allowed;
+    use std::time::{Duration, Instant};
+
+    use super::{CpuReading, GuestClock, host_allowed};
+    use crate::runtime::limits::{EngineLimits, PluginManifest};
+
+    fn ms(n: f64) -> Duration {
+        Duration::from_micros((n * 1000.0).round() as u64)
+    }
+
+    /// A clock with the default limits: 10 ms budget, 60 ms wall ceiling,
+    /// 1 ms tick; and `cpu(ms)` readings on this thread.
+    fn clock() -> (GuestClock, Instant, impl Fn(f64) -> CpuReading) {
+        let limits = PluginManifest::default().resolve(&EngineLimits::default());
+        assert_eq!(limits.wall_ceiling, ms(60.0));
+        let mut c = GuestClock::new(&limits);
+        let t0 = Instant::now();
+        c.begin(t0);
+        let thread = std::thread::current().id();
+        (c, t0, move |n| CpuReading {
+            thread,
+            time: ms(1000.0 + n),
+        })
+    }
+
+    #[test]
+    fn preemption_is_not_charged_but_cpu_is() {
+        let (mut c, t0, cpu) = clock();
+        // First stretch: no baseline, charged its wall time, at most a tick
+        // (here the thread was preempted for 30 ms before the first tick).
+        assert!(c.tick(t0 + ms(30.0), cpu(0.0)));
+        assert_eq!(c.charged(), ms(1.0));
+        // Parked 2 ms after the yield: neither CPU nor wall guest time.
+        c.resume(t0 + ms(32.0), cpu(0.0));
+        // 0.9 ms of CPU over 15 ms of wall (preempted): 0.9 ms charged.
+        assert!(c.tick(t0 + ms(47.0), cpu(0.9)));
+        assert_eq!(c.charged(), ms(1.9));
+        assert_eq!(c.wall(t0 + ms(47.0)), ms(45.0));
+        // A runaway: a full tick of CPU per stretch, stopped at the budget.
+        let mut t = 47.0;
+        let mut used = 0.9;
+        let mut ticks = 0;
+        loop {
+            c.resume(t0 + ms(t), cpu(used));
+            t += 1.0;
+            used += 1.0;
+            ticks += 1;
+            if !c.tick(t0 + ms(t), cpu(used)) {
+                break;
+            }
+        }
+        assert_eq!(ticks, 9, "10 ms budget: {:?} charged", c.charged());
+    }
+
+    #[test]
+    fn host_calls_are_excluded_and_rebaselined() {
+        let (mut c, t0, cpu) = clock();
+        // The first stretch ends at a host call: wall time, and no clock
+        // read (it has no baseline to compare with).
+        c.suspend(t0 + ms(0.5), || panic!("read the CPU clock"));
+        // 40 ms in kv / http-fetch; the reply is polled on another thread
+        // whose clock reads anything.
+        c.resume(t0 + ms(40.5), cpu(7.0));
+        c.suspend(t0 + ms(41.0), || cpu(7.2));
+        c.resume(t0 + ms(80.0), cpu(20.0));
+        assert!(c.tick(t0 + ms(81.0), cpu(20.3)));
+        assert_eq!(c.charged(), ms(0.5 + 0.2 + 0.3));
+        assert_eq!(c.wall(t0 + ms(81.0)), ms(2.0));
+    }
+
+    #[test]
+    fn a_stretch_that_moved_threads_is_charged_wall_time_up_to_a_tick() {
+        let (mut c, t0, cpu) = clock();
+        assert!(c.tick(t0 + ms(0.2), cpu(0.0)));
+        c.resume(t0 + ms(0.2), cpu(0.0));
+        // The guest moved to another thread without telling us (say, a
+        // WASI poll): its CPU clock is not comparable.
+        let other = std::thread::spawn(|| std::thread::current().id())
+            .join()
+            .unwrap();
+        let elsewhere = CpuReading {
+            thread: other,
+            time: ms(500.0),
+        };
+        assert!(c.tick(t0 + ms(0.7), elsewhere));
+        assert_eq!(c.charged(), ms(0.2 + 0.5));
+        c.resume(t0 + ms(0.7), elsewhere);
+        assert!(c.tick(t0 + ms(9.7), cpu(0.0)));
+        assert_eq!(c.charged(), ms(0.2 + 0.5 + 1.0));
+        // CPU delta is never more than the stretch's wall time.
+        c.resume(t0 + ms(9.7), cpu(0.0));
+        assert!(c.tick(t0 + ms(10.0), cpu(5.0)));
+        assert_eq!(c.charged(), ms(0.2 + 0.5 + 1.0 + 0.3));
+    }
+
+    #[test]
+    fn the_wall_ceiling_stops_a_starved_guest() {
+        let (mut c, t0, cpu) = clock();
+        assert!(c.tick(t0 + ms(1.0), cpu(0.0)));
+        // Little CPU, but 60 ms of guest wall time: out of time.
+        c.resume(t0 + ms(1.0), cpu(0.0));
+        assert!(c.tick(t0 + ms(30.0), cpu(0.1)));
+        c.resume(t0 + ms(30.0), cpu(0.1));
+        assert!(!c.tick(t0 + ms(61.0), cpu(0.2)));
+        assert!(c.charged() < ms(2.0));
+        // A new call starts from zero.
+        c.begin(t0 + ms(100.0));
+        assert!(c.tick(t0 + ms(101.0), cpu(9.0)));
+        assert_eq!(c.charged(), ms(1.0));
+    }
+
+    #[test]
+    fn the_thread_cpu_clock_advances_with_work_only() {
+        let a = CpuReading::now();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = CpuReading::now();
+        assert_eq!(a.thread, b.thread);
+        assert!(b.time >= a.time);
+        assert!(b.time - a.time < Duration::from_millis(20));
+    }
 
     #[test]
     fn allowlist_matches_host_and_port() {

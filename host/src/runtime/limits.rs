@@ -14,14 +14,27 @@ use serde_json::Value;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineLimits {
-    /// Hook deadline when the manifest does not set one. It counts guest
-    /// time only: time spent in host calls (kv, http-fetch) is added back,
-    /// those have their own timeouts. It is wall-clock time, so it also
-    /// counts time the thread was preempted: 10 ms rather than 5 because a
-    /// fresh-instance call measured p99 3.4 ms on a 2-core machine at load
-    /// 11 (BENCHMARKS.md ("Plugin runtime")), and a deadline must stop runaway plugins,
-    /// not fail healthy ones on a busy node.
+    /// Hook deadline when the manifest does not set one. It is a budget of
+    /// guest CPU time (the thread's CPU clock, read at epoch ticks; see
+    /// `GuestClock` in host.rs): time in host calls (kv, http-fetch, which
+    /// have their own timeouts), time parked after a yield and time the OS
+    /// thread was preempted do not count, so a busy node does not fail
+    /// healthy plugins. 10 ms is ~140 times word-filter's ~70 µs and leaves
+    /// room for large (500 KB) messages and fresh instances; it stays 10
+    /// rather than going back to 5 because the first stretch of a call (up to
+    /// one tick) and any stretch whose CPU time cannot be read are charged
+    /// as wall time.
     pub default_timeout_ms: u64,
+    /// Wall-clock ceiling of a hook, the safety net behind the CPU budget
+    /// (a guest that is starved or sleeps in WASI uses little CPU): guest
+    /// wall time (host calls and yields excluded) may not exceed
+    /// `max(timeout × timeout_wall_factor, timeout + timeout_wall_slack_ms)`.
+    /// 4 and 50 ms: 60 ms for the 10 ms default, a load of ~6 runnable
+    /// threads per core before a healthy plugin that uses its whole budget
+    /// is refused.
+    pub timeout_wall_factor: u32,
+    /// See `timeout_wall_factor`.
+    pub timeout_wall_slack_ms: u64,
     /// Largest deadline a manifest may ask for.
     pub max_timeout_ms: u64,
     /// Linear memory per instance when the manifest does not set one.
@@ -60,6 +73,8 @@ impl Default for EngineLimits {
     fn default() -> Self {
         EngineLimits {
             default_timeout_ms: 10,
+            timeout_wall_factor: 4,
+            timeout_wall_slack_ms: 50,
             max_timeout_ms: 10_000,
             default_memory_bytes: 32 << 20,
             max_memory_bytes: 128 << 20,
@@ -93,7 +108,7 @@ impl EngineLimits {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginManifest {
-    /// Hook deadline (guest time), at most `EngineLimits::max_timeout_ms`.
+    /// Hook deadline (guest CPU time), at most `EngineLimits::max_timeout_ms`.
     pub timeout_ms: Option<u64>,
     /// Linear memory cap per instance, at most `EngineLimits::max_memory_bytes`.
     pub memory_bytes: Option<u64>,
@@ -159,12 +174,17 @@ impl PluginManifest {
 
     /// The limits one call of this plugin runs with.
     pub fn resolve(&self, limits: &EngineLimits) -> CallLimits {
+        let timeout = Duration::from_millis(
+            self.timeout_ms
+                .unwrap_or(limits.default_timeout_ms)
+                .min(limits.max_timeout_ms),
+        );
         CallLimits {
-            timeout: Duration::from_millis(
-                self.timeout_ms
-                    .unwrap_or(limits.default_timeout_ms)
-                    .min(limits.max_timeout_ms),
-            ),
+            timeout,
+            wall_ceiling: timeout
+                .saturating_mul(limits.timeout_wall_factor)
+                .max(timeout + Duration::from_millis(limits.timeout_wall_slack_ms)),
+            epoch_tick: limits.epoch_tick(),
             memory_bytes: self
                 .memory_bytes
                 .unwrap_or(limits.default_memory_bytes)
@@ -193,7 +213,13 @@ impl PluginManifest {
 /// Effective limits of one plugin, resolved once at load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallLimits {
+    /// Guest CPU time a call may use.
     pub timeout: Duration,
+    /// Guest wall time a call may take (see `EngineLimits::timeout_wall_factor`).
+    pub wall_ceiling: Duration,
+    /// The engine's epoch tick: the most guest time between two deadline
+    /// checks.
+    pub epoch_tick: Duration,
     pub memory_bytes: usize,
     pub fuel: Option<u64>,
     pub http_timeout: Duration,
@@ -215,9 +241,11 @@ mod tests {
         );
         let m = PluginManifest::from_value(&Value::Null).unwrap();
         assert_eq!(m.config_json(), "{}");
-        assert_eq!(
-            m.resolve(&EngineLimits::default()).timeout,
-            Duration::from_millis(10)
-        );
+        let call = m.resolve(&EngineLimits::default());
+        assert_eq!(call.timeout, Duration::from_millis(10));
+        assert_eq!(call.wall_ceiling, Duration::from_millis(60));
+        let m: PluginManifest = serde_json::from_str(r#"{"timeout_ms":2000}"#).unwrap();
+        let call = m.resolve(&EngineLimits::default());
+        assert_eq!(call.wall_ceiling, Duration::from_millis(8000));
     }
 }
