@@ -33,6 +33,8 @@ pub struct AppState {
     pub plugins: Arc<PluginRuntime>,
     /// Redis pub/sub, when `--redis` is set.
     pub bus: Option<Arc<crate::cluster::Bus>>,
+    /// Puts each device's push acks in order (node-local).
+    pub push_order: Arc<crate::protocol::push::AckOrder>,
     pub started: Instant,
 }
 
@@ -174,6 +176,7 @@ pub async fn serve(
         auth_limiter,
         plugins,
         bus,
+        push_order: Default::default(),
         started: Instant::now(),
     };
     for tenant in tenants.all() {

@@ -4,12 +4,17 @@
 //!
 //! Queues live in the [`Store`](crate::store::Store), so they survive a
 //! restart. Each socket is in the hidden room of its (uid, device), which is
-//! where live deliveries go with an ack request.
+//! where live deliveries go with an ack request. A device's acks are handled
+//! in send order on each node ([`AckOrder`]), so that `resync` sees an ack
+//! out of order only when an older delivery really went unacked.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cluster::adapter::Io;
 use futures::StreamExt;
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::device_room;
@@ -106,6 +111,13 @@ pub async fn send_with(
             resync,
         };
         let devices = live_devices(state, &name, uid, cfg.device_ttl_secs).await?;
+        // Each delivery takes its place in its device's ack line before the
+        // entry is stored (see `AckOrder`); an error below drops the places.
+        let ns_name = tenant.namespace();
+        let places: Vec<Place> = devices
+            .iter()
+            .map(|d| Place::new(state, &ns_name, &name, uid, d, seq))
+            .collect();
         state
             .metrics
             .timed(
@@ -114,15 +126,8 @@ pub async fn send_with(
             )
             .await?;
         report.queued += devices.len();
-        for device in devices {
-            deliver_live(
-                state.clone(),
-                name.clone(),
-                tenant.namespace(),
-                uid.to_string(),
-                device,
-                entry.clone(),
-            );
+        for (device, place) in devices.into_iter().zip(places) {
+            deliver_live(state.clone(), place, uid.to_string(), device, entry.clone());
         }
     }
     if !plain.is_empty() {
@@ -165,43 +170,34 @@ async fn live_devices(
     Ok(devices)
 }
 
-/// Emits one queued entry to the device's sockets and removes it from the
-/// queue when one of them acks.
-fn deliver_live(
-    state: AppState,
-    tenant: String,
-    ns: String,
-    uid: String,
-    device: String,
-    entry: PushEntry,
-) {
+/// Emits one queued entry to the device's sockets; the first ack from any
+/// of them removes it from the queue, in the device's ack order.
+fn deliver_live(state: AppState, place: Place, uid: String, device: String, entry: PushEntry) {
     tokio::spawn(async move {
-        let Some(op) = state.io.of(&ns) else { return };
-        let stream = match op
-            .to(device_room(&uid, &device))
-            .emit_with_ack::<_, Value>(&entry.event, &Args(&entry.args))
-            .await
-        {
-            Ok(s) => s,
-            Err(_) => return,
-        };
-        futures::pin_mut!(stream);
-        // The first ack from any socket of the device counts.
-        while let Some((_sid, res)) = stream.next().await {
-            if acked(&res) {
-                ack_entries(
-                    &state,
-                    &tenant,
-                    &ns,
-                    &uid,
-                    &device,
-                    &[entry.seq],
-                    entry.resync,
-                )
-                .await;
-                return;
+        let acked_by_one = async {
+            let stream = state
+                .io
+                .of(&place.ns)?
+                .to(device_room(&uid, &device))
+                .emit_with_ack::<_, Value>(&entry.event, &Args(&entry.args))
+                .await
+                .ok()?;
+            futures::pin_mut!(stream);
+            while let Some((_sid, res)) = stream.next().await {
+                if acked(&res) {
+                    return Some(());
+                }
             }
+            // Every socket timed out or closed (or there was none).
+            None
         }
+        .await
+        .is_some();
+        let carried = acked_by_one.then(|| Carried {
+            seqs: vec![entry.seq],
+            resync: entry.resync,
+        });
+        place.settle(carried).await;
     });
 }
 
@@ -253,11 +249,283 @@ async fn ack_entries(
         .inc();
 }
 
+/// Puts each device's push acks in order, on this node.
+///
+/// A client acks pushes in the order it received them, but each delivery
+/// waits for its ack in its own task, and tasks woken together run in any
+/// order: handled as they woke, the ack for seq 2 could reach the store
+/// before the ack for seq 1, look out of order, and earn a `_resync` the
+/// client did not deserve.
+///
+/// So every delivery that asks a device for an ack takes a place in that
+/// device's line before it is emitted: a live push at its seq (taken before
+/// the entry is stored, so an entry in the store is either in the line or
+/// no longer in flight), a `_batch` at the front (it carries the oldest
+/// entries). When its ack comes, or its delivery ends without one (ack
+/// timeout, socket closed), the place is settled, and acks are handled one
+/// at a time (store `push_ack`, then `_resync` if the store says an acked
+/// entry was not the oldest pending one):
+/// - an acked `resync` delivery waits until every place before it is
+///   settled; a delivery that ended without an ack just leaves the line
+///   (its entry stays queued for redelivery), so the acks behind it then
+///   really are out of order, and the store's `was_oldest` says so;
+/// - an acked delivery without `resync` does not wait (no check depends on
+///   its order), but is handled by the same one-at-a-time loop, ahead of
+///   the waiting ones.
+///
+/// A line lives while a delivery to its device is in flight: every place is
+/// settled when its delivery task ends (or drops it), and an empty line is
+/// removed.
+///
+/// Node-local: deliveries to one device emitted from two nodes (`/send`s
+/// that reached different nodes, or a live push from one node and the
+/// `_batch` of the node the device reconnected to) are in two lines that do
+/// not know each other, and an ack handled on one node can still overtake
+/// an older one handled on the other.
+#[derive(Default)]
+pub struct AckOrder {
+    lines: Mutex<HashMap<LineKey, Line>>,
+    next_id: AtomicU64,
+}
+
+/// (tenant, uid, device).
+type LineKey = (String, String, String);
+
+/// A place: (seq it is ordered by, unique id).
+type Pos = (u64, u64);
+
+/// What an acked delivery carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Carried {
+    seqs: Vec<u64>,
+    resync: bool,
+}
+
+#[derive(Default)]
+struct Line {
+    /// Places not yet handled, in order: `None` until acked.
+    places: BTreeMap<Pos, Option<Carried>>,
+    /// Acked deliveries without `resync`, to handle without waiting.
+    unordered: Vec<Carried>,
+    /// Whether a task is handling this line's acks (only one may).
+    draining: bool,
+}
+
+impl Line {
+    /// What can be handled now, in order: acks that need no order first
+    /// (handling them first only makes older entries leave the queue
+    /// sooner), then the acked places at the front of the line.
+    fn take_ready(&mut self) -> Vec<Carried> {
+        let mut ready = std::mem::take(&mut self.unordered);
+        while let Some(head) = self.places.first_entry() {
+            if head.get().is_none() {
+                break;
+            }
+            if let Some(c) = head.remove() {
+                ready.push(c);
+            }
+        }
+        ready
+    }
+
+    fn is_empty(&self) -> bool {
+        self.places.is_empty() && self.unordered.is_empty()
+    }
+}
+
+impl AckOrder {
+    /// Takes a place in `key`'s line, ordered by `at`.
+    fn enter(&self, key: &LineKey, at: u64) -> Pos {
+        let pos = (at, self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.lines
+            .lock()
+            .entry(key.clone())
+            .or_default()
+            .places
+            .insert(pos, None);
+        pos
+    }
+
+    /// Settles a place: acked (`Some`, with what the delivery carried) or
+    /// ended without an ack (`None`). Returns the acks that can now be
+    /// handled, in order, when the caller becomes the line's drainer: it
+    /// must handle them and then call [`next`](Self::next) until `None`.
+    fn settle(&self, key: &LineKey, pos: Pos, ack: Option<Carried>) -> Option<Vec<Carried>> {
+        let mut lines = self.lines.lock();
+        let line = lines.get_mut(key)?;
+        match ack {
+            Some(c) if !c.resync => {
+                line.places.remove(&pos);
+                line.unordered.push(c);
+            }
+            Some(c) => {
+                if let Some(place) = line.places.get_mut(&pos) {
+                    *place = Some(c);
+                }
+            }
+            None => {
+                line.places.remove(&pos);
+            }
+        }
+        if line.draining {
+            // The drainer takes it from here.
+            return None;
+        }
+        let ready = line.take_ready();
+        if ready.is_empty() {
+            if line.is_empty() {
+                lines.remove(key);
+            }
+            return None;
+        }
+        line.draining = true;
+        Some(ready)
+    }
+
+    /// For the drainer, once it handled what it was given: more acks to
+    /// handle, or `None`, and it no longer drains the line.
+    fn next(&self, key: &LineKey) -> Option<Vec<Carried>> {
+        let mut lines = self.lines.lock();
+        let line = lines.get_mut(key)?;
+        let ready = line.take_ready();
+        if !ready.is_empty() {
+            return Some(ready);
+        }
+        line.draining = false;
+        if line.is_empty() {
+            lines.remove(key);
+        }
+        None
+    }
+
+    /// The drainer stopped before [`next`](Self::next) said `None` (its task
+    /// was dropped): what it had not handled stays queued in the store.
+    fn abandon(&self, key: &LineKey) {
+        let mut lines = self.lines.lock();
+        if let Some(line) = lines.get_mut(key) {
+            line.draining = false;
+            if line.is_empty() {
+                lines.remove(key);
+            }
+        }
+    }
+
+    /// Devices with a delivery in flight (for tests).
+    #[cfg(test)]
+    fn lines(&self) -> usize {
+        self.lines.lock().len()
+    }
+}
+
+/// A delivery's place in its device's [`AckOrder`] line. Settle it when the
+/// delivery ends; dropped unsettled, it leaves the line as unacked.
+struct Place {
+    state: AppState,
+    ns: String,
+    key: LineKey,
+    pos: Pos,
+    settled: bool,
+}
+
+impl Place {
+    fn new(state: &AppState, ns: &str, tenant: &str, uid: &str, device: &str, at: u64) -> Self {
+        let key = (tenant.to_string(), uid.to_string(), device.to_string());
+        let pos = state.push_order.enter(&key, at);
+        Place {
+            state: state.clone(),
+            ns: ns.to_string(),
+            key,
+            pos,
+            settled: false,
+        }
+    }
+
+    /// The delivery ended: acked, carrying `ack`, or not (`None`). Handles
+    /// whatever acks of the device this lets through, in order.
+    async fn settle(mut self, ack: Option<Carried>) {
+        self.settled = true;
+        if let Some(ready) = self.state.push_order.settle(&self.key, self.pos, ack) {
+            self.drainer().run(ready).await;
+        }
+    }
+
+    fn drainer(&self) -> Drainer {
+        Drainer {
+            state: self.state.clone(),
+            ns: self.ns.clone(),
+            key: self.key.clone(),
+            done: false,
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let Some(ready) = self.state.push_order.settle(&self.key, self.pos, None) else {
+            return;
+        };
+        // Acks were waiting behind this place: handle them on a task.
+        let drainer = self.drainer();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(drainer.run(ready));
+        }
+        // Without a runtime, dropping `drainer` abandons the line.
+    }
+}
+
+/// The one task handling a line's acks for now.
+struct Drainer {
+    state: AppState,
+    ns: String,
+    key: LineKey,
+    done: bool,
+}
+
+impl Drainer {
+    async fn run(mut self, mut ready: Vec<Carried>) {
+        let (tenant, uid, device) = &self.key;
+        loop {
+            for c in ready {
+                ack_entries(
+                    &self.state,
+                    tenant,
+                    &self.ns,
+                    uid,
+                    device,
+                    &c.seqs,
+                    c.resync,
+                )
+                .await;
+            }
+            match self.state.push_order.next(&self.key) {
+                Some(more) => ready = more,
+                None => break,
+            }
+        }
+        self.done = true;
+    }
+}
+
+impl Drop for Drainer {
+    fn drop(&mut self) {
+        if !self.done {
+            self.state.push_order.abandon(&self.key);
+        }
+    }
+}
+
 /// After `authenticate`: remember the device, and send what is pending as
 /// one `_batch`.
 pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) {
     let tenant = &sess.tenant_name;
     let device = sess.device_key();
+    // The `_batch` carries the oldest entries: its place is at the front of
+    // the line, taken before the queue is read, so that a live push acked
+    // meanwhile waits for it.
+    let place = Place::new(state, &sess.ns, tenant, uid, &device, 0);
     let store = &state.store;
     let r: Result<Vec<PushEntry>, StoreError> = async {
         // A device offline longer than device_ttl is forgotten with its
@@ -289,18 +557,12 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
         }
     };
     if pending.is_empty() {
-        return;
+        return; // dropping `place` takes it out of the line
     }
-    send_batch(
-        state.io.clone(),
-        state.clone(),
-        sess.clone(),
-        uid.to_string(),
-        pending,
-    );
+    send_batch(state.io.clone(), place, sess.clone(), pending);
 }
 
-fn send_batch(io: Io, state: AppState, sess: Arc<Session>, uid: String, pending: Vec<PushEntry>) {
+fn send_batch(io: Io, place: Place, sess: Arc<Session>, pending: Vec<PushEntry>) {
     let events: Vec<Value> = pending
         .iter()
         .map(|e| {
@@ -319,18 +581,8 @@ fn send_batch(io: Io, state: AppState, sess: Arc<Session>, uid: String, pending:
         let Ok(fut) = sock.emit_with_ack::<_, Value>("_batch", &(events,)) else {
             return;
         };
-        if acked(&fut.await) {
-            ack_entries(
-                &state,
-                &sess.tenant_name,
-                &sess.ns,
-                &uid,
-                &sess.device_key(),
-                &seqs,
-                resync,
-            )
-            .await;
-        }
+        let carried = acked(&fut.await).then_some(Carried { seqs, resync });
+        place.settle(carried).await;
     });
 }
 
