@@ -207,23 +207,101 @@ export function pushSuite(transport) {
       assert.deepEqual(again.events, [['m', 3]], 'only the unacked live push is still pending');
     });
 
-    test('resync=true: an ack that is not for the oldest pending push clears the queue and sends _resync', T, async () => {
+    /**
+     * Answered after everything the server sent this socket before (one
+     * connection keeps the order): a `_resync` sent before the last ack was
+     * counted has arrived once this resolves.
+     */
+    const flushed = (c) => c.emitAck('join', { roomId: rid('flush') });
+
+    test('resync=true: an ack for a newer push while the older one is never acked (its ack times out) clears the queue and sends _resync', T, async () => {
+      // Its own node with a short ack timeout: the older push must time out.
+      const quick = await startServer({ env: { HOOKWIRE_ACK_TIMEOUT_MS: '1500' } });
+      try {
+        const uid = rid('u');
+        const c = track(await login(quick, { uid, transports, via: 'handshake' }));
+        await authenticated(c);
+        await c.waitFor('_settings');
+        const qsend = async (body) => ok(await quick.api('POST', '/send', {
+          body, keyVia: 'query', query: { site: 'default', resync: 'true' },
+        }), '/send');
+        await qsend({ rooms: [`user_${uid}`], event: 'r', args: [1] });
+        await qsend({ rooms: [`user_${uid}`], event: 'r', args: [2] });
+        const got = [await c.waitForEntry('r'), await c.waitForEntry('r')];
+        assert.deepEqual(got.map((e) => e.args[0]).sort(), [1, 2]);
+        const second = got.find((e) => e.args[0] === 2);
+        const before = await pushAcks(quick);
+        second.ack(); // 1 is never acked
+        await c.waitFor('_resync');
+        await pushAcksReach(quick, before + 1);
+        c.close();
+        await eventually(async () => {
+          const s = ok(await quick.api('GET', '/admin/monitor/stat', { key: quick.adminKey }), 'stat');
+          return s.online_user_count === 0;
+        }, 20000, 'every socket closed on the server');
+        const again = track(await login(quick, { uid, transports, via: 'handshake' }));
+        await authenticated(again);
+        await expectNothingPending(again); // _resync cleared the queue, 1 included
+      } finally {
+        closeAll(clients.splice(0));
+        await quick.destroy();
+      }
+    });
+
+    test('resync=true: acks sent out of order, both before the ack timeout: no _resync, nothing pending', T, async () => {
       const uid = rid('u');
       const c = await device(uid);
       await c.waitFor('_settings');
       await send({ rooms: [`user_${uid}`], event: 'r', args: [1] }, { query: { resync: 'true' } });
       await send({ rooms: [`user_${uid}`], event: 'r', args: [2] }, { query: { resync: 'true' } });
-      const first = await c.waitForEntry('r');
-      const second = await c.waitForEntry('r');
-      assert.deepEqual([first.args, second.args], [[1], [2]]);
-      await acked(async () => {
-        second.ack();
-        await c.waitFor('_resync');
-        first.ack();
-      }, { n: 2 });
+      const got = [await c.waitForEntry('r'), await c.waitForEntry('r')];
+      const [first, second] = [1, 2].map((n) => got.find((e) => e.args[0] === n));
+      await acked(() => { second.ack(); first.ack(); }, { n: 2 });
+      await flushed(c);
+      await c.expectNo('_resync', 0);
       c.close();
       await allOffline();
       await expectNothingPending(await device(uid));
+    });
+
+    /**
+     * The client acks in the order it received, but the server waits for each
+     * ack in its own task; acks that arrive together used to be handled in
+     * whatever order those tasks woke, and an ack handled before an older one
+     * looked out of order: a `_resync` the client did not deserve.
+     */
+    const noResyncAfter = async (N, sendAll, ackAll) => {
+      const uid = rid('u');
+      const c = await device(uid);
+      await c.waitFor('_settings');
+      const burst = (i) => send({ rooms: [`user_${uid}`], event: 'burst', args: [i] }, { query: { resync: 'true' } });
+      await acked(() => Promise.all([sendAll(burst), ackAll(c)]), { n: N });
+      await flushed(c);
+      await c.expectNo('_resync', 0);
+      c.close();
+      await allOffline();
+      await expectNothingPending(await device(uid));
+    };
+
+    test('resync=true: 200 pushes acked in one burst, in the order received: no _resync, nothing pending', { timeout: 90000 }, async () => {
+      const N = 200;
+      await noResyncAfter(N, async (burst) => {
+        for (let i = 0; i < N; i++) await burst(i);
+      }, async (c) => {
+        const got = [];
+        for (let i = 0; i < N; i++) got.push(await c.waitForEntry('burst'));
+        assert.deepEqual(got.map((e) => e.args[0]).sort((x, y) => x - y), [...Array(N).keys()]);
+        for (const e of got) e.ack();
+      });
+    });
+
+    test('resync=true: 200 pushes from 10 concurrent senders, each acked as it arrives: no _resync, nothing pending', { timeout: 90000 }, async () => {
+      const N = 200;
+      await noResyncAfter(N, (burst) => Promise.all(Array.from({ length: 10 }, async (_, k) => {
+        for (let i = k; i < N; i += 10) await burst(i);
+      })), async (c) => {
+        for (let i = 0; i < N; i++) (await c.waitForEntry('burst')).ack();
+      });
     });
 
     test('resync=true with in-order acks: no _resync', T, async () => {

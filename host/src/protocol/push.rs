@@ -595,3 +595,141 @@ pub async fn on_disconnected(state: &AppState, sess: &Arc<Session>, uid: &str) {
         tracing::warn!(tenant = %sess.tenant_name, %uid, error = %e, "recording device last-seen failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> LineKey {
+        ("t".into(), "u".into(), "d".into())
+    }
+
+    fn live(seq: u64) -> Carried {
+        Carried {
+            seqs: vec![seq],
+            resync: true,
+        }
+    }
+
+    #[test]
+    fn acks_woken_in_reverse_are_handled_in_send_order() {
+        let order = AckOrder::default();
+        let (p1, p2) = (order.enter(&key(), 1), order.enter(&key(), 2));
+        assert_eq!(
+            order.settle(&key(), p2, Some(live(2))),
+            None,
+            "2 waits for 1"
+        );
+        assert_eq!(
+            order.settle(&key(), p1, Some(live(1))),
+            Some(vec![live(1), live(2)])
+        );
+        assert_eq!(order.next(&key()), None);
+        assert_eq!(order.lines(), 0, "an empty line is removed");
+    }
+
+    #[test]
+    fn an_ack_that_never_comes_lets_the_next_ones_through() {
+        let order = AckOrder::default();
+        let (p1, p2, p3) = (
+            order.enter(&key(), 1),
+            order.enter(&key(), 2),
+            order.enter(&key(), 3),
+        );
+        assert_eq!(order.settle(&key(), p2, Some(live(2))), None);
+        assert_eq!(order.settle(&key(), p3, Some(live(3))), None);
+        // 1 timed out: 2 and 3 go to the store, which sees 1 still queued.
+        assert_eq!(order.settle(&key(), p1, None), Some(vec![live(2), live(3)]));
+        assert_eq!(order.next(&key()), None);
+        assert_eq!(order.lines(), 0);
+    }
+
+    #[test]
+    fn a_failed_place_in_the_middle_just_leaves() {
+        let order = AckOrder::default();
+        let (p1, p2, p3) = (
+            order.enter(&key(), 1),
+            order.enter(&key(), 2),
+            order.enter(&key(), 3),
+        );
+        assert_eq!(order.settle(&key(), p2, None), None);
+        assert_eq!(order.settle(&key(), p3, Some(live(3))), None);
+        assert_eq!(
+            order.settle(&key(), p1, Some(live(1))),
+            Some(vec![live(1), live(3)])
+        );
+        assert_eq!(order.next(&key()), None);
+        assert_eq!(order.lines(), 0);
+    }
+
+    #[test]
+    fn one_drainer_at_a_time_picks_up_what_settles_meanwhile() {
+        let order = AckOrder::default();
+        let (p1, p2) = (order.enter(&key(), 1), order.enter(&key(), 2));
+        assert_eq!(order.settle(&key(), p1, Some(live(1))), Some(vec![live(1)]));
+        // While 1 is being handled, 2's ack comes: the drainer gets it.
+        assert_eq!(order.settle(&key(), p2, Some(live(2))), None);
+        assert_eq!(order.next(&key()), Some(vec![live(2)]));
+        assert_eq!(order.next(&key()), None);
+        assert_eq!(order.lines(), 0);
+        // The line can start again.
+        let p3 = order.enter(&key(), 3);
+        assert_eq!(order.settle(&key(), p3, Some(live(3))), Some(vec![live(3)]));
+    }
+
+    #[test]
+    fn acks_without_resync_do_not_wait() {
+        let order = AckOrder::default();
+        let (p1, p2) = (order.enter(&key(), 1), order.enter(&key(), 2));
+        let plain = Carried {
+            seqs: vec![2],
+            resync: false,
+        };
+        assert_eq!(
+            order.settle(&key(), p2, Some(plain.clone())),
+            Some(vec![plain])
+        );
+        assert_eq!(order.next(&key()), None);
+        assert_eq!(order.lines(), 1, "1 is still in flight");
+        assert_eq!(order.settle(&key(), p1, None), None);
+        assert_eq!(order.lines(), 0);
+    }
+
+    #[test]
+    fn a_batch_goes_first_and_live_acks_wait_for_it() {
+        let order = AckOrder::default();
+        let live5 = order.enter(&key(), 5);
+        let batch = order.enter(&key(), 0);
+        let carried = Carried {
+            seqs: vec![3, 5],
+            resync: true,
+        };
+        assert_eq!(order.settle(&key(), live5, Some(live(5))), None);
+        assert_eq!(
+            order.settle(&key(), batch, Some(carried.clone())),
+            Some(vec![carried, live(5)])
+        );
+        assert_eq!(order.next(&key()), None);
+        assert_eq!(order.lines(), 0);
+    }
+
+    #[test]
+    fn devices_have_their_own_lines() {
+        let order = AckOrder::default();
+        let other: LineKey = ("t".into(), "u".into(), "phone".into());
+        let _p1 = order.enter(&key(), 1);
+        let q2 = order.enter(&other, 2);
+        assert_eq!(order.settle(&other, q2, Some(live(2))), Some(vec![live(2)]));
+    }
+
+    #[test]
+    fn an_abandoned_drain_does_not_block_the_line() {
+        let order = AckOrder::default();
+        let (p1, p2) = (order.enter(&key(), 1), order.enter(&key(), 2));
+        assert!(order.settle(&key(), p1, Some(live(1))).is_some());
+        order.abandon(&key());
+        assert_eq!(order.settle(&key(), p2, Some(live(2))), Some(vec![live(2)]));
+        assert_eq!(order.next(&key()), None);
+        assert_eq!(order.lines(), 0);
+    }
+}
