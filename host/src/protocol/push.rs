@@ -88,6 +88,7 @@ pub async fn send_with(
         rooms: rooms.clone(),
         queued: 0,
     };
+    let ns_name = tenant.namespace();
     let mut plain = Vec::new();
     let mut user_plain = Vec::new();
     for room in rooms {
@@ -113,7 +114,6 @@ pub async fn send_with(
         let devices = live_devices(state, &name, uid, cfg.device_ttl_secs).await?;
         // Each delivery takes its place in its device's ack line before the
         // entry is stored (see `AckOrder`); an error below drops the places.
-        let ns_name = tenant.namespace();
         let places: Vec<Place> = devices
             .iter()
             .map(|d| Place::new(state, &ns_name, &name, uid, d, seq))
