@@ -556,11 +556,11 @@ mod tests {
         Duration::from_micros((n * 1000.0).round() as u64)
     }
 
-    /// A clock with the default limits: 10 ms budget, 60 ms wall ceiling,
+    /// A clock with the default limits: 10 ms budget, 110 ms wall ceiling,
     /// 1 ms tick; and `cpu(ms)` readings on this thread.
     fn clock() -> (GuestClock, Instant, impl Fn(f64) -> CpuReading) {
         let limits = PluginManifest::default().resolve(&EngineLimits::default());
-        assert_eq!(limits.wall_ceiling, ms(60.0));
+        assert_eq!(limits.wall_ceiling, ms(110.0));
         let mut c = GuestClock::new(&limits);
         let t0 = Instant::now();
         c.begin(t0);
@@ -645,11 +645,11 @@ mod tests {
     fn the_wall_ceiling_stops_a_starved_guest() {
         let (mut c, t0, cpu) = clock();
         assert!(c.tick(t0 + ms(1.0), cpu(0.0)));
-        // Little CPU, but 60 ms of guest wall time: out of time.
+        // Little CPU, but 110 ms of guest wall time: out of time.
         c.resume(t0 + ms(1.0), cpu(0.0));
-        assert!(c.tick(t0 + ms(30.0), cpu(0.1)));
-        c.resume(t0 + ms(30.0), cpu(0.1));
-        assert!(!c.tick(t0 + ms(61.0), cpu(0.2)));
+        assert!(c.tick(t0 + ms(60.0), cpu(0.1)));
+        c.resume(t0 + ms(60.0), cpu(0.1));
+        assert!(!c.tick(t0 + ms(111.0), cpu(0.2)));
         assert!(c.charged() < ms(2.0));
         // A new call starts from zero.
         c.begin(t0 + ms(100.0));
