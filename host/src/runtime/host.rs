@@ -162,12 +162,14 @@ enum Stretch {
 ///   thread (at most the stretch's wall time). An async call's fiber can
 ///   resume on another tokio worker after a yield or a host call, and a
 ///   CPU delta across two threads means nothing: hence a new baseline at
-///   every resume.
+///   every resume. (A suspension we do not see that resumes on the same
+///   thread, such as a WASI poll, charges what other tasks ran there:
+///   too much, never too little.)
 /// - otherwise (the first stretch of a call, which starts unread to keep
 ///   the warm path free of syscalls; or a stretch that moved threads
-///   through a suspension we do not see, such as a WASI poll) its wall time,
-///   at most one tick: the epoch callback fires at the first tick, so the
-///   guest cannot have run longer than that in one stretch (unless the
+///   through a suspension we do not see) its wall time, at most one tick:
+///   the callback fires at the first epoch tick after the stretch began,
+///   so the guest cannot have run longer than that in it (unless the
 ///   ticker itself is starved, which the ceiling covers).
 ///
 /// Wall time (since the call started, less host calls and time parked after
