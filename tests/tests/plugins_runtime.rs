@@ -565,7 +565,7 @@ async fn a_restart_loads_compiled_components_from_the_disk_cache() {
         let rt = PluginRuntime::new(&limits(&cache), store.clone(), Arc::new(Metrics::default()))
             .unwrap();
         // A generous deadline: the upload's first call must not miss the
-        // engine's 5 ms default on a loaded machine (seen as Describe(Timeout)).
+        // engine's default deadline on a loaded machine (seen as Describe(Timeout)).
         let m: PluginManifest = serde_json::from_value(relaxed(json!({}))).unwrap();
         rt.upload("cached", "word-filter", &wasm("word-filter"), Some(m))
             .await
