@@ -645,6 +645,7 @@ where
         &series1,
         &["1x"],
         &colors,
+        Scale::Linear,
     )?;
     // panel 2: p99 ms at 1x and 2x
     let series2: Vec<Vec<f64>> = targets
@@ -663,6 +664,8 @@ where
         &series2,
         &["1x", "2x"],
         &colors,
+        // Log scale: Node's seconds at 2x would flatten every other bar.
+        Scale::Log,
     )?;
     // panel 3: RSS per idle conn KiB
     let series3: Vec<Vec<f64>> = targets
@@ -683,11 +686,22 @@ where
         &series3,
         &["idle"],
         &colors,
+        Scale::Linear,
     )?;
     root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(())
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Scale {
+    Linear,
+    Log,
+}
+
+/// Grouped bars, one group per target. On a log scale the bars are drawn in
+/// log10 space from one decade below the smallest value, and the axis labels
+/// are turned back into values.
+#[allow(clippy::too_many_arguments)]
 fn bars<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     caption: &str,
@@ -695,18 +709,22 @@ fn bars<DB: DrawingBackend>(
     series: &[Vec<f64>],
     series_names: &[&str],
     colors: &[RGBColor],
+    scale: Scale,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
-    let ymax = series
-        .iter()
-        .flatten()
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |a, &b| a.max(b))
-        .max(1e-3)
-        * 1.15;
+    let values = || series.iter().flatten().copied().filter(|v| v.is_finite() && *v > 0.0);
+    let (y0, ymax, to_y): (f64, f64, fn(f64) -> f64) = match scale {
+        Scale::Linear => (0.0, values().fold(0.0f64, f64::max).max(1e-3) * 1.15, |v| v),
+        Scale::Log => {
+            let lo = values().fold(f64::INFINITY, f64::min);
+            let hi = values().fold(0.0f64, f64::max);
+            let (lo, hi) = if hi > 0.0 { (lo, hi) } else { (1.0, 10.0) };
+            (lo.log10().floor() - 1.0, hi.log10() + 0.4, f64::log10)
+        }
+    };
     let n = targets.len().max(1);
     let k = series_names.len().max(1);
     let mut chart = ChartBuilder::on(area)
@@ -714,7 +732,7 @@ where
         .margin(12)
         .x_label_area_size(70)
         .y_label_area_size(55)
-        .build_cartesian_2d(0f64..n as f64, 0f64..ymax)
+        .build_cartesian_2d(0f64..n as f64, y0..ymax)
         .map_err(e)?;
     let names: Vec<String> = targets.to_vec();
     chart
@@ -731,14 +749,19 @@ where
         })
         .x_label_style(("sans-serif", 12))
         .y_label_style(("sans-serif", 12))
+        .y_label_formatter(&|y| match scale {
+            Scale::Linear => short(*y),
+            Scale::Log => short(10f64.powf(*y)),
+        })
         .draw()
         .map_err(e)?;
     let bw = 0.8 / k as f64;
     for (i, vals) in series.iter().enumerate() {
         for (j, &v) in vals.iter().enumerate() {
-            if !v.is_finite() {
+            if !v.is_finite() || (scale == Scale::Log && v <= 0.0) {
                 continue;
             }
+            let y = to_y(v);
             let x0 = i as f64 + 0.1 + j as f64 * bw;
             let base = colors[i % colors.len()];
             let color = if j == 0 {
@@ -748,7 +771,7 @@ where
             };
             chart
                 .draw_series(std::iter::once(Rectangle::new(
-                    [(x0, 0.0), (x0 + bw * 0.95, v)],
+                    [(x0, y0), (x0 + bw * 0.95, y)],
                     color.filled(),
                 )))
                 .map_err(e)?;
@@ -760,7 +783,7 @@ where
             chart
                 .draw_series(std::iter::once(Text::new(
                     label,
-                    (x0, v + ymax * 0.02),
+                    (x0, y + (ymax - y0) * 0.02),
                     ("sans-serif", 12),
                 )))
                 .map_err(e)?;
