@@ -3,9 +3,9 @@
 //!
 //! - `hook_call/warm_pass`: one `on_msg` on a warm instance that decides
 //!   without parsing the message (`user-router`, no `to`): the host's own
-//!   cost per call. The `hook_call` cases pass the message's JSON text
-//!   along (`on_msg_json`), as the pipeline does: it serialises each `msg`
-//!   once, to check its size; `warm_pass_value` serialises it in the call;
+//!   cost per call. The message's JSON text is made once (`MsgEvent`
+//!   keeps it), as in the pipeline, which serialises each `msg` once to
+//!   check its size;
 //! - `hook_call/warm` vs `hook_call/fresh`: one `on_msg` of `word-filter`
 //!   (which masks a word: parse, rewrite, serialise) on a reused warm
 //!   instance vs a fresh pooled instance per call (the choice the runtime
@@ -133,18 +133,15 @@ fn ctx(uid: &str) -> HookContext {
 }
 
 fn small_msg() -> MsgEvent {
-    MsgEvent {
-        room: "room1".into(),
-        msg: json!({ "data": { "text": "hello there, darn it" }, "msgId": "m1", "storage": 0 }),
-    }
+    MsgEvent::new(
+        "room1",
+        json!({ "data": { "text": "hello there, darn it" }, "msgId": "m1", "storage": 0 }),
+    )
 }
 
 fn big_msg() -> MsgEvent {
     let text: String = "lorem ipsum dolor sit amet ".repeat(400);
-    MsgEvent {
-        room: "room1".into(),
-        msg: json!({ "data": { "text": text }, "msgId": "m2" }),
-    }
+    MsgEvent::new("room1", json!({ "data": { "text": text }, "msgId": "m2" }))
 }
 
 fn words() -> Value {
@@ -215,7 +212,7 @@ fn benches(c: &mut Criterion) {
     };
     let (small, big) = (small_msg(), big_msg());
     // The pipeline has this text already (it measures the message with it).
-    let small_json = serde_json::to_string(&small.msg).unwrap();
+    small.json();
     // Built once: the server builds its context once per socket event.
     let (c1, c42) = (ctx("1"), ctx("42"));
 
@@ -227,15 +224,8 @@ fn benches(c: &mut Criterion) {
             while Instant::now() < until {
                 for _ in 0..1000 {
                     match case.as_str() {
-                        "warm" => {
-                            drop(wf_warm.policy().on_msg_json(&c1, &small, &small_json).await)
-                        }
-                        "warm_pass" => drop(
-                            router_warm
-                                .policy()
-                                .on_msg_json(&c1, &small, &small_json)
-                                .await,
-                        ),
+                        "warm" => drop(wf_warm.policy().on_msg(&c1, &small).await),
+                        "warm_pass" => drop(router_warm.policy().on_msg(&c1, &small).await),
                         "sign_warm" => drop(sign_warm.policy().authenticate(&c42, &auth).await),
                         "sign_fresh" => drop(sign.policy().authenticate(&c42, &auth).await),
                         other => panic!("unknown HOOKWIRE_BENCH_LOOP case {other}"),
@@ -248,35 +238,16 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("hook_call");
     g.bench_function("warm_pass", |b| {
-        b.to_async(&rt).iter(|| async {
-            router_warm
-                .policy()
-                .on_msg_json(&c1, &small, &small_json)
-                .await
-                .unwrap()
-        })
-    });
-    g.bench_function("warm_pass_value", |b| {
         b.to_async(&rt)
             .iter(|| async { router_warm.policy().on_msg(&c1, &small).await.unwrap() })
     });
     g.bench_function("warm", |b| {
-        b.to_async(&rt).iter(|| async {
-            wf_warm
-                .policy()
-                .on_msg_json(&c1, &small, &small_json)
-                .await
-                .unwrap()
-        })
+        b.to_async(&rt)
+            .iter(|| async { wf_warm.policy().on_msg(&c1, &small).await.unwrap() })
     });
     g.bench_function("fresh", |b| {
-        b.to_async(&rt).iter(|| async {
-            wf_fresh
-                .policy()
-                .on_msg_json(&c1, &small, &small_json)
-                .await
-                .unwrap()
-        })
+        b.to_async(&rt)
+            .iter(|| async { wf_fresh.policy().on_msg(&c1, &small).await.unwrap() })
     });
     g.finish();
 
@@ -322,33 +293,13 @@ fn benches(c: &mut Criterion) {
         &rt,
         "hook_call/warm_pass (user-router on_msg)",
         n,
-        || async {
-            router_warm
-                .policy()
-                .on_msg_json(&c1, &small, &small_json)
-                .await
-                .unwrap()
-        },
-    );
-    percentiles(
-        &rt,
-        "hook_call/warm_pass_value (user-router on_msg, serialises the Value)",
-        n,
         || async { router_warm.policy().on_msg(&c1, &small).await.unwrap() },
     );
     percentiles(&rt, "hook_call/warm (word-filter on_msg)", n, || async {
-        wf_warm
-            .policy()
-            .on_msg_json(&c1, &small, &small_json)
-            .await
-            .unwrap()
+        wf_warm.policy().on_msg(&c1, &small).await.unwrap()
     });
     percentiles(&rt, "hook_call/fresh (word-filter on_msg)", n, || async {
-        wf_fresh
-            .policy()
-            .on_msg_json(&c1, &small, &small_json)
-            .await
-            .unwrap()
+        wf_fresh.policy().on_msg(&c1, &small).await.unwrap()
     });
     percentiles(
         &rt,

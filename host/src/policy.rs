@@ -10,6 +10,8 @@
 //! refusal with a clear status (fail closed) or ignores it (fail open), as
 //! the tenant configured.
 
+use std::sync::OnceLock;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -94,12 +96,62 @@ impl StorageMode {
     }
 }
 
-/// A `msg` on its way through the pipeline.
+/// A `msg` on its way through the pipeline: the sender's room and the
+/// message object, with the object's JSON text made at most once. The
+/// protocol layer serialises every `msg` anyway (its length is the size
+/// checked) and a wasm chain hands that same text to its plugins, so no hook
+/// serialises the message again. Replacing the message drops the text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MsgEvent {
     pub room: String,
     /// The message object as the client sent it (long or short form).
-    pub msg: Value,
+    msg: Value,
+    #[serde(skip)]
+    json: OnceLock<String>,
+}
+
+impl MsgEvent {
+    pub fn new(room: impl Into<String>, msg: Value) -> Self {
+        MsgEvent {
+            room: room.into(),
+            msg,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// With `msg`'s JSON text already made: `json` must be what
+    /// `serde_json::to_string(&msg)` returns.
+    pub fn with_json(room: impl Into<String>, msg: Value, json: String) -> Self {
+        debug_assert_eq!(serde_json::to_string(&msg).ok().as_deref(), Some(&*json));
+        MsgEvent {
+            room: room.into(),
+            msg,
+            json: OnceLock::from(json),
+        }
+    }
+
+    pub fn msg(&self) -> &Value {
+        &self.msg
+    }
+
+    /// The message as JSON text, serialised on first use.
+    /// (`serde_json::to_string` writes straight into a byte buffer;
+    /// `Value::to_string` goes through `fmt` and costs about twice as much.)
+    pub fn json(&self) -> &str {
+        self.json
+            .get_or_init(|| serde_json::to_string(&self.msg).unwrap_or_else(|_| "null".into()))
+    }
+
+    /// Replaces the message (a plugin's rewrite); its text is made again
+    /// when asked for.
+    pub fn set_msg(&mut self, msg: Value) {
+        self.msg = msg;
+        self.json = OnceLock::new();
+    }
+
+    pub fn into_msg(self) -> Value {
+        self.msg
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,21 +217,6 @@ pub trait Policy: Send + Sync + 'static {
         Ok(MsgVerdict::Pass)
     }
 
-    /// [`on_msg`](Self::on_msg) when the caller already has the message as
-    /// JSON text: `json` must be the JSON text of `ev.msg`. The protocol
-    /// layer serialises every `msg` once (to check its size), and a wasm
-    /// chain hands that text to its plugins instead of serialising the
-    /// message again. The default ignores the text.
-    async fn on_msg_json(
-        &self,
-        ctx: &HookContext,
-        ev: &MsgEvent,
-        json: &str,
-    ) -> Result<MsgVerdict, HookError> {
-        let _ = json;
-        self.on_msg(ctx, ev).await
-    }
-
     /// `proposed` is what the client asked for (unknown → insert).
     async fn storage_mode(
         &self,
@@ -188,19 +225,6 @@ pub trait Policy: Send + Sync + 'static {
         proposed: StorageMode,
     ) -> Result<StorageMode, HookError> {
         Ok(proposed)
-    }
-
-    /// [`storage_mode`](Self::storage_mode) with `ev.msg` as JSON text, as
-    /// [`on_msg_json`](Self::on_msg_json).
-    async fn storage_mode_json(
-        &self,
-        ctx: &HookContext,
-        ev: &MsgEvent,
-        json: &str,
-        proposed: StorageMode,
-    ) -> Result<StorageMode, HookError> {
-        let _ = json;
-        self.storage_mode(ctx, ev, proposed).await
     }
 
     async fn route_push(

@@ -487,8 +487,6 @@ async fn plan_msg(
     // Serialised once: its length is the size checked, and the hooks hand
     // the text to the tenant's plugins as it is.
     let json = serde_json::to_string(&data).map_err(|e| e.to_string())?;
-    // Until a plugin replaces the message.
-    let mut json_is_msg = true;
     let size = json.len();
     if size > cfg.max_msg_bytes {
         return Err(format!(
@@ -517,18 +515,12 @@ async fn plan_msg(
 
     let policy = sess.tenant.policy();
     let ctx = sess.hook_context();
-    let mut ev = MsgEvent {
-        room: room.name.clone(),
-        msg: data,
-    };
+    let mut ev = MsgEvent::with_json(room.name.clone(), data, json);
     let mut redirect = None;
-    match policy.on_msg_json(&ctx, &ev, &json).await {
+    match policy.on_msg(&ctx, &ev).await {
         Ok(MsgVerdict::Pass) => {}
         Ok(MsgVerdict::Drop { reason }) => return Err(reason),
-        Ok(MsgVerdict::Rewrite { msg }) if msg.is_object() => {
-            ev.msg = msg;
-            json_is_msg = false;
-        }
+        Ok(MsgVerdict::Rewrite { msg }) if msg.is_object() => ev.set_msg(msg),
         Ok(MsgVerdict::Rewrite { .. }) => {
             return Err("a plugin rewrote the message into a non-object".into());
         }
@@ -538,8 +530,7 @@ async fn plan_msg(
         }
         Ok(MsgVerdict::Redirect { rooms, users, msg }) => {
             if let Some(m) = msg.filter(Value::is_object) {
-                ev.msg = m;
-                json_is_msg = false;
+                ev.set_msg(m);
             }
             // Room-sync rooms by their internal name, users by their user room.
             let mut targets: Vec<String> = rooms.iter().map(|r| sync_room(r)).collect();
@@ -554,13 +545,8 @@ async fn plan_msg(
         Err(e) => return Err(format!("message refused: {e}")),
     }
 
-    let form = msg_form(ev.msg.as_object().ok_or("msg must be a JSON object")?);
-    let mode = if json_is_msg {
-        policy.storage_mode_json(&ctx, &ev, &json, form.storage)
-    } else {
-        policy.storage_mode(&ctx, &ev, form.storage)
-    };
-    let mode = match mode.await {
+    let form = msg_form(ev.msg().as_object().ok_or("msg must be a JSON object")?);
+    let mode = match policy.storage_mode(&ctx, &ev, form.storage).await {
         Ok(m) => m,
         Err(e) if hook_failed(state, sess, "storage_mode", &e) => form.storage,
         Err(e) => return Err(format!("message refused: {e}")),
@@ -571,7 +557,7 @@ async fn plan_msg(
 
     // The relayed object: as sent, plus the sender's uid (and `ts` in the long form).
     let ts_ms = now_ms();
-    let mut out = ev.msg;
+    let mut out = ev.into_msg();
     if let Some(o) = out.as_object_mut() {
         if form.short {
             o.insert("2".into(), Value::String(uid.clone()));

@@ -421,13 +421,7 @@ impl PluginRuntime {
                 .await
                 .map(to_json),
             Hook::OnMsg => plugin
-                .on_msg(
-                    &ctx,
-                    &MsgEvent {
-                        room: input.room,
-                        msg: input.msg,
-                    },
-                )
+                .on_msg(&ctx, &MsgEvent::new(input.room, input.msg))
                 .await
                 .map(to_json),
             Hook::StorageMode => {
@@ -440,14 +434,7 @@ impl PluginRuntime {
                     other => StorageMode::from_wire(other.as_ref()),
                 };
                 plugin
-                    .storage_mode(
-                        &ctx,
-                        &MsgEvent {
-                            room: input.room,
-                            msg: input.msg,
-                        },
-                        proposed,
-                    )
+                    .storage_mode(&ctx, &MsgEvent::new(input.room, input.msg), proposed)
                     .await
                     .map(to_json)
             }

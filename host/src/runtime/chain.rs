@@ -568,8 +568,9 @@ impl LoadedPlugin {
     }
 
     pub async fn on_msg(&self, ctx: &HookContext, ev: &MsgEvent) -> Result<MsgVerdict, HookError> {
-        let json = json_text(&ev.msg);
-        let (verdict, _) = self.on_msg_wit(&to_ctx(ctx), &to_msg(ev, &json)).await?;
+        let (verdict, _) = self
+            .on_msg_wit(&to_ctx(ctx), &to_msg(ev, ev.json()))
+            .await?;
         Ok(verdict)
     }
 
@@ -619,8 +620,7 @@ impl LoadedPlugin {
         ev: &MsgEvent,
         proposed: StorageMode,
     ) -> Result<StorageMode, HookError> {
-        let json = json_text(&ev.msg);
-        self.storage_mode_wit(&to_ctx(ctx), &to_msg(ev, &json), proposed)
+        self.storage_mode_wit(&to_ctx(ctx), &to_msg(ev, ev.json()), proposed)
             .await
     }
 
@@ -709,7 +709,7 @@ fn to_auth<'a>(req: &'a AuthRequest, payload: &'a str) -> b::AuthRequest<'a> {
     }
 }
 
-/// `json` is the message as JSON text: `ev.msg`'s, or a rewrite's.
+/// `json` is the message as JSON text: `ev.json()`, or a rewrite's.
 fn to_msg<'a>(ev: &'a MsgEvent, json: &'a str) -> b::MsgEvent<'a> {
     b::MsgEvent {
         room: &ev.room,
@@ -756,19 +756,14 @@ impl PluginChain {
 
     /// Pass goes on; Rewrite goes on with the new message; Drop, Reply and
     /// Redirect stop the chain (Redirect keeps an earlier rewrite as its
-    /// payload when it sets none). `json` is `ev.msg` as JSON text; a
-    /// rewrite replaces it with the text its plugin returned.
-    async fn run_on_msg(
-        &self,
-        ctx: &HookContext,
-        ev: &MsgEvent,
-        json: &str,
-    ) -> Result<MsgVerdict, HookError> {
+    /// payload when it sets none). Each plugin gets the message as JSON
+    /// text: `ev.json()`, then the text the last rewriting plugin returned.
+    async fn run_on_msg(&self, ctx: &HookContext, ev: &MsgEvent) -> Result<MsgVerdict, HookError> {
         let wctx = to_ctx(ctx);
         let mut rewritten: Option<String> = None;
         let mut current: Option<Value> = None;
         for p in self.with(Hook::OnMsg) {
-            let wev = to_msg(ev, rewritten.as_deref().unwrap_or(json));
+            let wev = to_msg(ev, rewritten.as_deref().unwrap_or(ev.json()));
             let (verdict, text) =
                 p.or_pass(p.on_msg_wit(&wctx, &wev).await, || (MsgVerdict::Pass, None))?;
             match verdict {
@@ -799,16 +794,14 @@ impl PluginChain {
         })
     }
 
-    /// Each plugin gets the previous one's answer as `proposed`. `json` is
-    /// `ev.msg` as JSON text.
+    /// Each plugin gets the previous one's answer as `proposed`.
     async fn run_storage_mode(
         &self,
         ctx: &HookContext,
         ev: &MsgEvent,
-        json: &str,
         proposed: StorageMode,
     ) -> Result<StorageMode, HookError> {
-        let (wctx, wev) = (to_ctx(ctx), to_msg(ev, json));
+        let (wctx, wev) = (to_ctx(ctx), to_msg(ev, ev.json()));
         let mut mode = proposed;
         for p in self.with(Hook::StorageMode) {
             mode = p.or_pass(p.storage_mode_wit(&wctx, &wev, mode).await, || mode)?;
@@ -878,16 +871,7 @@ impl Policy for PluginChain {
         if !self.any(Hook::OnMsg) {
             return Ok(MsgVerdict::Pass);
         }
-        self.run_on_msg(ctx, ev, &json_text(&ev.msg)).await
-    }
-
-    async fn on_msg_json(
-        &self,
-        ctx: &HookContext,
-        ev: &MsgEvent,
-        json: &str,
-    ) -> Result<MsgVerdict, HookError> {
-        self.run_on_msg(ctx, ev, json).await
+        self.run_on_msg(ctx, ev).await
     }
 
     async fn storage_mode(
@@ -899,18 +883,7 @@ impl Policy for PluginChain {
         if !self.any(Hook::StorageMode) {
             return Ok(proposed);
         }
-        self.run_storage_mode(ctx, ev, &json_text(&ev.msg), proposed)
-            .await
-    }
-
-    async fn storage_mode_json(
-        &self,
-        ctx: &HookContext,
-        ev: &MsgEvent,
-        json: &str,
-        proposed: StorageMode,
-    ) -> Result<StorageMode, HookError> {
-        self.run_storage_mode(ctx, ev, json, proposed).await
+        self.run_storage_mode(ctx, ev, proposed).await
     }
 
     /// Deliver replaces the rooms for the next plugin; Reject stops.
