@@ -35,9 +35,11 @@ pub struct Config {
     /// tenant `max_msg_bytes` so an oversized `msg` gets a clear error
     /// instead of a closed connection.
     pub max_payload_bytes: u64,
-    /// How long a group commit waits to gather more writes (µs). 0 = commit
-    /// as soon as the writer is free (writes arriving meanwhile still share
-    /// the next commit).
+    /// Group commit under steady load (µs): when writes arrived while the
+    /// previous commit ran, the writer waits this long to gather more before
+    /// the next commit. A write to an idle store is committed at once.
+    /// 0 = commit as soon as the writer is free (writes arriving meanwhile
+    /// still share the next commit).
     pub commit_delay_us: u64,
     /// How long a server-to-client ack (pushes) is awaited.
     pub ack_timeout_ms: u64,
@@ -67,7 +69,7 @@ impl Default for Config {
             admin_key: None,
             default_api_key: None,
             max_payload_bytes: 4 * 1024 * 1024,
-            commit_delay_us: 0,
+            commit_delay_us: 5_000,
             ack_timeout_ms: 10_000,
             log_format: LogFormat::Pretty,
             tenant_defaults: TenantConfig::default(),
@@ -113,7 +115,7 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKWIRE_MAX_PAYLOAD_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_payload_bytes: Option<u64>,
-    /// Group-commit gathering delay in microseconds [default: 0].
+    /// Group commit under steady load: wait this long (µs) after a commit to gather the next batch; an idle store commits at once [default: 5000].
     #[arg(long, env = "HOOKWIRE_COMMIT_DELAY_US")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit_delay_us: Option<u64>,
