@@ -749,6 +749,11 @@ where
         })
         .x_label_style(("sans-serif", 12))
         .y_label_style(("sans-serif", 12))
+        // On a log scale, one label per decade.
+        .y_labels(match scale {
+            Scale::Linear => 10,
+            Scale::Log => (ymax - y0.ceil()).floor() as usize + 1,
+        })
         .y_label_formatter(&|y| match scale {
             Scale::Linear => short(*y),
             Scale::Log => short(10f64.powf(*y)),
