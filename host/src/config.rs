@@ -143,6 +143,8 @@ const ENV_KEYS: &[&str] = &[
 
 impl Config {
     /// Merges defaults, the TOML file, `HOOKWIRE_*` variables and flags.
+    // figment's error is large, but it is made once, at start, and printed.
+    #[allow(clippy::result_large_err)]
     pub fn load(args: &ServeArgs) -> Result<Config, figment::Error> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &args.config {

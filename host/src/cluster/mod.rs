@@ -144,10 +144,9 @@ impl Bus {
                     continue;
                 };
                 match chan.as_str() {
-                    NOTIFICATION_CHANNEL => {
-                        if bus.claim(&text).await {
-                            notification(&state, &text).await;
-                        }
+                    // Every node hears it; the one that claims it delivers it.
+                    NOTIFICATION_CHANNEL if bus.claim(&text).await => {
+                        notification(&state, &text).await
                     }
                     CHAIN_CHANNEL => chain_changed(&state, &text).await,
                     TENANT_CHANNEL => tenant_changed(&state, &text).await,

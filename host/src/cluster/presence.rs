@@ -327,11 +327,9 @@ async fn writer(
                     let mut inv = remove.prepare_invoke();
                     let (set, member) = e.set_and_member();
                     inv.key(&e.hash).key(set).key(&index);
-                    inv.arg(&e.field).arg(&member).arg(if last {
-                        e.index()
-                    } else {
-                        String::new()
-                    });
+                    inv.arg(&e.field)
+                        .arg(member)
+                        .arg(if last { e.index() } else { String::new() });
                     pipe.invoke_script(&inv).ignore();
                 }
                 Op::Resync(entries) => {
