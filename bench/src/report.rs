@@ -715,7 +715,13 @@ where
     DB::ErrorType: 'static,
 {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
-    let values = || series.iter().flatten().copied().filter(|v| v.is_finite() && *v > 0.0);
+    let values = || {
+        series
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite() && *v > 0.0)
+    };
     let (y0, ymax, to_y): (f64, f64, fn(f64) -> f64) = match scale {
         Scale::Linear => (0.0, values().fold(0.0f64, f64::max).max(1e-3) * 1.15, |v| v),
         Scale::Log => {
