@@ -85,7 +85,6 @@ pub async fn run(
     serve(config, store, listener, shutdown).await
 }
 
-/// [`run`] on a store the caller opened (tests pass each backend).
 /// hyper reads a request head into one 8–16 KiB buffer and hands out the URI
 /// and header values as slices of it (axum's `OriginalUri` extension is one
 /// more). engine.io keeps the parts of the request that opened a session for
@@ -124,6 +123,7 @@ async fn detach_request_head(req: axum::extract::Request) -> axum::extract::Requ
     axum::extract::Request::from_parts(parts, body)
 }
 
+/// [`run`] on a store the caller opened (tests pass each backend).
 pub async fn serve(
     config: Config,
     store: Arc<dyn Store>,

@@ -28,7 +28,6 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// A room write in flight (the socket worker pipelines these in order).
 /// Writes to one room, one at a time, in the order they first asked: a
 /// fair (FIFO) lock per room. A backend that spreads concurrent commands
 /// over a pool (MongoDB) or a bounded queue (Redis) would otherwise let a
@@ -56,6 +55,7 @@ impl RoomLocks {
     }
 }
 
+/// A room write in flight (the socket worker pipelines these in order).
 pub type PendingWrite = std::pin::Pin<Box<dyn Future<Output = StoreResult<RoomWriteAck>> + Send>>;
 
 /// A tenant as stored: its name, config and the SHA-256 of each API key.
