@@ -79,7 +79,8 @@ pub async fn send_with(
         }
         Err(e) => return Err(PushError::Rejected(e.to_string())),
     };
-    let Some(ns) = state.io.of(tenant.namespace()) else {
+    let ns_name = tenant.namespace();
+    let Some(ns) = state.io.of(&ns_name) else {
         return Err(PushError::Rejected(
             "tenant namespace is not mounted".into(),
         ));
@@ -88,7 +89,6 @@ pub async fn send_with(
         rooms: rooms.clone(),
         queued: 0,
     };
-    let ns_name = tenant.namespace();
     let mut plain = Vec::new();
     let mut user_plain = Vec::new();
     for room in rooms {
