@@ -157,15 +157,14 @@ impl EmbeddedStore {
 }
 
 fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<Job>, commit_delay: Duration) {
-    // A write taken from the queue but not yet run (it showed the load is steady).
+    // A write that arrived while the previous commit ran: taken from the
+    // queue right after it, it shows the load is steady.
     let mut carry: Option<Job> = None;
-    // Writes arrived while the previous commit ran.
-    let mut steady = false;
     loop {
-        let first = match carry.take() {
-            Some(j) => j,
+        let (first, steady) = match carry.take() {
+            Some(j) => (j, true),
             None => match rx.recv() {
-                Ok(j) => j,
+                Ok(j) => (j, false),
                 Err(_) => break,
             },
         };
@@ -208,7 +207,6 @@ fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<Job>, commit_delay: Duratio
                 .map_err(|e| StoreError::Backend(e.to_string())));
         }
         carry = rx.try_recv().ok();
-        steady = carry.is_some();
     }
 }
 
