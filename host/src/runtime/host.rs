@@ -251,8 +251,9 @@ impl GuestClock {
     /// ceiling).
     ///
     /// [`resume`]: GuestClock::resume
-    pub fn tick(&mut self, now: Instant, cpu: CpuReading) -> bool {
-        self.suspend(now, || cpu);
+    /// `cpu` is read only when the ending stretch has a CPU baseline.
+    pub fn tick(&mut self, now: Instant, cpu: impl FnOnce() -> CpuReading) -> bool {
+        self.suspend(now, cpu);
         self.charged < self.budget && self.wall(now) < self.ceiling
     }
 
@@ -578,12 +579,12 @@ mod tests {
         let (mut c, t0, cpu) = clock();
         // First stretch: no baseline, charged its wall time, at most a tick
         // (here the thread was preempted for 30 ms before the first tick).
-        assert!(c.tick(t0 + ms(30.0), cpu(0.0)));
+        assert!(c.tick(t0 + ms(30.0), || cpu(0.0)));
         assert_eq!(c.charged(), ms(1.0));
         // Parked 2 ms after the yield: neither CPU nor wall guest time.
         c.resume(t0 + ms(32.0), cpu(0.0));
         // 0.9 ms of CPU over 15 ms of wall (preempted): 0.9 ms charged.
-        assert!(c.tick(t0 + ms(47.0), cpu(0.9)));
+        assert!(c.tick(t0 + ms(47.0), || cpu(0.9)));
         assert_eq!(c.charged(), ms(1.9));
         assert_eq!(c.wall(t0 + ms(47.0)), ms(45.0));
         // A runaway: a full tick of CPU per stretch, stopped at the budget.
@@ -595,7 +596,7 @@ mod tests {
             t += 1.0;
             used += 1.0;
             ticks += 1;
-            if !c.tick(t0 + ms(t), cpu(used)) {
+            if !c.tick(t0 + ms(t), || cpu(used)) {
                 break;
             }
         }
@@ -613,7 +614,7 @@ mod tests {
         c.resume(t0 + ms(40.5), cpu(7.0));
         c.suspend(t0 + ms(41.0), || cpu(7.2));
         c.resume(t0 + ms(80.0), cpu(20.0));
-        assert!(c.tick(t0 + ms(81.0), cpu(20.3)));
+        assert!(c.tick(t0 + ms(81.0), || cpu(20.3)));
         assert_eq!(c.charged(), ms(0.5 + 0.2 + 0.3));
         assert_eq!(c.wall(t0 + ms(81.0)), ms(2.0));
     }
@@ -621,7 +622,7 @@ mod tests {
     #[test]
     fn a_stretch_that_moved_threads_is_charged_wall_time_up_to_a_tick() {
         let (mut c, t0, cpu) = clock();
-        assert!(c.tick(t0 + ms(0.2), cpu(0.0)));
+        assert!(c.tick(t0 + ms(0.2), || cpu(0.0)));
         c.resume(t0 + ms(0.2), cpu(0.0));
         // The guest moved to another thread without telling us (say, a
         // WASI poll): its CPU clock is not comparable.
@@ -632,30 +633,30 @@ mod tests {
             thread: other,
             time: ms(500.0),
         };
-        assert!(c.tick(t0 + ms(0.7), elsewhere));
+        assert!(c.tick(t0 + ms(0.7), || elsewhere));
         assert_eq!(c.charged(), ms(0.2 + 0.5));
         c.resume(t0 + ms(0.7), elsewhere);
-        assert!(c.tick(t0 + ms(9.7), cpu(0.0)));
+        assert!(c.tick(t0 + ms(9.7), || cpu(0.0)));
         assert_eq!(c.charged(), ms(0.2 + 0.5 + 1.0));
         // CPU delta is never more than the stretch's wall time.
         c.resume(t0 + ms(9.7), cpu(0.0));
-        assert!(c.tick(t0 + ms(10.0), cpu(5.0)));
+        assert!(c.tick(t0 + ms(10.0), || cpu(5.0)));
         assert_eq!(c.charged(), ms(0.2 + 0.5 + 1.0 + 0.3));
     }
 
     #[test]
     fn the_wall_ceiling_stops_a_starved_guest() {
         let (mut c, t0, cpu) = clock();
-        assert!(c.tick(t0 + ms(1.0), cpu(0.0)));
+        assert!(c.tick(t0 + ms(1.0), || cpu(0.0)));
         // Little CPU, but 110 ms of guest wall time: out of time.
         c.resume(t0 + ms(1.0), cpu(0.0));
-        assert!(c.tick(t0 + ms(60.0), cpu(0.1)));
+        assert!(c.tick(t0 + ms(60.0), || cpu(0.1)));
         c.resume(t0 + ms(60.0), cpu(0.1));
-        assert!(!c.tick(t0 + ms(111.0), cpu(0.2)));
+        assert!(!c.tick(t0 + ms(111.0), || cpu(0.2)));
         assert!(c.charged() < ms(2.0));
         // A new call starts from zero.
         c.begin(t0 + ms(100.0));
-        assert!(c.tick(t0 + ms(101.0), cpu(9.0)));
+        assert!(c.tick(t0 + ms(101.0), || cpu(9.0)));
         assert_eq!(c.charged(), ms(1.0));
     }
 
