@@ -4,6 +4,9 @@
 use clap::{Parser, Subcommand};
 use hookwire::config::{Config, ServeArgs};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "hookwire",

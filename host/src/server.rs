@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::adapter::Io;
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::auth;
@@ -197,25 +196,12 @@ pub async fn serve(
     tracing::info!(%addr, store = state.store.kind(), "hookwire listening on http://{addr}");
 
     let io = state.io.clone();
-    // TCP_NODELAY on every accepted connection (Node's http server sets it
-    // too). Without it Nagle holds a socket's next small frame until the
-    // client ACKs the previous one, and a client that only reads ACKs late
-    // (delayed ACK, up to 40 ms): room fan-out's p99 paid that.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    serve_http(listener, app, async move {
         shutdown.await;
         tracing::info!("shutting down: closing connections");
         io.close().await;
     })
-    .await?;
+    .await;
     housekeeping.abort();
     if let Some(t) = listener_task {
         t.abort();
@@ -236,6 +222,80 @@ pub async fn serve(
         .context("flushing the store at shutdown")?;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// Accepts HTTP/1.1 connections until `shutdown` completes, then lets the
+/// requests in flight finish (for at most five seconds).
+///
+/// hookwire runs hyper's HTTP/1 connection itself instead of `axum::serve`:
+/// axum's server sniffs for HTTP/2 and wraps each connection in a buffering
+/// adapter, so a WebSocket upgrade could not be handed back as the plain
+/// `TcpStream` the engine writes through to from any task.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::TokioIo;
+    use tower::Service;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Each connection task holds a clone; recv() returns None once all ended.
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors, mostly: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // TCP_NODELAY on every accepted connection (Node's http server sets it
+        // too). Without it Nagle holds a socket's next small frame until the
+        // client ACKs the previous one, and a client that only reads ACKs late
+        // (delayed ACK, up to 40 ms): room fan-out's p99 paid that.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let mut app = app.clone();
+            async move { app.call(req).await }
+        });
+        let mut stop = stop_rx.clone();
+        let alive = alive_tx.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await.ok();
+                }
+            }
+            drop(alive);
+        });
+    }
+    drop(listener);
+    stop_tx.send(true).ok();
+    drop(alive_tx);
+    if tokio::time::timeout(Duration::from_secs(5), alive_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some HTTP connections were still open after 5 s; closing them");
+    }
 }
 
 /// First start: the admin key and the `default` tenant.

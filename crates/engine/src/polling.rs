@@ -1,0 +1,163 @@
+//! The HTTP long-polling transport: the opening GET, the GETs that take
+//! queued packets, and the POSTs that carry the client's.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use engineioxide_core::{Packet, PacketParseError, ProtocolVersion, Sid, TransportType, payload};
+use futures_util::StreamExt;
+use http::{Request, Response, StatusCode, header::CONTENT_TYPE};
+use http_body::Body;
+
+use crate::{
+    body::ResponseBody,
+    engine::EngineIo,
+    errors::Error,
+    handler::EngineIoHandler,
+    socket::{DisconnectReason, Socket},
+    ws,
+};
+
+fn text<B>(data: impl Into<bytes::Bytes>) -> Response<ResponseBody<B>> {
+    let data = data.into();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "text/plain; charset=UTF-8")
+        .header(http::header::CONTENT_LENGTH, data.len())
+        .body(ResponseBody::full(data))
+        .expect("static headers")
+}
+
+/// Opens a polling session: the open packet, and the heartbeat task.
+pub(crate) fn open<H: EngineIoHandler, B, R>(
+    engine: Arc<EngineIo<H>>,
+    protocol: ProtocolVersion,
+    req: Request<R>,
+) -> Response<ResponseBody<B>> {
+    let (parts, _) = req.into_parts();
+    let socket = engine.create_session(protocol, TransportType::Polling, parts);
+    let open = ws::polling_open_packet(&engine, socket.id);
+    tokio::spawn(heartbeat(engine, socket));
+    text(open)
+}
+
+/// Pings a polling session until it ends or moves to WebSocket (whose
+/// connection task then keeps the heartbeat).
+async fn heartbeat<H: EngineIoHandler>(engine: Arc<EngineIo<H>>, socket: Arc<Socket<H::Data>>) {
+    let (interval, timeout) = (engine.config.ping_interval, engine.config.ping_timeout);
+    loop {
+        tokio::time::sleep(interval).await;
+        if socket.is_closed() || socket.is_ws() {
+            return;
+        }
+        if socket.is_upgrading() {
+            continue;
+        }
+        socket.pong.store(false, Ordering::Release);
+        if socket.send_raw("2").is_err() {
+            return;
+        }
+        tokio::time::sleep(timeout).await;
+        if socket.is_closed() || socket.is_ws() {
+            return;
+        }
+        if !socket.pong.load(Ordering::Acquire) && !socket.is_upgrading() {
+            engine.close_session(socket.id, DisconnectReason::HeartbeatTimeout);
+            return;
+        }
+    }
+}
+
+/// Marks a socket's GET as pending for as long as it lives.
+struct PendingGet<'a>(&'a std::sync::atomic::AtomicBool);
+impl Drop for PendingGet<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// A GET: waits for packets and returns them as one payload.
+pub(crate) async fn get<H: EngineIoHandler, B>(
+    engine: Arc<EngineIo<H>>,
+    sid: Sid,
+) -> Result<Response<ResponseBody<B>>, Error> {
+    let socket = engine.get_socket(sid).ok_or(Error::UnknownSessionID(sid))?;
+    if !socket.is_http() {
+        return Err(Error::TransportMismatch);
+    }
+    if socket.polling.swap(true, Ordering::AcqRel) {
+        socket.close(DisconnectReason::MultipleHttpPollingError);
+        return Err(Error::MultipleHttpPolling);
+    }
+    let _pending = PendingGet(&socket.polling);
+    let max = usize::try_from(engine.config.max_payload).unwrap_or(usize::MAX);
+    loop {
+        let notified = socket.out.attention.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(payload) = socket.out.take_polling(max) {
+            return Ok(text(payload));
+        }
+        if socket.is_closed() {
+            return Ok(text("1"));
+        }
+        if !socket.is_http() {
+            return Ok(text("6"));
+        }
+        notified.await;
+    }
+}
+
+/// A POST: the client's packets, handed to the handler in order.
+pub(crate) async fn post<H, R, B>(
+    engine: Arc<EngineIo<H>>,
+    sid: Sid,
+    req: Request<R>,
+) -> Result<Response<ResponseBody<B>>, Error>
+where
+    H: EngineIoHandler,
+    R: Body + Send + Unpin + 'static,
+    R::Error: std::fmt::Debug,
+    R::Data: Send,
+{
+    let socket = engine.get_socket(sid).ok_or(Error::UnknownSessionID(sid))?;
+    if !socket.is_http() {
+        return Err(Error::TransportMismatch);
+    }
+    let (parts, body) = req.into_parts();
+    let max = engine.config.max_payload;
+    let packets = payload::decoder(
+        body,
+        parts.headers.get(CONTENT_TYPE),
+        ProtocolVersion::V4,
+        max,
+    );
+    futures_util::pin_mut!(packets);
+    while let Some(packet) = packets.next().await {
+        match packet {
+            Ok(Packet::Message(msg)) => engine.handler.on_message(msg, socket.clone()),
+            Ok(Packet::Binary(bin) | Packet::BinaryV3(bin)) => {
+                engine.handler.on_binary(bin, socket.clone())
+            }
+            Ok(Packet::Pong | Packet::Ping) => socket.pong.store(true, Ordering::Release),
+            Ok(Packet::Close) => {
+                // The pending GET returns (with a noop) before the session ends.
+                socket.send_raw("6").ok();
+                engine.close_session(sid, DisconnectReason::TransportClose);
+                break;
+            }
+            Ok(_) => {
+                engine.close_session(sid, DisconnectReason::PacketParsingError);
+                return Err(Error::BadPayload(PacketParseError::InvalidPacketType(None)));
+            }
+            Err(PacketParseError::PayloadTooLarge { max }) => {
+                engine.close_session(sid, DisconnectReason::PacketParsingError);
+                return Err(Error::PayloadTooLarge { max });
+            }
+            Err(e) => {
+                engine.close_session(sid, DisconnectReason::PacketParsingError);
+                return Err(Error::BadPayload(e));
+            }
+        }
+    }
+    Ok(text("ok"))
+}
