@@ -131,6 +131,7 @@ impl Default for Metrics {
             "1 when a dependency (store, redis) answers",
             dependency_up.clone(),
         );
+        registry.register_collector(Box::new(TransportCounters));
         Metrics {
             registry,
             connections,
@@ -148,6 +149,58 @@ impl Default for Metrics {
             cluster_publish_dropped,
             dependency_up,
         }
+    }
+}
+
+/// The engine's process-wide transport counters, read at scrape time.
+#[derive(Debug)]
+struct TransportCounters;
+
+impl prometheus_client::collector::Collector for TransportCounters {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let s = engineioxide::stats::snapshot();
+        for (name, help, value) in [
+            (
+                "transport_frames_direct",
+                "WebSocket frames written straight from the emitting task",
+                s.frames_direct,
+            ),
+            (
+                "transport_frames_queued",
+                "Frames that waited in a socket's outbound queue",
+                s.frames_queued,
+            ),
+            (
+                "transport_frames_handed_off",
+                "Frames left to the socket's own task to spread a large broadcast over the workers",
+                s.frames_handed_off,
+            ),
+            (
+                "transport_ws_writes",
+                "write/writev calls on WebSocket connections",
+                s.ws_write_calls,
+            ),
+            (
+                "transport_slow_consumers",
+                "Sessions closed because their outbound queue passed its bound",
+                s.slow_consumers,
+            ),
+            (
+                "transport_ws_protocol_errors",
+                "WebSocket connections closed for a protocol violation",
+                s.ws_protocol_errors,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }
 

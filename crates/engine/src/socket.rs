@@ -171,6 +171,44 @@ pub(crate) struct Outbox {
     pub(crate) broken: bool,
 }
 
+/// How many frames one thread writes through in a burst before it hands the
+/// rest to the sockets' own tasks.
+///
+/// A broadcast to a large room is one loop in one task; written through,
+/// its last member would wait for every send before it. Past the budget the
+/// frames are queued and each socket's connection task (woken on whichever
+/// worker is free) writes its own, so the sends spread over the runtime's
+/// workers. The burst is counted per thread over a 1 ms window.
+mod burst {
+    use std::{
+        cell::Cell,
+        time::{Duration, Instant},
+    };
+
+    const BUDGET: u32 = 256;
+    const WINDOW: Duration = Duration::from_millis(1);
+
+    thread_local! {
+        static BURST: Cell<Option<(Instant, u32)>> = const { Cell::new(None) };
+    }
+
+    pub(super) fn write_through_allowed() -> bool {
+        BURST.with(|b| {
+            let now = Instant::now();
+            match b.get() {
+                Some((start, n)) if now.duration_since(start) < WINDOW => {
+                    b.set(Some((start, n + 1)));
+                    n < BUDGET
+                }
+                _ => {
+                    b.set(Some((now, 1)));
+                    true
+                }
+            }
+        })
+    }
+}
+
 /// Why a packet was not taken.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Refused {
@@ -241,6 +279,7 @@ impl Sender {
         let mut written = 0;
         if ob.queue.is_empty()
             && let Some(wire) = &ob.direct
+            && burst::write_through_allowed()
         {
             let mut head = [0; frame::MAX_HEAD + 1];
             let n = packet.ws_head(&mut head);
@@ -270,12 +309,17 @@ impl Sender {
             self.attention.notify_one();
             return Ok(());
         }
+        // The bound is on the backlog: one packet larger than it still goes
+        // out to a reader that keeps up (a large `sync` page, say).
         if ob.queue.len() >= self.max_packets
-            || ob.queued_bytes + packet.body.len() > self.max_bytes
+            || (!ob.queue.is_empty() && ob.queued_bytes + packet.body.len() > self.max_bytes)
         {
             return Err(Refused::Full);
         }
         let was_empty = ob.queue.is_empty();
+        if was_empty && ob.direct.is_some() {
+            stats::FRAMES_HANDED_OFF.inc();
+        }
         ob.queued_bytes += packet.ws_len();
         ob.queue.push_back(packet);
         stats::FRAMES_QUEUED.inc();

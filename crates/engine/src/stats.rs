@@ -26,6 +26,10 @@ pub static FRAMES_DIRECT: Counter = Counter::new();
 /// Frames that waited in a socket's queue (a write was pending, the
 /// socket was on polling, or the kernel took only part of the frame).
 pub static FRAMES_QUEUED: Counter = Counter::new();
+/// Frames queued for the socket's own task although nothing was pending,
+/// because the emitting thread had used its write-through budget (a
+/// broadcast to a large room spreads its sends over the workers).
+pub static FRAMES_HANDED_OFF: Counter = Counter::new();
 /// `writev`/`write` calls made on WebSocket connections.
 pub static WS_WRITE_CALLS: Counter = Counter::new();
 /// Sessions closed because their outbound queue passed its bound.
@@ -38,6 +42,7 @@ pub static WS_PROTOCOL_ERRORS: Counter = Counter::new();
 pub struct Snapshot {
     pub frames_direct: u64,
     pub frames_queued: u64,
+    pub frames_handed_off: u64,
     pub ws_write_calls: u64,
     pub slow_consumers: u64,
     pub ws_protocol_errors: u64,
@@ -48,6 +53,7 @@ pub fn snapshot() -> Snapshot {
     Snapshot {
         frames_direct: FRAMES_DIRECT.get(),
         frames_queued: FRAMES_QUEUED.get(),
+        frames_handed_off: FRAMES_HANDED_OFF.get(),
         ws_write_calls: WS_WRITE_CALLS.get(),
         slow_consumers: SLOW_CONSUMERS.get(),
         ws_protocol_errors: WS_PROTOCOL_ERRORS.get(),
