@@ -693,3 +693,93 @@ mod harness {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::{io::AsyncReadExt, net::UnixStream};
+
+    fn sender(max_bytes: usize) -> Sender {
+        let config = EngineIoConfig {
+            max_buffer_size: 100_000,
+            max_buffer_bytes: max_bytes,
+            ..Default::default()
+        };
+        Sender::new(&config)
+    }
+
+    fn expected_frame(p: &OutPacket) -> Vec<u8> {
+        let mut head = [0; frame::MAX_HEAD + 1];
+        let n = p.ws_head(&mut head);
+        [&head[..n], &p.body[..]].concat()
+    }
+
+    /// Frames written through, partly written and queued come out whole and
+    /// in order, however the kernel splits the writes.
+    #[tokio::test]
+    async fn write_through_and_drain_keep_frames_whole_and_in_order() {
+        let (near, mut far) = UnixStream::pair().unwrap();
+        let wire = Arc::new(Wire::Unix(near));
+        let out = Arc::new(sender(usize::MAX));
+        out.set_direct(Some(wire.clone()));
+        let packets: Vec<OutPacket> = (0..400)
+            .map(|i| match i % 3 {
+                0 => OutPacket::message(Str::from(format!("[\"m\",{i}]"))),
+                1 => OutPacket::binary(Bytes::from(vec![i as u8; 70_000])),
+                _ => OutPacket::message(Str::from("x".repeat(300))),
+            })
+            .collect();
+        let expected: Vec<u8> = packets.iter().flat_map(expected_frame).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; expected.len()];
+            far.read_exact(&mut got).await.unwrap();
+            assert!(got == expected, "the byte stream differs from the frames in order");
+        });
+        let mut queued_at_some_point = false;
+        for p in packets {
+            out.push(p).unwrap();
+            queued_at_some_point |= !out.state.lock().queue.is_empty();
+        }
+        assert!(queued_at_some_point, "the socket buffer never filled: nothing was queued");
+        while !out.drain_to(&wire).unwrap() {
+            wire.writable().await.unwrap();
+        }
+        reader.await.unwrap();
+        assert_eq!(out.state.lock().queued_bytes, 0);
+    }
+
+    /// Without a live transport (polling), the backlog is bounded in bytes;
+    /// one packet larger than the bound is still taken when nothing waits.
+    #[test]
+    fn backlog_is_bounded_in_bytes() {
+        let out = sender(1000);
+        out.push(OutPacket::binary(Bytes::from(vec![0; 5000]))).unwrap();
+        assert_eq!(
+            out.push(OutPacket::message(Str::from("x"))),
+            Err(Refused::Full)
+        );
+        assert!(out.take_polling(usize::MAX).is_some());
+        for _ in 0..9 {
+            out.push(OutPacket::binary(Bytes::from(vec![0; 100]))).unwrap();
+        }
+        assert_eq!(
+            out.push(OutPacket::binary(Bytes::from(vec![0; 200]))),
+            Err(Refused::Full)
+        );
+    }
+
+    #[test]
+    fn polling_payload_joins_packets_with_record_separators() {
+        let out = sender(usize::MAX);
+        out.push(OutPacket::message(Str::from("a"))).unwrap();
+        out.push(OutPacket::raw("2")).unwrap();
+        out.push(OutPacket::binary(Bytes::from_static(b"\x01\x02\x03"))).unwrap();
+        assert_eq!(out.take_polling(1000).unwrap(), b"4a\x1e2\x1ebAQID");
+        out.push(OutPacket::message(Str::from("long"))).unwrap();
+        out.push(OutPacket::message(Str::from("next"))).unwrap();
+        // Past max, the rest waits for the next GET (at least one packet goes).
+        assert_eq!(out.take_polling(3).unwrap(), b"4long");
+        assert_eq!(out.take_polling(3).unwrap(), b"4next");
+        assert!(out.take_polling(3).is_none());
+    }
+}
