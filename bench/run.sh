@@ -6,14 +6,23 @@
 # (socket.io 4 + @socket.io/redis-adapter + node-redis), all in ONE run; then
 # writes BENCHMARKS.md and bench/results/benchmarks.png.
 #
-#   bench/run.sh            full comparison (3-4 minutes after the build)
-#   bench/run.sh --quick    smoke run (about 1 minute)
+#   bench/run.sh            full comparison (8-10 minutes after the build)
+#   bench/run.sh --quick    smoke run (about 2 minutes)
+#
+# Scenarios: Node's highest sustainable fan-out rate (ramp); fan-out at 1x and 2x
+# of it (server CPU per delivery as user and system time, TCP sends per delivery,
+# latency, losses); idle joined connections (RSS per connection); sync paging;
+# sync memory (RSS before, at the peak of and after one ~1 MiB page to each of
+# many connections); one big room (latency to the last member served).
 #
 # Options: --no-build (use the binaries already in target/release),
 #          --out FILE (markdown to write, default BENCHMARKS.md),
+#          --chart FILE (chart to write, default bench/results/benchmarks.png),
 #          --only LIST (comma list of: node,hookwire,hookwire-redis,hookwire-cluster,
 #                       hookwire-wordfilter)
 # Env: BENCH_NICE (nice level for servers and load generator, default 0),
+#      BENCH_PIN (1 = pin with taskset, the default on 2+ cores; 0 = don't),
+#      BENCH_SERVER_CPUS / BENCH_LOAD_CPUS (taskset CPU lists, default 0 and 1),
 #      BENCH_RAMP_P99_MS (p99 bound of a sustainable ramp step, default 50),
 #      BENCH_RATE (1x in msg/s when the Node peer is not measured),
 #      HOOKWIRE_ADMIN_KEY / HOOKWIRE_DEFAULT_API_KEY (defaults: random).
@@ -25,14 +34,16 @@ cd "$ROOT"
 QUICK=0
 BUILD=1
 OUT_MD=BENCHMARKS.md
+CHART=
 ONLY="node,hookwire,hookwire-redis,hookwire-cluster,hookwire-wordfilter"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --no-build) BUILD=0 ;;
     --out) OUT_MD=$2; shift ;;
+    --chart) CHART=$2; shift ;;
     --only) ONLY=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -50,6 +61,8 @@ if [ $QUICK = 1 ]; then
   WARMUP=0.5; WINDOW=1; WINDOWS=3
   CONN_N=2000
   SYNC_M=2000; SYNC_C=10
+  SYNCMEM_C=100; SYNCMEM_SETTLE=3
+  BIG_N=1000; BIG_WARMUP=1; BIG_SECS=5
 else
   MODE=full
   ROOMS=10; SUBS=100; PUBS=10; BYTES=128
@@ -58,7 +71,12 @@ else
   WARMUP=1; WINDOW=3; WINDOWS=3
   CONN_N=19900
   SYNC_M=10000; SYNC_C=50
+  SYNCMEM_C=1000; SYNCMEM_SETTLE=10
+  BIG_N=10000; BIG_WARMUP=2; BIG_SECS=30
 fi
+# sync memory: one page of all SYNCMEM_M stored msgs (storage 1), SYNCMEM_PAGE bytes in all
+SYNCMEM_M=200; SYNCMEM_PAGE=1048576
+BIG_RATE=10
 NICE_LVL=${BENCH_NICE:-0}
 # A ramp step is sustainable when deliveries keep up (>= 97% of offered) and the
 # median window p99 stays under this bound (ms). 50 ms on a quiet machine; on a
@@ -66,14 +84,49 @@ NICE_LVL=${BENCH_NICE:-0}
 RAMP_P99_MS=${BENCH_RAMP_P99_MS:-50}
 NICE=(nice -n "$NICE_LVL")
 
+# Pinning: the server side (server process(es) and redis-server) on one CPU, the
+# load generator on another, so neither takes the other's core.
+PIN=${BENCH_PIN:-1}
+SERVER_CPUS=${BENCH_SERVER_CPUS:-0}
+LOAD_CPUS=${BENCH_LOAD_CPUS:-1}
+cpu_count() { # taskset list: 1 / 0-3 / 1,3
+  echo "$1" | tr ',' '\n' | awk -F- '{ n += (NF == 2 ? $2 - $1 + 1 : 1) } END { print n }'
+}
+if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc --all)" -ge 2 ]; then
+  SRV=(taskset -c "$SERVER_CPUS" "${NICE[@]}")
+  LOADGEN=(taskset -c "$LOAD_CPUS" "${NICE[@]}")
+  LOAD_THREADS=$(cpu_count "$LOAD_CPUS")
+  PINNING="server side (the server process(es) and redis-server) pinned to CPU $SERVER_CPUS with \`taskset\`, load generator to CPU $LOAD_CPUS ($LOAD_THREADS tokio worker thread(s)); hookwire sizes its runtime from its CPU affinity, so one pinned node runs one worker thread; a cluster's two nodes share CPU $SERVER_CPUS"
+else
+  PIN=0
+  SRV=("${NICE[@]}")
+  LOADGEN=("${NICE[@]}")
+  LOAD_THREADS=2
+  PINNING="not pinned: servers, redis-server and the load generator ($LOAD_THREADS worker threads) share all cores"
+fi
+
+# Open files: each process (server, load generator) may hold as many as its soft
+# limit allows; raise it to the hard limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT=$(ulimit -n)
+
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS_DIR=bench/results
 mkdir -p "$RESULTS_DIR"
 RESULTS=$RESULTS_DIR/results-$MODE.jsonl
+CHART=${CHART:-$RESULTS_DIR/benchmarks.png}
 NOTES=$(mktemp /tmp/hookwire-bench-notes.XXXXXX)
 WORK=$(mktemp -d /tmp/hookwire-bench.XXXXXX)
 : > "$RESULTS"
 note() { echo "- $*" >> "$NOTES"; log "NOTE: $*"; }
+if [ "$FD_LIMIT" != unlimited ]; then
+  for v in CONN_N BIG_N; do
+    if [ $((${!v} + 100)) -gt "$FD_LIMIT" ]; then
+      note "$v lowered from ${!v} to $((FD_LIMIT - 100)) to stay under the open-file limit $FD_LIMIT"
+      printf -v "$v" %d $((FD_LIMIT - 100))
+    fi
+  done
+fi
 
 PIDS=()
 cleanup() {
@@ -107,6 +160,18 @@ if ! command -v redis-server >/dev/null; then
   log "installing redis-server"
   (apt-get update -qq && apt-get install -y -qq redis-server) >&2
 fi
+if ! command -v perf >/dev/null; then
+  log "installing linux-perf (for the send counts)"
+  (apt-get update -qq && apt-get install -y -qq linux-perf) >&2 || true
+fi
+# sends per delivery: perf stat on the sock_send_length tracepoint (TCP sends by any
+# system call), or, without it, on the send/write system call tracepoints
+SENDS=0; SENDS_METHOD=none
+if command -v perf >/dev/null; then
+  if perf stat -x, -e sock:sock_send_length -- true >/dev/null 2>&1; then SENDS=1; SENDS_METHOD=tcp-sock-sendmsg
+  elif perf stat -x, -e syscalls:sys_enter_sendto -- true >/dev/null 2>&1; then SENDS=1; SENDS_METHOD=syscalls; fi
+fi
+[ $SENDS = 1 ] || note "perf stat cannot count tracepoints here: sends per delivery not measured"
 if ! ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1; then
   (apt-get install -y -qq fonts-dejavu-core) >&2 || note "no font for the chart"
 fi
@@ -128,7 +193,7 @@ wait_http() { # url, seconds
 
 # ------------------------------------------------------------------ redis
 RPORT=$(free_port)
-"${NICE[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
+"${SRV[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
   --logfile "$WORK/redis.log" &
 RPID=$!
 PIDS+=("$RPID")
@@ -143,7 +208,7 @@ API_KEY=${HOOKWIRE_DEFAULT_API_KEY:-bench-api-$RANDOM$RANDOM}
 SERVER_PID=
 start_node() { # port [redis_url]
   local port=$1 url=${2:-}
-  (cd bench/node-peer && PORT=$port REDIS_URL=$url JOIN_TIMEOUT_MS=0 exec "${NICE[@]}" node server.js) \
+  (cd bench/node-peer && PORT=$port REDIS_URL=$url JOIN_TIMEOUT_MS=0 exec "${SRV[@]}" node server.js) \
     > "$WORK/node-$port.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
@@ -154,7 +219,7 @@ start_hookwire() { # port datadir [extra serve args...]
   local port=$1 dir=$2; shift 2
   mkdir -p "$dir"
   HOOKWIRE_ADMIN_KEY=$ADMIN_KEY HOOKWIRE_DEFAULT_API_KEY=$API_KEY RUST_LOG=${RUST_LOG:-warn} \
-    "${NICE[@]}" "$HOOKWIRE" serve --listen "127.0.0.1:$port" --data-dir "$dir" "$@" \
+    "${SRV[@]}" "$HOOKWIRE" serve --listen "127.0.0.1:$port" --data-dir "$dir" "$@" \
     > "$WORK/hookwire-$port.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
@@ -170,14 +235,16 @@ start_hookwire() { # port datadir [extra serve args...]
     || { note "could not switch tenant 'default' to forceUserAuth=false on :$port"; return 1; }
 }
 
-B() { "${NICE[@]}" "$BENCH" "$@"; }
+B() { "${LOADGEN[@]}" "$BENCH" --threads "$LOAD_THREADS" "$@"; }
 
 FAN_ARGS=(--rooms "$ROOMS" --subs "$SUBS" --pubs "$PUBS" --bytes "$BYTES")
+SEND_ARGS=(); [ $SENDS = 1 ] && SEND_ARGS=(--count-sends)
 
 measure_fanout() { # target label-args... (server pids and servers passed in)
   local target=$1; shift
   B fanout "${FAN_ARGS[@]}" --target "$target" --rates "$R1,$R2" --labels 1x,2x \
-    --warmup "$WARMUP" --window "$WINDOW" --windows "$WINDOWS" --drain 2 --out "$RESULTS" "$@" > /dev/null \
+    --warmup "$WARMUP" --window "$WINDOW" --windows "$WINDOWS" --drain 2 --max-drain 30 "${SEND_ARGS[@]}" \
+    --out "$RESULTS" "$@" > /dev/null \
     || note "fanout on $target failed"
 }
 measure_connect() {
@@ -189,6 +256,18 @@ measure_sync() {
   local target=$1; shift
   B sync --target "$target" --messages "$SYNC_M" --clients "$SYNC_C" --out "$RESULTS" "$@" > /dev/null \
     || note "sync on $target failed"
+}
+measure_syncmem() {
+  local target=$1; shift
+  B syncmem --target "$target" --clients "$SYNCMEM_C" --messages "$SYNCMEM_M" --page-bytes "$SYNCMEM_PAGE" \
+    --settle "$SYNCMEM_SETTLE" --timeout 120 --out "$RESULTS" "$@" > /dev/null \
+    || note "sync memory on $target failed"
+}
+measure_bigroom() {
+  local target=$1; shift
+  B bigroom --target "$target" --members "$BIG_N" --rate "$BIG_RATE" --warmup "$BIG_WARMUP" --secs "$BIG_SECS" \
+    --bytes "$BYTES" --out "$RESULTS" "$@" > /dev/null \
+    || note "big room on $target failed"
 }
 
 # ------------------------------------------------------------------ meta
@@ -334,6 +413,24 @@ for t in "${TARGETS[@]}"; do
   down
 done
 
+# ------------------------------------------------------------------ 5. sync memory
+for t in "${TARGETS[@]}"; do
+  case $t in hookwire-wordfilter|hookwire-cluster) continue ;; esac
+  up "$t" || { note "$t did not start for sync memory"; continue; }
+  log "$t: $SYNCMEM_C connections x one sync page of $SYNCMEM_PAGE bytes"
+  measure_syncmem "$t" --server "$UP_SERVERS" --server-pid "${UP_PIDS%%,*}"
+  down
+done
+
+# ------------------------------------------------------------------ 6. big room
+for t in "${TARGETS[@]}"; do
+  case $t in hookwire-wordfilter|hookwire-cluster) continue ;; esac
+  up "$t" || { note "$t did not start for the big room"; continue; }
+  log "$t: one room of $BIG_N members, $BIG_RATE msg/s"
+  measure_bigroom "$t" --server "$UP_SERVERS" --server-pid "${UP_PIDS%%,*}"
+  down
+done
+
 # ------------------------------------------------------------------ report
 T_END=$(date +%s)
 SHARED=false
@@ -342,8 +439,11 @@ jq -nc --arg date "$STAMP" --arg mode "$MODE run, $((T_END - T_START)) s" --arg 
   --arg machine "$MACHINE" --arg loadavg "$LOADAVG" --argjson shared "$SHARED" \
   --argjson node_rate "$R1" --argjson node_deliveries "$(awk -v r="$R1" -v s="$SUBS" 'BEGIN{print r*s}')" \
   --arg nice "$NICE_LVL" --argjson ramp_p99_ms "$RAMP_P99_MS" \
+  --argjson pinned "$([ $PIN = 1 ] && echo true || echo false)" --arg pinning "$PINNING" \
+  --arg fd_limit "$FD_LIMIT" --arg sends_method "$SENDS_METHOD" \
   '{scenario:"meta", date:$date, mode:$mode, git:$git, machine:$machine, loadavg:$loadavg, shared:$shared,
     node_rate:$node_rate, node_deliveries:$node_deliveries, nice:$nice, ramp_p99_ms:$ramp_p99_ms,
+    pinned:$pinned, pinning:$pinning, fd_limit:$fd_limit, sends_method:$sends_method,
     describe:{
       "node": "Node peer (bench/node-peer: socket.io 4 + @socket.io/redis-adapter + node-redis v4, messages stored in a Redis list), one process",
       "hookwire": "hookwire, one node, embedded store",
@@ -351,5 +451,5 @@ jq -nc --arg date "$STAMP" --arg mode "$MODE run, $((T_END - T_START)) s" --arg 
       "hookwire-cluster": "hookwire, two nodes sharing Redis: publishers on node A, subscribers on node B (CPU of both nodes counted; idle memory and sync on node A)",
       "hookwire-wordfilter": "hookwire, one node, embedded store, word-filter plugin on every message"}}' \
   >> "$RESULTS"
-"$BENCH" report --results "$RESULTS" --out "$OUT_MD" --chart "$RESULTS_DIR/benchmarks.png" --notes "$NOTES"
-log "done in $((T_END - T_START)) s: $OUT_MD, $RESULTS_DIR/benchmarks.png, $RESULTS"
+"$BENCH" report --results "$RESULTS" --out "$OUT_MD" --chart "$CHART" --notes "$NOTES"
+log "done in $((T_END - T_START)) s: $OUT_MD, $CHART, $RESULTS"

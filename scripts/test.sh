@@ -5,8 +5,9 @@
 #   wasm32-wasip2 Rust target.
 # Then: the sample plugins (built for wasm32-wasip2, their unit tests run
 # natively), the Rust tests (store conformance on all backends, the plugin
-# runtime, the Rust socket.io client), and the JS suites against the real
-# `hookwire` binary with the official socket.io-client.
+# runtime, the Rust socket.io client), the official Engine.IO and Socket.IO
+# protocol conformance suites against the engine hookwire runs, and the JS
+# suites against the real `hookwire` binary with the official socket.io-client.
 #
 # Usage: scripts/test.sh            everything
 #        SKIP_INSTALL=1 scripts/test.sh   when the dependencies are there
@@ -44,9 +45,13 @@ step "guest SDK docs and tests"
 
 step "cargo build"
 cargo build --quiet -p hookwire -p hookwire-rust-client-example
+cargo build --quiet -p hookwire-tests --bin conformance-fixture
 
 step "Rust tests (store conformance, plugin runtime, Rust client)"
 cargo test --quiet --workspace
+
+step "protocol conformance (engine.io + socket.io suites)"
+CONFORMANCE_FIXTURE="$root/target/debug/conformance-fixture" tests/conformance/run.sh
 
 step "JS tests (socket.io-client against target/debug/hookwire)"
 HOOKWIRE_BIN="$root/target/debug/hookwire" node --test --test-concurrency=2 tests/js/

@@ -3,7 +3,7 @@
 //
 // Written the way the seed services (always-online and friends) are written:
 // socket.io 4, node-redis v4 for storage, and @socket.io/redis-adapter for the
-// cluster. It implements the room-sync rows of shared/PROTOCOL.md
+// cluster. It implements the room-sync rows of the protocol table in README.md
 // (authenticate / join / msg / sync / leave / disconnect) so the same load
 // generator runs against it and against hookwire.
 //

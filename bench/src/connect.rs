@@ -51,29 +51,30 @@ pub struct ConnectResult {
     pub server_cpu_us_per_conn: f64,
     pub client_rss_kib: u64,
     pub dropped_while_idle: u64,
+    /// soft open-file limits of the server (first pid) and the load generator
+    pub server_fd_limit: Option<u64>,
+    pub client_fd_limit: u64,
+    pub client_fds: usize,
 }
 
 pub async fn run(a: ConnectArgs) -> Result<()> {
     let c = &a.common;
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        if lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    let client_fd_limit = procfs::raise_fd_limit();
+    let pids = c.server_pids.clone();
+    let server_fd_limit = pids.first().and_then(|&p| procfs::fd_limit(p));
+    for (who, lim) in [
+        ("load generator", Some(client_fd_limit)),
+        ("server", server_fd_limit),
+    ] {
+        if let Some(l) = lim
+            && (a.n as u64) + 30 > l
+        {
+            eprintln!(
+                "[connect] warning: {} connections near the {who}'s open-file limit {l}",
+                a.n
+            );
         }
     }
-    if (a.n as u64) + 30 > lim.rlim_cur {
-        eprintln!(
-            "[connect] warning: {} connections near the open-file limit {}",
-            a.n, lim.rlim_cur
-        );
-    }
-    let pids = c.server_pids.clone();
     let run_id = c.run_id();
     let rss_before = procfs::rss_kib_all(&pids);
     let cpu_before = procfs::cpu_seconds_all(&pids);
@@ -158,15 +159,21 @@ pub async fn run(a: ConnectArgs) -> Result<()> {
         server_cpu_us_per_conn: (cpu_after - cpu_before) * 1e6 / ok.max(1) as f64,
         client_rss_kib: procfs::rss_kib(std::process::id()).unwrap_or(0),
         dropped_while_idle: dropped.load(Relaxed),
+        server_fd_limit,
+        client_fd_limit,
+        client_fds: procfs::open_fds(std::process::id()),
     };
     eprintln!(
-        "[connect {}] server RSS {} -> {} KiB: {:.0} B/conn, projected 1M conns {:.1} GiB; server fds {}; {:.0} us CPU/conn; dropped {}",
+        "[connect {}] server RSS {} -> {} KiB: {:.0} B/conn, projected 1M conns {:.1} GiB; server fds {} (limit {:?}), load generator fds {} (limit {}); {:.0} us CPU/conn; dropped {}",
         c.target,
         res.rss_before_kib,
         res.rss_after_kib,
         res.rss_per_conn_bytes,
         res.projected_1m_gib,
         res.server_fds,
+        res.server_fd_limit,
+        res.client_fds,
+        res.client_fd_limit,
         res.server_cpu_us_per_conn,
         res.dropped_while_idle
     );

@@ -1,7 +1,8 @@
 //! Room fan-out: R rooms x S subscribers, P publishers sending at a total rate,
 //! payload B bytes. Measures deliveries/s, end-to-end latency from the send
-//! timestamp carried in the payload, losses by sequence numbers, and server CPU
-//! time per delivered message.
+//! timestamp carried in the payload, losses by sequence numbers and per rate,
+//! server CPU time (user and system) per delivered message, and, in a window of
+//! its own, the server's TCP send calls per delivery.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{Common, median, write_result};
 use crate::procfs;
+use crate::sends;
 use crate::sio::{self, Ws};
 
 #[derive(Args, Debug, Clone)]
@@ -71,9 +73,17 @@ pub struct FanoutArgs {
     /// Measurement windows per rate (medians are over windows).
     #[arg(long, default_value_t = 3)]
     pub windows: usize,
-    /// Seconds to wait after the last send before counting losses.
+    /// After the last send, wait until no delivery has arrived for this many
+    /// seconds before counting losses ...
     #[arg(long, default_value_t = 2.0)]
     pub drain: f64,
+    /// ... but at most this many seconds in all.
+    #[arg(long, default_value_t = 30.0)]
+    pub max_drain: f64,
+    /// After the measurement windows of each rate, one more window with
+    /// `perf stat` attached to the server pids, counting its TCP send calls.
+    #[arg(long)]
+    pub count_sends: bool,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -82,7 +92,10 @@ pub struct Window {
     pub sent_per_s: f64,
     pub deliveries_per_s: f64,
     pub server_cpu_cores: f64,
+    /// utime + stime
     pub cpu_us_per_delivery: f64,
+    pub user_us_per_delivery: f64,
+    pub sys_us_per_delivery: f64,
     pub aux_cpu_us_per_delivery: f64,
     /// the load generator's own CPU per delivery
     pub client_cpu_us_per_delivery: f64,
@@ -101,6 +114,15 @@ pub struct Step {
     pub windows: Vec<Window>,
     pub median: Window,
     pub sustainable: bool,
+    /// deliveries expected for the msgs sent at this rate (warm-up included)
+    pub expected: u64,
+    /// of those, delivered by the end of the drain
+    pub delivered: u64,
+    /// expected - delivered
+    pub lost: i64,
+    /// the send-count window (with --count-sends)
+    pub sends: Option<sends::SendWindow>,
+    pub sends_error: Option<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -126,6 +148,8 @@ pub struct FanoutResult {
     /// `error` events the publishers got back (refused messages)
     pub refused: u64,
     pub first_refusal: Option<String>,
+    /// seconds waited after the last send
+    pub drain_secs: f64,
 }
 
 struct Shared {
@@ -141,6 +165,10 @@ struct Shared {
     rate_gen: AtomicU64,
     rate_per_pub: AtomicU64,
     stop: AtomicBool,
+    /// rate index the publishers tag new msgs with
+    step: AtomicUsize,
+    step_expected: Vec<AtomicU64>,
+    step_delivered: Vec<AtomicU64>,
 }
 
 const NO_SLOT: usize = usize::MAX;
@@ -182,6 +210,11 @@ impl Receiver {
                         return Ok(None);
                     };
                     sh.delivered.fetch_add(1, Relaxed);
+                    if let Some(c) = sio::find_u64(b, b"\"hws\":")
+                        .and_then(|s| sh.step_delivered.get(s as usize))
+                    {
+                        c.fetch_add(1, Relaxed);
+                    }
                     let slot = sh.slot.load(Relaxed);
                     if slot != NO_SLOT {
                         let lat = now.saturating_sub(ts).max(1);
@@ -259,6 +292,7 @@ async fn publisher(mut ws: Ws, sh: Arc<Shared>, idx: u64, fan: u64, storage: u8,
                     rate = f64::from_bits(sh.rate_per_pub.load(Relaxed));
                 }
                 if rate <= 0.0 { continue; }
+                let step = sh.step.load(Relaxed);
                 let due = (base.elapsed().as_secs_f64() * rate) as u64;
                 let mut n = 0u64;
                 while base_count < due && n < 1000 {
@@ -267,7 +301,7 @@ async fn publisher(mut ws: Ws, sh: Arc<Shared>, idx: u64, fan: u64, storage: u8,
                     n += 1;
                     let t = now_us();
                     let body = format!(
-                        "42[\"msg\",{{\"data\":{{\"hwp\":{idx},\"hwq\":{seq},\"hwt\":{t},\"pad\":\"{pad}\"}},\"storage\":{storage},\"msgId\":{seq}}}]"
+                        "42[\"msg\",{{\"data\":{{\"hwp\":{idx},\"hwq\":{seq},\"hwt\":{t},\"hws\":{step},\"pad\":\"{pad}\"}},\"storage\":{storage},\"msgId\":{seq}}}]"
                     );
                     if ws.feed(Message::Text(body.into())).await.is_err() { break; }
                 }
@@ -275,6 +309,9 @@ async fn publisher(mut ws: Ws, sh: Arc<Shared>, idx: u64, fan: u64, storage: u8,
                     if ws.flush().await.is_err() { break; }
                     sh.sent.fetch_add(n, Relaxed);
                     sh.expected.fetch_add(n * fan, Relaxed);
+                    if let Some(c) = sh.step_expected.get(step) {
+                        c.fetch_add(n * fan, Relaxed);
+                    }
                 }
             }
         }
@@ -285,15 +322,15 @@ async fn publisher(mut ws: Ws, sh: Arc<Shared>, idx: u64, fan: u64, storage: u8,
 }
 
 fn pad_for(bytes: usize) -> String {
-    // {"data":{"hwp":N,"hwq":N,"hwt":16digits,"pad":""},"storage":0,"msgId":N} is ~85 bytes
-    "x".repeat(bytes.saturating_sub(85))
+    // {"data":{"hwp":N,"hwq":N,"hwt":16digits,"hws":N,"pad":""},"storage":0,"msgId":N} is ~94 bytes
+    "x".repeat(bytes.saturating_sub(94))
 }
 
 fn window_stats(
     secs: f64,
     sent: u64,
     delivered: u64,
-    cpu: f64,
+    cpu: procfs::Cpu,
     aux: f64,
     client: f64,
     h: &Histogram<u64>,
@@ -303,8 +340,10 @@ fn window_stats(
         secs,
         sent_per_s: sent as f64 / secs,
         deliveries_per_s: delivered as f64 / secs,
-        server_cpu_cores: cpu / secs,
-        cpu_us_per_delivery: cpu * 1e6 / d,
+        server_cpu_cores: cpu.total() / secs,
+        cpu_us_per_delivery: cpu.total() * 1e6 / d,
+        user_us_per_delivery: cpu.user * 1e6 / d,
+        sys_us_per_delivery: cpu.sys * 1e6 / d,
         aux_cpu_us_per_delivery: aux * 1e6 / d,
         client_cpu_us_per_delivery: client * 1e6 / d,
         p50_us: h.value_at_quantile(0.5),
@@ -323,6 +362,8 @@ fn median_window(ws: &[Window]) -> Window {
         deliveries_per_s: m(&|w| w.deliveries_per_s),
         server_cpu_cores: m(&|w| w.server_cpu_cores),
         cpu_us_per_delivery: m(&|w| w.cpu_us_per_delivery),
+        user_us_per_delivery: m(&|w| w.user_us_per_delivery),
+        sys_us_per_delivery: m(&|w| w.sys_us_per_delivery),
         aux_cpu_us_per_delivery: m(&|w| w.aux_cpu_us_per_delivery),
         client_cpu_us_per_delivery: m(&|w| w.client_cpu_us_per_delivery),
         p50_us: m(&|w| w.p50_us as f64) as u64,
@@ -365,7 +406,22 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
         rate_gen: AtomicU64::new(0),
         rate_per_pub: AtomicU64::new(0f64.to_bits()),
         stop: AtomicBool::new(false),
+        step: AtomicUsize::new(0),
+        step_expected: (0..a.rates.len()).map(|_| AtomicU64::new(0)).collect(),
+        step_delivered: (0..a.rates.len()).map(|_| AtomicU64::new(0)).collect(),
     });
+    let send_method = if a.count_sends {
+        let m = sends::available();
+        if m.is_none() {
+            eprintln!(
+                "[fanout {}] --count-sends: perf or its tracepoints are missing; sends not counted",
+                c.target
+            );
+        }
+        m
+    } else {
+        None
+    };
     let run_id = c.run_id();
     let sem = Arc::new(Semaphore::new(c.concurrency));
     let timeout = Duration::from_secs_f64(c.timeout);
@@ -445,7 +501,9 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
         .map(|p| (a.subs + pubs_in_room(p % a.rooms) - 1) as f64)
         .sum::<f64>()
         / a.pubs.max(1) as f64;
+    let mut send_windows: Vec<(Option<sends::SendWindow>, Option<String>)> = Vec::new();
     for (ri, &rate) in a.rates.iter().enumerate() {
+        sh.step.store(ri, Relaxed);
         sh.rate_per_pub
             .store((rate / a.pubs as f64).to_bits(), Relaxed);
         sh.rate_gen.fetch_add(1, Relaxed);
@@ -454,10 +512,7 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
         for w in 0..a.windows {
             let slot = ri * a.windows + w;
             let (s0, d0) = (sh.sent.load(Relaxed), sh.delivered.load(Relaxed));
-            let (c0, x0) = (
-                procfs::cpu_seconds_all(&pids),
-                procfs::cpu_seconds_all(&aux),
-            );
+            let (c0, x0) = (procfs::cpu_all(&pids), procfs::cpu_seconds_all(&aux));
             let me0 = procfs::cpu_seconds(me).unwrap_or(0.0);
             let t = Instant::now();
             sh.slot.store(slot, Relaxed);
@@ -465,10 +520,7 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
             sh.slot.store(NO_SLOT, Relaxed);
             let secs = t.elapsed().as_secs_f64();
             let (s1, d1) = (sh.sent.load(Relaxed), sh.delivered.load(Relaxed));
-            let (c1, x1) = (
-                procfs::cpu_seconds_all(&pids),
-                procfs::cpu_seconds_all(&aux),
-            );
+            let (c1, x1) = (procfs::cpu_all(&pids), procfs::cpu_seconds_all(&aux));
             let me1 = procfs::cpu_seconds(me).unwrap_or(0.0);
             let h = sh.hists[slot].lock().clone();
             wins.push(window_stats(
@@ -481,6 +533,32 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
                 &h,
             ));
         }
+        let sw = match send_method {
+            Some(m) => match sends::window(&pids, m, a.window, || sh.delivered.load(Relaxed)).await
+            {
+                Ok(w) => {
+                    eprintln!(
+                        "[fanout {}] rate {rate} msg/s: {} TCP sends for {} deliveries in {:.2}s = {:.3} sends/delivery (sendto {}, sendmsg {}, write {}, writev {})",
+                        c.target,
+                        w.counts.sends(),
+                        w.deliveries,
+                        w.secs,
+                        w.sends_per_delivery,
+                        w.counts.sendto,
+                        w.counts.sendmsg,
+                        w.counts.write,
+                        w.counts.writev
+                    );
+                    (Some(w), None)
+                }
+                Err(e) => {
+                    eprintln!("[fanout {}] counting sends failed: {e:#}", c.target);
+                    (None, Some(format!("{e:#}")))
+                }
+            },
+            None => (None, None),
+        };
+        send_windows.push(sw);
         let med = median_window(&wins);
         let offered = rate * room_fan;
         let sustainable = med.deliveries_per_s >= a.min_delivered_ratio * offered
@@ -492,13 +570,15 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
             .cloned()
             .unwrap_or_else(|| format!("{rate}"));
         eprintln!(
-            "[fanout {}] rate {:>8.0} msg/s ({label}): offered {:>9.0} deliv/s, got {:>9.0}/s, server {:.2} cores, {:.2} us/delivery (+aux {:.2}, client {:.2}), p50 {} us p99 {} us p999 {} us{}",
+            "[fanout {}] rate {:>8.0} msg/s ({label}): offered {:>9.0} deliv/s, got {:>9.0}/s, server {:.2} cores, {:.2} us/delivery (user {:.2} sys {:.2}; +aux {:.2}, client {:.2}), p50 {} us p99 {} us p999 {} us{}",
             c.target,
             rate,
             offered,
             med.deliveries_per_s,
             med.server_cpu_cores,
             med.cpu_us_per_delivery,
+            med.user_us_per_delivery,
+            med.sys_us_per_delivery,
             med.aux_cpu_us_per_delivery,
             med.client_cpu_us_per_delivery,
             med.p50_us,
@@ -513,6 +593,11 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
             windows: wins,
             median: med,
             sustainable,
+            expected: 0,
+            delivered: 0,
+            lost: 0,
+            sends: None,
+            sends_error: None,
         });
         if sustainable {
             max_ok = Some(rate);
@@ -522,8 +607,34 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
     }
     sh.rate_per_pub.store(0f64.to_bits(), Relaxed);
     sh.rate_gen.fetch_add(1, Relaxed);
-    tokio::time::sleep(Duration::from_secs_f64(a.drain)).await;
-    // A last ramp step that overloaded the server may still be draining; don't wait forever.
+    // Drain: an overloaded server may still be sending its backlog; wait until
+    // deliveries stop arriving, but not forever.
+    let td = Instant::now();
+    let mut last_count = sh.delivered.load(Relaxed);
+    let mut last_change = Instant::now();
+    while td.elapsed().as_secs_f64() < a.max_drain && last_change.elapsed().as_secs_f64() < a.drain
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = sh.delivered.load(Relaxed);
+        if n != last_count {
+            last_count = n;
+            last_change = Instant::now();
+        }
+    }
+    let drain_secs = td.elapsed().as_secs_f64();
+    for (i, st) in steps.iter_mut().enumerate() {
+        st.expected = sh.step_expected[i].load(Relaxed);
+        st.delivered = sh.step_delivered[i].load(Relaxed);
+        st.lost = st.expected as i64 - st.delivered as i64;
+        if let Some((w, e)) = send_windows.get(i).cloned() {
+            st.sends = w;
+            st.sends_error = e;
+        }
+        eprintln!(
+            "[fanout {}] {}: expected {} delivered {} lost {}",
+            c.target, st.label, st.expected, st.delivered, st.lost
+        );
+    }
     let sent = sh.sent.load(Relaxed);
     let expected = sh.expected.load(Relaxed);
     let delivered = sh.delivered.load(Relaxed);
@@ -549,6 +660,7 @@ pub async fn run(a: FanoutArgs) -> Result<()> {
         errors: sh.errors.load(Relaxed),
         refused: sh.refused.load(Relaxed),
         first_refusal: sh.first_refusal.lock().clone(),
+        drain_secs,
     };
     eprintln!(
         "[fanout {}] sent {} expected {} delivered {} undelivered {} gaps {} errors {} refused {}{}{}",

@@ -1,14 +1,18 @@
 //! hookwire-bench: load generator speaking Engine.IO v4 / socket.io v5 over
-//! WebSocket, with the fan-out, connect and sync scenarios, and the report
-//! writer that turns one run's results into BENCHMARKS.md and a chart.
+//! WebSocket, with the fan-out, connect, sync, sync-memory and big-room
+//! scenarios, and the report writer that turns one run's results into
+//! BENCHMARKS.md and a chart.
 
+mod bigroom;
 mod common;
 mod connect;
 mod fanout;
 mod procfs;
 mod report;
+mod sends;
 mod sio;
 mod sync;
+mod syncmem;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -28,12 +32,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Room fan-out: deliveries/s, latency, losses, server CPU per delivery.
+    /// Room fan-out: deliveries/s, latency, losses, server CPU (user, system) and sends per delivery.
     Fanout(fanout::FanoutArgs),
     /// N idle authenticated+joined connections: connection rate, server RSS per connection.
     Connect(connect::ConnectArgs),
     /// M stored messages, C clients paging through them with sync.
     Sync(sync::SyncArgs),
+    /// C joined connections each get one ~1 MiB sync page at once: server RSS idle, peak, after.
+    Syncmem(syncmem::SyncMemArgs),
+    /// One room of N members, one publisher at R msg/s: latency to the last member served.
+    Bigroom(bigroom::BigRoomArgs),
     /// Write BENCHMARKS.md and the chart from a results file.
     Report(report::ReportArgs),
     /// Print a free TCP port on 127.0.0.1.
@@ -59,6 +67,8 @@ fn main() -> Result<()> {
                     Cmd::Fanout(a) => fanout::run(a).await,
                     Cmd::Connect(a) => connect::run(a).await,
                     Cmd::Sync(a) => sync::run(a).await,
+                    Cmd::Syncmem(a) => syncmem::run(a).await,
+                    Cmd::Bigroom(a) => bigroom::run(a).await,
                     _ => unreachable!(),
                 }
             });

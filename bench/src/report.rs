@@ -66,6 +66,8 @@ struct Data {
     fanout: BTreeMap<String, Value>,
     connect: BTreeMap<String, Value>,
     sync: BTreeMap<String, Value>,
+    syncmem: BTreeMap<String, Value>,
+    bigroom: BTreeMap<String, Value>,
     order: Vec<String>,
 }
 
@@ -77,6 +79,8 @@ fn load(path: &Path) -> Result<Data> {
         fanout: BTreeMap::new(),
         connect: BTreeMap::new(),
         sync: BTreeMap::new(),
+        syncmem: BTreeMap::new(),
+        bigroom: BTreeMap::new(),
         order: Vec::new(),
     };
     for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
@@ -106,6 +110,12 @@ fn load(path: &Path) -> Result<Data> {
             Some("sync") => {
                 d.sync.insert(target, v);
             }
+            Some("syncmem") => {
+                d.syncmem.insert(target, v);
+            }
+            Some("bigroom") => {
+                d.bigroom.insert(target, v);
+            }
             _ => {}
         }
     }
@@ -126,6 +136,43 @@ fn med(fan: Option<&Value>, label: &str, k: &str) -> f64 {
         .and_then(|s| s.get("median"))
         .map(|m| f(m, k))
         .unwrap_or(f64::NAN)
+}
+
+/// A step's sends per delivery, when counted.
+fn sends(fan: Option<&Value>, label: &str) -> f64 {
+    fan.and_then(|f| step(f, label))
+        .and_then(|s| s.get("sends"))
+        .map(|w| f(w, "sends_per_delivery"))
+        .unwrap_or(f64::NAN)
+}
+
+/// "nothing lost", "N lost (x%)" or "–" for a step.
+fn lost(fan: Option<&Value>, label: &str) -> String {
+    let Some(st) = fan.and_then(|f| step(f, label)) else {
+        return "–".into();
+    };
+    let (Some(l), Some(e)) = (
+        st.get("lost").and_then(Value::as_i64),
+        st.get("expected").and_then(Value::as_u64),
+    ) else {
+        return "–".into();
+    };
+    match l {
+        0 => "nothing lost".into(),
+        l if l > 0 => format!(
+            "**{l} lost** ({:.2}% of {e})",
+            l as f64 * 100.0 / e.max(1) as f64
+        ),
+        l => format!("nothing lost ({} more than expected)", -l),
+    }
+}
+
+fn mib(kib: f64) -> String {
+    if kib.is_nan() {
+        "–".into()
+    } else {
+        format!("{:.1} MiB", kib / 1024.0)
+    }
 }
 
 fn check(ok: Option<bool>) -> &'static str {
@@ -151,9 +198,9 @@ pub fn run(a: ReportArgs) -> Result<()> {
     )?;
     writeln!(
         w,
-        "```sh\nbench/run.sh            # full comparison, 3-4 minutes (builds in release first)\nbench/run.sh --quick    # smoke run, about 1 minute\n# on a shared machine, as for the figures below (nice -5 against the other jobs):\nBENCH_NICE=-5 bench/run.sh\n```\n\nOptions: `--no-build`, `--only node,hookwire,...`, `--out FILE`. It needs `node`/`npm`, `jq` and `curl`, and installs `redis-server` (Debian) when missing; raw results go to `bench/results/results-<mode>.jsonl`, the chart to `bench/results/benchmarks.png`. Single scenarios: `target/release/hookwire-bench fanout|connect|sync --help`.\n"
+        "```sh\nbench/run.sh            # full comparison, 8-10 minutes (builds in release first)\nbench/run.sh --quick    # smoke run, about 2 minutes\n# on a shared machine (nice -5 against the other jobs):\nBENCH_NICE=-5 bench/run.sh\n```\n\nOptions: `--no-build`, `--only node,hookwire,...`, `--out FILE`; `BENCH_PIN=0` turns pinning off, `BENCH_SERVER_CPUS` / `BENCH_LOAD_CPUS` choose the CPUs. It needs `node`/`npm`, `jq`, `curl`, `taskset` and `perf`, and installs `redis-server` and `linux-perf` (Debian) when missing; raw results go to `bench/results/results-<mode>.jsonl`, the chart to `bench/results/benchmarks.png`. Single scenarios: `target/release/hookwire-bench fanout|connect|sync|syncmem|bigroom --help`.\n"
     )?;
-    writeln!(w, "## Conditions\n")?;
+    writeln!(w, "## Method and conditions\n")?;
     let s = |k: &str| {
         meta.get(k)
             .and_then(Value::as_str)
@@ -184,12 +231,56 @@ pub fn run(a: ReportArgs) -> Result<()> {
              so absolute figures are noisy; compare the ratios (every system was measured in the same run, under the same conditions)."
         )?;
     }
+    writeln!(w, "- pinning: {}", s("pinning"))?;
+    if meta.get("pinned").and_then(Value::as_bool) != Some(true) {
+        writeln!(
+            w,
+            "- the load generator runs on the same cores as the server, so deliveries/s mostly measures the client"
+        )?;
+    }
     writeln!(
         w,
-        "- the load generator runs on the same 2 cores as the server, so deliveries/s mostly measures the client; the comparison \
-         is **server CPU time per delivered message** (utime+stime of the server process(es) from `/proc/<pid>/stat`, divided by \
-         deliveries counted by the clients) and **latency at the same offered load**."
+        "- the comparison is **server CPU time per delivered message** and **latency at the same offered load**. CPU per \
+         delivery = CPU time of the server process(es) over a measurement window ÷ deliveries the clients counted in that \
+         window, split into **user** time (`utime`) and **system** time (`stime`, the kernel working for the server: \
+         socket sends and receives, TCP over loopback, epoll, futexes), both from `/proc/<pid>/stat` (all threads), in \
+         clock ticks of {} ms.",
+        fmt(1000.0 / crate::procfs::clk_tck(), 0)
     )?;
+    match s("sends_method").as_str() {
+        "tcp-sock-sendmsg" => writeln!(
+            w,
+            "- **sends per delivery** = TCP send calls of the server process(es) in a window ÷ deliveries counted in it. \
+             Counted by `perf stat` attached to the server pids on the kernel tracepoint `sock:sock_send_length` filtered \
+             to TCP (`protocol == 6`): it fires once per send on a socket whatever the system call (`sendto`, `sendmsg`, \
+             `write`, `writev`), and not for writes to files, pipes or eventfds. Sends to Redis count too (the Node peer \
+             and `--redis` write each msg to Redis). The split by system call (`sys_enter_*` tracepoints, any fd: a \
+             `write` may be an eventfd wake-up) is in the detail table. Counting costs the server a little kernel time \
+             per event, so it runs in a window of its own after the measured windows of each rate: the CPU and latency \
+             figures come from windows without perf attached (perf itself runs with the load generator's CPU affinity). `/proc/<pid>/io`'s `syscw` is not used: on this kernel it \
+             counts `write`/`writev` but not `sendto`/`sendmsg` (checked with a test program), so it sees libuv's socket \
+             writes and misses Rust's (`send` is the `sendto` system call)."
+        )?,
+        "syscalls" => writeln!(
+            w,
+            "- **sends per delivery** = `sendto` + `sendmsg` + `write` + `writev` system calls of the server process(es) \
+             in a window ÷ deliveries counted in it, by `perf stat` on the `syscalls:sys_enter_*` tracepoints, in a window \
+             of its own after the measured windows of each rate (the socket-level tracepoint was not available: `write` \
+             counts every fd, eventfd wake-ups and log lines included)."
+        )?,
+        _ => writeln!(
+            w,
+            "- sends per delivery: not measured in this run (perf could not count tracepoints)"
+        )?,
+    }
+    if s("fd_limit") != "?" {
+        writeln!(
+            w,
+            "- open files: soft limit {} per process (raised to the hard limit); server and load generator are separate \
+             processes, each under it",
+            s("fd_limit")
+        )?;
+    }
     if let Some(f0) = d.fanout.values().next() {
         writeln!(
             w,
@@ -233,19 +324,21 @@ pub fn run(a: ReportArgs) -> Result<()> {
         )?;
         writeln!(
             w,
-            "| msg/s | offered deliveries/s | delivered/s | server CPU (cores) | µs CPU/delivery | p50 ms | p99 ms | p999 ms | sustainable |"
+            "| msg/s | offered deliveries/s | delivered/s | server CPU (cores) | µs CPU/delivery (user + system) | p50 ms | p99 ms | p999 ms | sustainable |"
         )?;
         writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|:--:|")?;
         for st in r["steps"].as_array().into_iter().flatten() {
             let m = &st["median"];
             writeln!(
                 w,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} ({} + {}) | {} | {} | {} | {} |",
                 fmt(f(st, "rate_msgs"), 0),
                 fmt(f(st, "offered_deliveries_per_s"), 0),
                 fmt(f(m, "deliveries_per_s"), 0),
                 fmt(f(m, "server_cpu_cores"), 2),
                 fmt(f(m, "cpu_us_per_delivery"), 2),
+                fmt(f(m, "user_us_per_delivery"), 2),
+                fmt(f(m, "sys_us_per_delivery"), 2),
                 ms(f(m, "p50_us")),
                 ms(f(m, "p99_us")),
                 ms(f(m, "p999_us")),
@@ -330,8 +423,106 @@ pub fn run(a: ReportArgs) -> Result<()> {
     }
     writeln!(w)?;
 
+    // ---------------------------------------------------------------- cpu split and sends
+    writeln!(w, "## Server CPU and sends per delivery at 1x and 2x\n")?;
+    writeln!(
+        w,
+        "1x = the Node peer's highest sustainable rate ({} msg/s), 2x = twice it. CPU per delivery: medians over the \
+         measured windows, user and system time apart; the ratio is the total against the Node peer's at the same rate. \
+         Sends per delivery: TCP send calls in the send-count window of that rate. p99: median of the windows' p99. \
+         Lost: deliveries expected for the msgs sent at that rate (warm-up included) that had not arrived when deliveries \
+         stopped coming after the last send.\n",
+        fmt(node_rate, 0)
+    )?;
+    writeln!(
+        w,
+        "| system | rate | delivered/s (offered) | user µs / delivery | system µs / delivery | total µs / delivery | total ÷ Node | sends / delivery | p99 ms | lost |"
+    )?;
+    writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    for t in &d.order {
+        let Some(fan) = d.fanout.get(t) else { continue };
+        for label in ["1x", "2x"] {
+            let Some(st) = step(fan, label) else { continue };
+            let tot = med(Some(fan), label, "cpu_us_per_delivery");
+            writeln!(
+                w,
+                "| `{t}` | {label} ({} msg/s) | {} ({}) | {} | {} | {} | {} | {} | {} | {} |",
+                fmt(f(st, "rate_msgs"), 0),
+                fmt(med(Some(fan), label, "deliveries_per_s"), 0),
+                fmt(f(st, "offered_deliveries_per_s"), 0),
+                fmt(med(Some(fan), label, "user_us_per_delivery"), 2),
+                fmt(med(Some(fan), label, "sys_us_per_delivery"), 2),
+                fmt(tot, 2),
+                if t == NODE {
+                    "1".into()
+                } else {
+                    ratio(tot, med(nf, label, "cpu_us_per_delivery"))
+                },
+                fmt(sends(Some(fan), label), 3),
+                ms(med(Some(fan), label, "p99_us")),
+                lost(Some(fan), label),
+            )?;
+        }
+    }
+    writeln!(w)?;
+    let any_sends = d.fanout.values().any(|fan| {
+        fan["steps"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|s| s.get("sends").is_some_and(|x| !x.is_null()))
+        })
+    });
+    if any_sends {
+        writeln!(
+            w,
+            "Send-count windows (perf attached): TCP sends, and the system calls by name on any fd.\n"
+        )?;
+        writeln!(
+            w,
+            "| system | rate | window s | deliveries | TCP sends | sends / delivery | `sendto` | `sendmsg` | `write` | `writev` |"
+        )?;
+        writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        for t in &d.order {
+            let Some(fan) = d.fanout.get(t) else { continue };
+            for st in fan["steps"].as_array().into_iter().flatten() {
+                let Some(sw) = st.get("sends").filter(|x| !x.is_null()) else {
+                    continue;
+                };
+                writeln!(
+                    w,
+                    "| `{t}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    st["label"].as_str().unwrap_or(""),
+                    fmt(f(sw, "secs"), 2),
+                    sw["deliveries"],
+                    sw.get("tcp_sends")
+                        .filter(|x| !x.is_null())
+                        .map(|x| x.to_string())
+                        .unwrap_or("–".into()),
+                    fmt(f(sw, "sends_per_delivery"), 3),
+                    sw["sendto"],
+                    sw["sendmsg"],
+                    sw["write"],
+                    sw["writev"],
+                )?;
+            }
+        }
+        writeln!(w)?;
+    }
+    for t in &d.order {
+        let Some(fan) = d.fanout.get(t) else { continue };
+        for st in fan["steps"].as_array().into_iter().flatten() {
+            if let Some(e) = st.get("sends_error").and_then(Value::as_str) {
+                writeln!(
+                    w,
+                    "- `{t}` {}: sends not counted ({})",
+                    st["label"].as_str().unwrap_or(""),
+                    e.replace('|', "/")
+                )?;
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- targets
-    writeln!(w, "## Targets of issue 5\n")?;
+    writeln!(w, "## Targets\n")?;
     let hf = d.fanout.get("hookwire");
     let hcpu = med(hf, "1x", "cpu_us_per_delivery");
     let hp99 = med(hf, "1x", "p99_us");
@@ -378,7 +569,12 @@ pub fn run(a: ReportArgs) -> Result<()> {
     )?;
     writeln!(
         w,
-        "| idle RSS per connection ≤ 0.4× Node's (at ~19,900 connections) | {} vs {} B = {} | {} |",
+        "| idle RSS per connection ≤ 0.4× Node's (at {} connections) | {} vs {} B = {} | {} |",
+        d.connect
+            .get("hookwire")
+            .and_then(|c| c["connected"].as_u64())
+            .map(|n| n.to_string())
+            .unwrap_or("–".into()),
         fmt(hrss, 0),
         fmt(nrss, 0),
         ratio(hrss, nrss),
@@ -407,10 +603,6 @@ pub fn run(a: ReportArgs) -> Result<()> {
             "–".into()
         },
         check(wf_ok)
-    )?;
-    writeln!(
-        w,
-        "| plugin `on-msg` p50 ≤ 1 µs / p99 ≤ 5 µs; `authenticate` on a fresh pooled instance p99 ≤ 50 µs | not measured by the load generator: per-call figures are in BENCHMARKS.md, section Plugin runtime (criterion micro-benchmark of the plugin runtime, issue 3) | see there |"
     )?;
     writeln!(w)?;
 
@@ -450,18 +642,20 @@ pub fn run(a: ReportArgs) -> Result<()> {
     writeln!(w)?;
     writeln!(
         w,
-        "Losses (counted by per-publisher sequence numbers, after a drain):\n"
+        "Losses over the whole fan-out run of each system (both rates), counted after the drain (until no delivery \
+         arrived for 2 s, at most 30 s); sequence gaps are msgs a subscriber never saw while it saw a later one of the \
+         same publisher:\n"
     )?;
     writeln!(
         w,
-        "| system | connections | sent | expected deliveries | delivered | undelivered | sequence gaps | disconnects | refused (`error` events) |"
+        "| system | connections | sent | expected deliveries | delivered | undelivered | sequence gaps | disconnects | refused (`error` events) | drain s |"
     )?;
-    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for t in &d.order {
         let Some(fan) = d.fanout.get(t) else { continue };
         writeln!(
             w,
-            "| `{t}` | {} | {} | {} | {} | {} | {} | {} | {}{} |",
+            "| `{t}` | {} | {} | {} | {} | {} | {} | {} | {}{} | {} |",
             fan["connections"],
             fan["sent"],
             fan["expected"],
@@ -473,7 +667,8 @@ pub fn run(a: ReportArgs) -> Result<()> {
             fan.get("first_refusal")
                 .and_then(Value::as_str)
                 .map(|r| format!(" (first: `{}`)", r.replace('|', "/")))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            fmt(f(fan, "drain_secs"), 1)
         )?;
     }
     writeln!(w)?;
@@ -481,27 +676,47 @@ pub fn run(a: ReportArgs) -> Result<()> {
     writeln!(w, "## Idle connections\n")?;
     writeln!(
         w,
-        "Connections authenticated and joined (rooms of 10), client source addresses spread over 127.0.0.2–251, held idle; server VmRSS from `/proc/<pid>/status` before and after. Projection to 1M = RSS before + 1M × per-connection.\n"
+        "Connections authenticated and joined (rooms of 10, normal members), client source addresses spread over \
+         127.0.0.2–251, held idle; server VmRSS from `/proc/<pid>/status` before (fresh server) and after. RSS / conn = \
+         (after − before) ÷ connections; the ratio is against the Node peer's. Projection to 1M = RSS before + 1M × \
+         per-connection. Server and load generator are two processes, each holding one fd per connection under its own \
+         open-file limit.\n"
     )?;
     writeln!(
         w,
-        "| system | connected (failed) | conn/s | server CPU µs / conn | RSS before → after | RSS / conn | projected @1M | server fds |"
+        "| system | connected (failed) | conn/s | server CPU µs / conn | RSS before → after | RSS / conn | ÷ Node | projected @1M | server fds (limit) | load generator fds (limit) | dropped while idle |"
     )?;
-    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for t in &d.order {
         let Some(c) = d.connect.get(t) else { continue };
+        let rss = f(c, "rss_per_conn_bytes");
+        let opt = |k: &str| {
+            c.get(k)
+                .filter(|x| !x.is_null())
+                .map(|x| x.to_string())
+                .unwrap_or("–".into())
+        };
         writeln!(
             w,
-            "| `{t}` | {} ({}) | {} | {} | {:.0} → {:.0} MiB | {:.0} B | {:.1} GiB | {} |",
+            "| `{t}` | {} ({}) | {} | {} | {:.0} → {:.0} MiB | {:.0} B | {} | {:.1} GiB | {} ({}) | {} ({}) | {} |",
             c["connected"],
             c["failed"],
             fmt(f(c, "conns_per_s"), 0),
             fmt(f(c, "server_cpu_us_per_conn"), 0),
             f(c, "rss_before_kib") / 1024.0,
             f(c, "rss_after_kib") / 1024.0,
-            f(c, "rss_per_conn_bytes"),
+            rss,
+            if t == NODE {
+                "1".into()
+            } else {
+                ratio(rss, nrss)
+            },
             f(c, "projected_1m_gib"),
-            c["server_fds"]
+            c["server_fds"],
+            opt("server_fd_limit"),
+            opt("client_fds"),
+            opt("client_fd_limit"),
+            opt("dropped_while_idle"),
         )?;
     }
     writeln!(w)?;
@@ -538,6 +753,156 @@ pub fn run(a: ReportArgs) -> Result<()> {
     }
     writeln!(w)?;
 
+    // ---------------------------------------------------------------- sync memory
+    if !d.syncmem.is_empty() {
+        writeln!(w, "## Sync memory\n")?;
+        let any = d.syncmem.values().next().cloned().unwrap_or(Value::Null);
+        writeln!(
+            w,
+            "One room holding {} msgs stored with `storage: 1` (distinct msgIds, so the first `sync` page holds all of \
+             them: about {:.0} KiB), {} connections joined to it (as dummies, so that neither their joins nor their syncs \
+             are announced to the room), all asking for that page at once; each reads its page. Server VmRSS: idle (the \
+             connections joined, before any sync), peak (VmHWM, reset just before the burst, or the highest of samples \
+             every 10 ms), when the last page was received, and after the connections sat idle for the settle time.\n",
+            any["messages"],
+            f(&any, "page_bytes") / 1024.0,
+            any["clients"]
+        )?;
+        writeln!(
+            w,
+            "| system | connections × page | pages received | burst s | RSS idle | peak | at last page | after (settle s) | after ÷ idle |"
+        )?;
+        writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        for t in &d.order {
+            let Some(m) = d.syncmem.get(t) else { continue };
+            writeln!(
+                w,
+                "| `{t}` | {} × {:.0} KiB | {} / {}{} | {} | {} | {} | {} | {} ({}) | {} |",
+                m["clients"],
+                f(m, "page_bytes") / 1024.0,
+                m["complete"],
+                m["clients"],
+                m.get("first_error")
+                    .and_then(Value::as_str)
+                    .map(|e| format!(" (error: {})", e.replace('|', "/")))
+                    .unwrap_or_default(),
+                fmt(f(m, "burst_secs"), 2),
+                mib(f(m, "rss_idle_kib")),
+                mib(f(m, "rss_peak_kib")),
+                mib(f(m, "rss_done_kib")),
+                mib(f(m, "rss_after_kib")),
+                fmt(f(m, "settle_secs"), 0),
+                ratio(f(m, "rss_after_kib"), f(m, "rss_idle_kib")),
+            )?;
+        }
+        writeln!(w)?;
+    }
+
+    // ---------------------------------------------------------------- big room
+    if !d.bigroom.is_empty() {
+        let any = d.bigroom.values().next().cloned().unwrap_or(Value::Null);
+        let members = any["members"].as_u64().unwrap_or(0);
+        writeln!(w, "## One room of {members} members\n")?;
+        writeln!(
+            w,
+            "One room, {members} members (dummies: they receive the room's msgs; their joins are not announced), one \
+             publisher sending {} msg/s of {} bytes (storage {}) for {} s after a warm-up. For each msg, the latency to \
+             the **last member served** is its latest arrival among all members (arrival − send timestamp in the \
+             payload); p50, p99, mean and max are over the msgs of the measured period that reached every member. The \
+             load generator reads all members' frames on its own core(s), so its time to read {members} frames is part \
+             of the figure (its CPU per delivery is in the last column).\n",
+            fmt(f(&any, "rate"), 0),
+            any["bytes"],
+            any["storage"],
+            fmt(f(&any, "secs"), 0)
+        )?;
+        writeln!(
+            w,
+            "Lost: deliveries of the measured msgs that had not arrived when the drain ended (all arrived, or none for \
+             3 s, or 60 s after the last send; the drain column says how long it took). A server that cannot keep up \
+             builds a backlog: its late msgs count here and only the msgs that reached every member are in the \
+             percentiles.\n"
+        )?;
+        writeln!(
+            w,
+            "| system | members | msgs (all members reached) | last member p50 ms | p99 ms | mean ms | max ms | all deliveries p50 / p99 ms | lost | drain s | server µs / delivery (user + system) | server cores | load generator µs / delivery (user + system) | load generator cores |"
+        )?;
+        writeln!(
+            w,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+        )?;
+        for t in &d.order {
+            let Some(b) = d.bigroom.get(t) else { continue };
+            let lost_n = b["lost_deliveries"].as_u64().unwrap_or(0);
+            writeln!(
+                w,
+                "| `{t}` | {} | {} ({}) | {} | {} | {} | {} | {} / {} | {} | {} | {} ({} + {}) | {} | {} ({} + {}) | {} of {} |",
+                b["connected"],
+                b["msgs"],
+                b["complete_msgs"],
+                ms(f(b, "last_p50_us")),
+                ms(f(b, "last_p99_us")),
+                ms(f(b, "last_mean_us")),
+                ms(f(b, "last_max_us")),
+                ms(f(b, "all_p50_us")),
+                ms(f(b, "all_p99_us")),
+                if lost_n == 0 {
+                    "nothing lost".to_string()
+                } else {
+                    format!(
+                        "**{lost_n} lost** ({:.2}% of {})",
+                        lost_n as f64 * 100.0 / (f(b, "msgs") * f(b, "connected")).max(1.0),
+                        (f(b, "msgs") * f(b, "connected")) as u64
+                    )
+                },
+                fmt(f(b, "drain_secs"), 1),
+                fmt(f(b, "server_cpu_us_per_delivery"), 2),
+                fmt(f(b, "server_user_us_per_delivery"), 2),
+                fmt(f(b, "server_sys_us_per_delivery"), 2),
+                fmt(f(b, "server_cores"), 2),
+                fmt(f(b, "client_cpu_us_per_delivery"), 2),
+                fmt(f(b, "client_user_us_per_delivery"), 2),
+                fmt(f(b, "client_sys_us_per_delivery"), 2),
+                fmt(f(b, "client_cores"), 2),
+                b["client_cpus"],
+            )?;
+        }
+        writeln!(w)?;
+        let pinned = meta.get("pinned").and_then(Value::as_bool) == Some(true);
+        for t in &d.order {
+            let Some(b) = d.bigroom.get(t) else { continue };
+            let offered = f(b, "rate") * f(b, "connected");
+            let (sc, cc, cn) = (
+                f(b, "server_cores"),
+                f(b, "client_cores"),
+                f(b, "client_cpus"),
+            );
+            let mut busy = Vec::new();
+            if pinned && sc >= 0.9 {
+                busy.push(format!(
+                    "the server used {} cores on its one pinned CPU",
+                    fmt(sc, 2)
+                ));
+            }
+            if cc >= 0.9 * cn {
+                busy.push(format!(
+                    "the load generator used {} cores of its {}",
+                    fmt(cc, 2),
+                    fmt(cn, 0)
+                ));
+            }
+            if !busy.is_empty() {
+                writeln!(
+                    w,
+                    "- `{t}`: {} deliveries/s offered; {}: saturated, so its latencies measure a growing backlog.",
+                    fmt(offered, 0),
+                    busy.join(", and ")
+                )?;
+            }
+        }
+        writeln!(w)?;
+    }
+
     if let Some(n) = &a.notes
         && let Ok(t) = std::fs::read_to_string(n)
         && !t.trim().is_empty()
@@ -556,6 +921,9 @@ pub fn run(a: ReportArgs) -> Result<()> {
     writeln!(w)?;
     writeln!(w, "Raw results of this run: `{}`.", a.results.display())?;
 
+    if let Some(p) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(p)?;
+    }
     std::fs::write(&a.out, md)?;
     if let Err(e) = chart(&d, &a.chart) {
         eprintln!("[report] chart not drawn: {e:#}");
@@ -595,7 +963,7 @@ fn register_font() -> Result<()> {
     Ok(())
 }
 
-/// Three bar panels: server CPU per delivery, p99 latency at 1x and 2x, RSS per idle connection.
+/// Three bar panels: server CPU per delivery and p99 latency at 1x and 2x, RSS per idle connection.
 fn chart(d: &Data, path: &Path) -> Result<()> {
     register_font()?;
     if let Some(p) = path.parent() {
@@ -633,17 +1001,22 @@ where
         RGBColor(153, 112, 171),
     ];
 
-    // panel 1: CPU per delivery at 1x
+    // panel 1: CPU per delivery at 1x and 2x
     let series1: Vec<Vec<f64>> = targets
         .iter()
-        .map(|t| vec![med(d.fanout.get(t), "1x", "cpu_us_per_delivery")])
+        .map(|t| {
+            vec![
+                med(d.fanout.get(t), "1x", "cpu_us_per_delivery"),
+                med(d.fanout.get(t), "2x", "cpu_us_per_delivery"),
+            ]
+        })
         .collect();
     bars(
         &panels[0],
-        "server CPU µs per delivery @1x (lower is better)",
+        "server CPU µs per delivery at 1x and 2x (lower is better)",
         &targets,
         &series1,
-        &["1x"],
+        &["1x", "2x"],
         &colors,
         Scale::Linear,
     )?;

@@ -180,6 +180,20 @@ pub async fn open_joined(
     room: &str,
     timeout: Duration,
 ) -> Result<Ws> {
+    open_joined_as(addr, bind, uid, room, false, timeout).await
+}
+
+/// `open_joined`, as a dummy member when `dummy` (receives the room's msgs and
+/// may sync, is not announced to the room and does not announce its syncs, so
+/// a large room costs no join or sync storm of presence events).
+pub async fn open_joined_as(
+    addr: SocketAddr,
+    bind: Option<Ipv4Addr>,
+    uid: &str,
+    room: &str,
+    dummy: bool,
+    timeout: Duration,
+) -> Result<Ws> {
     let mut ws = tokio::time::timeout(timeout, connect(addr, bind, "/"))
         .await
         .map_err(|_| anyhow!("timeout connecting"))??;
@@ -192,8 +206,12 @@ pub async fn open_joined(
     if !status_ok(&r) {
         bail!("authenticate refused: {r:.200}");
     }
-    ws.send(event("join", &format!("{{\"roomId\":\"{room}\"}}")))
-        .await?;
+    let join = if dummy {
+        format!("{{\"roomId\":\"{room}\",\"dummy\":true}}")
+    } else {
+        format!("{{\"roomId\":\"{room}\"}}")
+    };
+    ws.send(event("join", &join)).await?;
     let r = wait_event(&mut ws, "join", timeout).await?;
     if !status_ok(&r) {
         bail!("join refused: {r:.200}");

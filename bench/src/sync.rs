@@ -56,10 +56,14 @@ pub struct SyncResult {
     pub first_error: Option<String>,
 }
 
-async fn store_messages(
+/// Stores `m` msgs of about `bytes` bytes each through `msg` with acks, at
+/// most `pipeline` unacknowledged; msgId is 1..=m (distinct, so with storage 1
+/// each msg is a message of its own in the room's current values).
+pub(crate) async fn store_messages(
     ws: &mut sio::Ws,
     m: usize,
     bytes: usize,
+    storage: u8,
     pipeline: usize,
     timeout: Duration,
 ) -> Result<()> {
@@ -70,7 +74,7 @@ async fn store_messages(
         while sent < m && sent - acked < pipeline {
             sent += 1;
             let body = format!(
-                "{{\"data\":{{\"n\":{sent},\"pad\":\"{pad}\"}},\"storage\":0,\"msgId\":{sent}}}"
+                "{{\"data\":{{\"n\":{sent},\"pad\":\"{pad}\"}},\"storage\":{storage},\"msgId\":{sent}}}"
             );
             ws.feed(sio::event_ack("msg", sent as u64, &body)).await?;
         }
@@ -161,7 +165,7 @@ pub async fn run(a: SyncArgs) -> Result<()> {
     )
     .await?;
     let t0 = Instant::now();
-    store_messages(&mut seeder, a.messages, a.bytes, a.pipeline, timeout).await?;
+    store_messages(&mut seeder, a.messages, a.bytes, 0, a.pipeline, timeout).await?;
     let store_secs = t0.elapsed().as_secs_f64();
     eprintln!(
         "[sync {}] stored {} messages in {:.2}s ({:.0}/s)",

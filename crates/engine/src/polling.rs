@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
+use tokio::time::Instant;
+
 use engineioxide_core::{Packet, PacketParseError, ProtocolVersion, Sid, TransportType, payload};
 use futures_util::StreamExt;
 use http::{Request, Response, StatusCode, header::CONTENT_TYPE};
@@ -36,35 +38,64 @@ pub(crate) fn open<H: EngineIoHandler, B, R>(
     let (parts, _) = req.into_parts();
     let socket = engine.create_session(protocol, TransportType::Polling, parts);
     let open = ws::polling_open_packet(&engine, socket.id);
-    tokio::spawn(heartbeat(engine, socket));
+    tokio::spawn(heartbeat(engine, socket, Instant::now()));
     text(open)
 }
 
-/// Pings a polling session until it ends or moves to WebSocket (whose
-/// connection task then keeps the heartbeat).
-async fn heartbeat<H: EngineIoHandler>(engine: Arc<EngineIo<H>>, socket: Arc<Socket<H::Data>>) {
+/// Pings a polling session every `ping_interval` until it ends or moves to
+/// WebSocket (whose connection task then keeps the heartbeat); a ping not
+/// answered within `ping_timeout` ends the session.
+///
+/// Deadlines count from the session's opening, not from when the timer
+/// happened to fire, so they hold to the millisecond a client expects.
+async fn heartbeat<H: EngineIoHandler>(
+    engine: Arc<EngineIo<H>>,
+    socket: Arc<Socket<H::Data>>,
+    opened: Instant,
+) {
     let (interval, timeout) = (engine.config.ping_interval, engine.config.ping_timeout);
+    let mut next_ping = opened + interval;
     loop {
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep_until(next_ping).await;
         if socket.is_closed() || socket.is_ws() {
             return;
         }
+        let scheduled = next_ping;
+        next_ping = scheduled + interval;
         if socket.is_upgrading() {
             continue;
         }
-        socket.pong.store(false, Ordering::Release);
+        socket.ping_sent(scheduled + timeout);
         if socket.send_raw("2").is_err() {
             return;
         }
-        tokio::time::sleep(timeout).await;
+        tokio::time::sleep_until(scheduled + timeout).await;
         if socket.is_closed() || socket.is_ws() {
             return;
         }
-        if !socket.pong.load(Ordering::Acquire) && !socket.is_upgrading() {
+        if socket.ping_overdue() && !socket.is_upgrading() {
             engine.close_session(socket.id, DisconnectReason::HeartbeatTimeout);
             return;
         }
     }
+}
+
+/// The session `sid` on polling, or why a request for it is refused. A
+/// session whose ping went unanswered past its deadline is closed here, so
+/// a request cannot slip in before the heartbeat task wakes.
+fn polling_session<H: EngineIoHandler>(
+    engine: &EngineIo<H>,
+    sid: Sid,
+) -> Result<Arc<Socket<H::Data>>, Error> {
+    let socket = engine.get_socket(sid).ok_or(Error::UnknownSessionID(sid))?;
+    if socket.is_http() && socket.ping_overdue() && !socket.is_upgrading() {
+        engine.close_session(sid, DisconnectReason::HeartbeatTimeout);
+        return Err(Error::UnknownSessionID(sid));
+    }
+    if !socket.is_http() {
+        return Err(Error::TransportMismatch);
+    }
+    Ok(socket)
 }
 
 /// Marks a socket's GET as pending for as long as it lives.
@@ -80,10 +111,7 @@ pub(crate) async fn get<H: EngineIoHandler, B>(
     engine: Arc<EngineIo<H>>,
     sid: Sid,
 ) -> Result<Response<ResponseBody<B>>, Error> {
-    let socket = engine.get_socket(sid).ok_or(Error::UnknownSessionID(sid))?;
-    if !socket.is_http() {
-        return Err(Error::TransportMismatch);
-    }
+    let socket = polling_session(&engine, sid)?;
     if socket.polling.swap(true, Ordering::AcqRel) {
         socket.close(DisconnectReason::MultipleHttpPollingError);
         return Err(Error::MultipleHttpPolling);
@@ -95,13 +123,17 @@ pub(crate) async fn get<H: EngineIoHandler, B>(
         tokio::pin!(notified);
         notified.as_mut().enable();
         if let Some(payload) = socket.out.take_polling(max) {
+            if socket.close_after_poll.load(Ordering::Acquire) {
+                engine.close_session(sid, DisconnectReason::TransportClose);
+            }
             return Ok(text(payload));
         }
         if socket.is_closed() {
             return Ok(text("1"));
         }
         if !socket.is_http() {
-            return Ok(text("6"));
+            // The session moved to WebSocket while this GET waited.
+            return Err(Error::TransportMismatch);
         }
         notified.await;
     }
@@ -119,10 +151,7 @@ where
     R::Error: std::fmt::Debug,
     R::Data: Send,
 {
-    let socket = engine.get_socket(sid).ok_or(Error::UnknownSessionID(sid))?;
-    if !socket.is_http() {
-        return Err(Error::TransportMismatch);
-    }
+    let socket = polling_session(&engine, sid)?;
     let (parts, body) = req.into_parts();
     let max = engine.config.max_payload;
     let packets = payload::decoder(
@@ -138,11 +167,24 @@ where
             Ok(Packet::Binary(bin) | Packet::BinaryV3(bin)) => {
                 engine.handler.on_binary(bin, socket.clone())
             }
-            Ok(Packet::Pong | Packet::Ping) => socket.pong.store(true, Ordering::Release),
+            Ok(Packet::Pong | Packet::Ping) => socket.pong_received(),
             Ok(Packet::Close) => {
-                // The pending GET returns (with a noop) before the session ends.
+                // The client's GET gets a noop before the session ends: the
+                // pending one at once, or the next one if the POST came first
+                // (the two are sent together, on two connections).
                 socket.send_raw("6").ok();
-                engine.close_session(sid, DisconnectReason::TransportClose);
+                if socket.polling.load(Ordering::Acquire) {
+                    engine.close_session(sid, DisconnectReason::TransportClose);
+                } else {
+                    // The next GET takes the noop and ends the session; if
+                    // none comes, the session ends after `ping_timeout`.
+                    socket.close_after_poll.store(true, Ordering::Release);
+                    let engine = engine.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(engine.config.ping_timeout).await;
+                        engine.close_session(sid, DisconnectReason::TransportClose);
+                    });
+                }
                 break;
             }
             Ok(_) => {

@@ -15,7 +15,7 @@ use std::{
     io::{self, IoSlice},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
 };
 
@@ -236,8 +236,12 @@ where
     upgrading: AtomicBool,
     /// A polling GET is pending.
     pub(crate) polling: AtomicBool,
-    /// A pong (or any client heartbeat) arrived since the last ping.
-    pub(crate) pong: AtomicBool,
+    /// The client sent a close packet before its GET: the next GET ends
+    /// the session.
+    pub(crate) close_after_poll: AtomicBool,
+    /// When the outstanding polling ping must be answered by (ms since
+    /// [`epoch`]; 0: none outstanding).
+    ping_deadline: AtomicU64,
     closer: Arc<dyn SessionCloser>,
     /// User data of the handler.
     pub data: D,
@@ -525,7 +529,8 @@ where
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
             polling: AtomicBool::new(false),
-            pong: AtomicBool::new(false),
+            ping_deadline: AtomicU64::new(0),
+            close_after_poll: AtomicBool::new(false),
             closer,
             data: D::default(),
             req_parts,
@@ -545,8 +550,30 @@ where
         res
     }
 
+    /// A ping went out; it must be answered by `deadline`.
+    pub(crate) fn ping_sent(&self, deadline: tokio::time::Instant) {
+        self.ping_deadline
+            .store(epoch_ms(deadline).max(1), Ordering::Release);
+    }
+    /// The client answered (or sent any heartbeat).
+    pub(crate) fn pong_received(&self) {
+        self.ping_deadline.store(0, Ordering::Release);
+    }
+    /// Whether a ping is outstanding past its deadline.
+    pub(crate) fn ping_overdue(&self) -> bool {
+        let deadline = self.ping_deadline.load(Ordering::Acquire);
+        deadline != 0 && epoch_ms(tokio::time::Instant::now()) >= deadline
+    }
+
     pub(crate) fn is_upgrading(&self) -> bool {
         self.upgrading.load(Ordering::Acquire)
+    }
+    /// Marks the session as upgrading unless it already is; whether this
+    /// call did.
+    pub(crate) fn claim_upgrade(&self) -> bool {
+        self.upgrading
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
     pub(crate) fn set_upgrading(&self, on: bool) {
         self.upgrading.store(on, Ordering::Release);
@@ -640,6 +667,17 @@ where
         }
         packets.iter().all(|p| self.out.push(p.clone()).is_ok())
     }
+}
+
+/// Milliseconds since the first call (a process-wide origin for deadlines
+/// kept in atomics).
+fn epoch_ms(t: tokio::time::Instant) -> u64 {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| {
+        let now = tokio::time::Instant::now();
+        now.checked_sub(std::time::Duration::from_secs(1)).unwrap_or(now)
+    });
+    t.saturating_duration_since(epoch).as_millis() as u64
 }
 
 fn refused<T>(e: Refused, value: T) -> TrySendError<T> {

@@ -84,11 +84,17 @@ pub(crate) fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
     let key = upgrade_key(req.headers())?;
     // An upgrade of a session that does not exist (or is on WebSocket
     // already) is refused before switching protocols.
+    // An upgrade of a session that does not exist is refused before
+    // switching protocols. A second WebSocket for a session already on (or
+    // moving to) WebSocket is accepted and then closed, as the reference
+    // server does, so the first one is left alone.
+    let mut duplicate = false;
     if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
-            Some(s) if !s.is_http() || s.is_upgrading() => return Err(Error::TransportMismatch),
-            Some(_) => {}
+            // The first WebSocket claims the upgrade at once: a second one
+            // may arrive before the first has sent `2probe`.
+            Some(s) => duplicate = !s.is_http() || !s.claim_upgrade(),
         }
     }
     let accept = accept_key(key.as_bytes());
@@ -100,8 +106,17 @@ pub(crate) fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         let (parts, body) = req.into_parts();
         drop(body);
         let Ok(upgraded) = on_upgrade.await else {
+            if let (Some(sid), false) = (sid, duplicate)
+                && let Some(s) = engine.get_socket(sid)
+            {
+                s.set_upgrading(false);
+            }
             return;
         };
+        if duplicate {
+            drop(upgraded);
+            return;
+        }
         let (wire, prefix) = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(p) => (Wire::Tcp(p.io.into_inner()), p.read_buf),
             Err(upgraded) => match bridge(TokioIo::new(upgraded)) {
@@ -300,7 +315,6 @@ impl Conn {
 
     /// Waits for the next complete client message.
     async fn next(&mut self) -> Result<Option<Incoming>, Ending> {
-        let mut stack = [0u8; 4096];
         loop {
             if let Some(buf) = self.pending.as_mut() {
                 let (used, msg) = self.reader.read(buf).map_err(violation)?;
@@ -318,18 +332,30 @@ impl Conn {
                 }
             }
             self.wire.readable().await.map_err(|_| io_ending())?;
-            match self.wire.try_read(&mut stack) {
+            match self.read_some() {
                 Ok(0) => {
                     return Err(Ending {
                         reason: Some(DisconnectReason::TransportClose),
                         close: (close_code::NORMAL, ""),
                     });
                 }
-                Ok(n) => self.take(&stack[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => return Err(io_ending()),
             }
         }
+    }
+
+    /// One read into a stack buffer, kept in `pending`. Not async: the
+    /// buffer is not part of the task's state, so an idle connection's task
+    /// stays small.
+    fn read_some(&mut self) -> std::io::Result<usize> {
+        let mut stack = [0u8; 4096];
+        let n = self.wire.try_read(&mut stack)?;
+        if n > 0 {
+            self.take(&stack[..n]);
+        }
+        Ok(n)
     }
 
     /// Appends newly read bytes, sizing the buffer to the frame they start.
@@ -457,7 +483,10 @@ impl Conn {
         match msg {
             Incoming::Text(text) => match Packet::parse(ProtocolVersion::V4, Str::from(text)) {
                 Ok(Packet::Message(msg)) => engine.handler.on_message(msg, socket.clone()),
-                Ok(Packet::Pong | Packet::Ping) => *ping_sent = None,
+                Ok(Packet::Pong | Packet::Ping) => {
+                    *ping_sent = None;
+                    socket.pong_received();
+                }
                 Ok(Packet::Close) => {
                     return Step::End(Ending {
                         reason: Some(DisconnectReason::TransportClose),
