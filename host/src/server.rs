@@ -91,6 +91,10 @@ pub async fn run(
 /// an idle connection's memory. Copying them into allocations of their own
 /// lets the buffer go. Only a request that opens a session (socket.io's
 /// default path, no `sid`) is kept, so only those are copied.
+///
+/// `OriginalUri` is dropped rather than copied: it serves axum's routes, and
+/// socket.io requests never reach one, so a copy would only be one more URI
+/// kept per connection.
 async fn detach_request_head(req: axum::extract::Request) -> axum::extract::Request {
     use axum::extract::OriginalUri;
     use axum::http::{HeaderMap, HeaderValue, Uri};
@@ -106,11 +110,7 @@ async fn detach_request_head(req: axum::extract::Request) -> axum::extract::Requ
     if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
         parts.uri = uri;
     }
-    if let Some(OriginalUri(original)) = parts.extensions.get::<OriginalUri>()
-        && let Ok(copy) = Uri::try_from(original.to_string())
-    {
-        parts.extensions.insert(OriginalUri(copy));
-    }
+    parts.extensions.remove::<OriginalUri>();
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         if let Ok(mut v) = HeaderValue::from_bytes(value.as_bytes()) {
@@ -264,12 +264,13 @@ async fn serve_http(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
         }
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            let mut app = app.clone();
-            async move { app.call(req).await }
-        });
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut app = app.clone();
+                async move { app.call(req).await }
+            });
         let mut stop = stop_rx.clone();
         let alive = alive_tx.clone();
         tokio::spawn(async move {

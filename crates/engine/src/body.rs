@@ -37,12 +37,6 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B> Default for ResponseBody<B> {
-    fn default() -> Self {
-        Self::Empty
-    }
-}
-
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,
@@ -72,7 +66,9 @@ where
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Empty => SizeHint::with_exact(0),
-            Self::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Self::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Self::Inner { body } => body.size_hint(),
         }
     }

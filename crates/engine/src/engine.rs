@@ -39,13 +39,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
         req: Parts,
     ) -> Arc<Socket<H::Data>> {
         let closer: Arc<dyn SessionCloser> = self.clone();
-        let socket = Arc::new(Socket::new(
-            protocol,
-            transport,
-            &self.config,
-            req,
-            closer,
-        ));
+        let socket = Arc::new(Socket::new(protocol, transport, &self.config, req, closer));
         self.sockets.write().insert(socket.id, socket.clone());
         self.handler.clone().on_connect(socket.clone());
         socket
@@ -67,7 +61,6 @@ impl<H: EngineIoHandler> EngineIo<H> {
         let handler = self.handler.clone();
         tokio::spawn(async move { handler.on_disconnect(socket, reason) });
     }
-
 }
 
 impl<H: EngineIoHandler> SessionCloser for EngineIo<H> {

@@ -88,7 +88,8 @@ impl<H: EngineIoHandler, S> std::fmt::Debug for EngineIoService<H, S> {
     }
 }
 
-type BoxedResponse<B> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, Error>> + Send>>;
+type BoxedResponse<B> =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, Error>> + Send>>;
 
 pin_project! {
     /// The future of a response of [`EngineIoService`].
@@ -118,9 +119,9 @@ where
                 .as_mut()
                 .poll(cx)
                 .map(|r| Ok(r.unwrap_or_else(Error::into_response))),
-            ResponseFutureProj::Inner { fut } => {
-                fut.poll(cx).map(|r| r.map(|res| res.map(ResponseBody::inner)))
-            }
+            ResponseFutureProj::Inner { fut } => fut
+                .poll(cx)
+                .map(|r| r.map(|res| res.map(ResponseBody::inner))),
         }
     }
 }
@@ -139,10 +140,9 @@ struct RequestInfo {
 }
 
 fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
-    query.split('&').find_map(|kv| {
-        kv.strip_prefix(key)
-            .and_then(|rest| rest.strip_prefix('='))
-    })
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
 }
 
 impl RequestInfo {
@@ -208,9 +208,8 @@ where
 }
 
 fn is_req_path(path: &str, req_path: &str) -> bool {
-    path.strip_prefix(req_path).is_some_and(|rest| {
-        rest.is_empty() || rest.starts_with('/') || req_path.ends_with('/')
-    })
+    path.strip_prefix(req_path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || req_path.ends_with('/'))
 }
 
 impl<H, ReqBody, ResBody, S> TowerSvc<Request<ReqBody>> for EngineIoService<H, S>

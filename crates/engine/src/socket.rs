@@ -539,7 +539,8 @@ where
 
     /// Queues or writes an engine-level packet (ping, noop, close).
     pub(crate) fn send_raw(&self, text: &'static str) -> Result<(), Refused> {
-        self.out.push(OutPacket::raw(Bytes::from_static(text.as_bytes())))
+        self.out
+            .push(OutPacket::raw(Bytes::from_static(text.as_bytes())))
     }
 
     fn send(&self, packet: OutPacket) -> Result<(), Refused> {
@@ -675,7 +676,8 @@ fn epoch_ms(t: tokio::time::Instant) -> u64 {
     static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(|| {
         let now = tokio::time::Instant::now();
-        now.checked_sub(std::time::Duration::from_secs(1)).unwrap_or(now)
+        now.checked_sub(std::time::Duration::from_secs(1))
+            .unwrap_or(now)
     });
     t.saturating_duration_since(epoch).as_millis() as u64
 }
@@ -771,14 +773,20 @@ mod tests {
         let reader = tokio::spawn(async move {
             let mut got = vec![0; expected.len()];
             far.read_exact(&mut got).await.unwrap();
-            assert!(got == expected, "the byte stream differs from the frames in order");
+            assert!(
+                got == expected,
+                "the byte stream differs from the frames in order"
+            );
         });
         let mut queued_at_some_point = false;
         for p in packets {
             out.push(p).unwrap();
             queued_at_some_point |= !out.state.lock().queue.is_empty();
         }
-        assert!(queued_at_some_point, "the socket buffer never filled: nothing was queued");
+        assert!(
+            queued_at_some_point,
+            "the socket buffer never filled: nothing was queued"
+        );
         while !out.drain_to(&wire).unwrap() {
             wire.writable().await.unwrap();
         }
@@ -791,14 +799,16 @@ mod tests {
     #[test]
     fn backlog_is_bounded_in_bytes() {
         let out = sender(1000);
-        out.push(OutPacket::binary(Bytes::from(vec![0; 5000]))).unwrap();
+        out.push(OutPacket::binary(Bytes::from(vec![0; 5000])))
+            .unwrap();
         assert_eq!(
             out.push(OutPacket::message(Str::from("x"))),
             Err(Refused::Full)
         );
         assert!(out.take_polling(usize::MAX).is_some());
         for _ in 0..9 {
-            out.push(OutPacket::binary(Bytes::from(vec![0; 100]))).unwrap();
+            out.push(OutPacket::binary(Bytes::from(vec![0; 100])))
+                .unwrap();
         }
         assert_eq!(
             out.push(OutPacket::binary(Bytes::from(vec![0; 200]))),
@@ -811,7 +821,8 @@ mod tests {
         let out = sender(usize::MAX);
         out.push(OutPacket::message(Str::from("a"))).unwrap();
         out.push(OutPacket::raw("2")).unwrap();
-        out.push(OutPacket::binary(Bytes::from_static(b"\x01\x02\x03"))).unwrap();
+        out.push(OutPacket::binary(Bytes::from_static(b"\x01\x02\x03")))
+            .unwrap();
         assert_eq!(out.take_polling(1000).unwrap(), b"4a\x1e2\x1ebAQID");
         out.push(OutPacket::message(Str::from("long"))).unwrap();
         out.push(OutPacket::message(Str::from("next"))).unwrap();

@@ -14,19 +14,20 @@ pub use limiter::AuthLimiter;
 pub use presence::Presence;
 pub use session::Session;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::cluster::adapter::{Ack, Socket};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use socketioxide::extract::TryData;
+use socketioxide::extract::{Event as EventName, TryData};
 use socketioxide::handler::ConnectHandler;
-use tokio::sync::mpsc;
+use socketioxide::socket::Sid;
 
 use crate::server::{AppState, now_ms};
 use crate::tenant::Tenant;
-use session::{SessionState, disconnect_soon};
+use session::disconnect_soon;
 use wire::WantsAck;
 
 /// Hidden room of one device of one user: live pushes go there. The control
@@ -67,6 +68,47 @@ pub fn push_targets<'a>(rooms: impl IntoIterator<Item = &'a String>) -> Vec<Stri
         .collect()
 }
 
+/// What every socket of one tenant's namespace shares. The namespace's
+/// handlers hold it once; a socket's own handlers hold a pointer to it
+/// rather than a copy of the state each.
+struct MountedNamespace {
+    state: AppState,
+    tenant_name: Arc<str>,
+    ns: Arc<str>,
+    connecting: Mutex<Connecting>,
+}
+
+/// Sessions the connect middleware admitted whose connect handler has not
+/// taken them yet. socketioxide calls the handler right after it sent
+/// CONNECT, so an entry lives for moments, and a socket's session is not
+/// kept in its extensions (a map of their own per socket) for its whole
+/// life just so the handler can find it.
+///
+/// Weak: a socket whose CONNECT could not be sent never gets its handler
+/// called; its session goes with the socket, and the dead entry is swept.
+#[derive(Default)]
+struct Connecting {
+    sessions: HashMap<Sid, Weak<Session>>,
+    sweep_at: usize,
+}
+
+impl Connecting {
+    /// Entries past which dead ones are swept (then twice what is left).
+    const SWEEP_MIN: usize = 64;
+
+    fn insert(&mut self, sess: &Arc<Session>) {
+        if self.sessions.len() >= self.sweep_at {
+            self.sessions.retain(|_, s| s.strong_count() > 0);
+            self.sweep_at = (self.sessions.len() * 2).max(Self::SWEEP_MIN);
+        }
+        self.sessions.insert(sess.sid, Arc::downgrade(sess));
+    }
+
+    fn take(&mut self, sid: Sid) -> Option<Arc<Session>> {
+        self.sessions.remove(&sid)?.upgrade()
+    }
+}
+
 /// Mounts the tenant's namespace (`/` for `default`, `/<name>` otherwise).
 ///
 /// Event handlers are registered in a connect *middleware*: socketioxide
@@ -77,16 +119,20 @@ pub fn push_targets<'a>(rooms: impl IntoIterator<Item = &'a String>) -> Vec<Stri
 /// channels here; a failure is logged and the namespace serves this node's
 /// sockets until Redis is back.
 pub async fn mount(state: &AppState, tenant: &Arc<Tenant>) {
-    let name = tenant.name();
-    let (st1, st2) = (state.clone(), state.clone());
+    let mounted = Arc::new(MountedNamespace {
+        state: state.clone(),
+        tenant_name: tenant.name().into(),
+        ns: tenant.namespace().into(),
+        connecting: Mutex::default(),
+    });
+    let (m1, m2) = (mounted.clone(), mounted);
+    // Both run to completion before they return their future, so no task
+    // is left per socket.
     let handler = move |socket: Socket, TryData(auth): TryData<Value>| {
-        let st = st1.clone();
-        async move { on_connect(st, socket, auth.ok()).await }
+        on_connect(&m1, &socket, auth.ok());
+        std::future::ready(())
     };
-    let middleware = move |socket: Socket| {
-        let (st, name) = (st2.clone(), name.clone());
-        async move { setup(&st, &name, &socket) }
-    };
+    let middleware = move |socket: Socket| std::future::ready(setup(&m2, &socket));
     if let Err(e) = state
         .io
         .ns(tenant.namespace(), handler.with(middleware))
@@ -109,7 +155,8 @@ fn ack_opt(wants: bool, ack: Ack) -> Option<Ack> {
 
 /// Before CONNECT: admit the socket (tenant, connection limit), create its
 /// session and register its event handlers.
-fn setup(state: &AppState, tenant_name: &str, socket: &Socket) -> Result<(), String> {
+fn setup(mounted: &Arc<MountedNamespace>, socket: &Socket) -> Result<(), String> {
+    let (state, tenant_name) = (&mounted.state, &*mounted.tenant_name);
     let Some(tenant) = state.tenants.get(tenant_name) else {
         return Err(format!("unknown tenant `{tenant_name}`"));
     };
@@ -126,24 +173,18 @@ fn setup(state: &AppState, tenant_name: &str, socket: &Socket) -> Result<(), Str
         .connections
         .get_or_create(&crate::telemetry::Metrics::tenant(tenant_name))
         .inc();
-    let query = socket.req_parts().uri.query().unwrap_or("").to_string();
-    let sess = Arc::new(Session {
-        sid: socket.id,
-        ns: tenant.namespace(),
-        tenant_name: tenant_name.to_string(),
+    let device = wire::query_param(worker::query(socket), "deviceId")
+        .filter(|d| !d.is_empty())
+        .map(String::into_boxed_str);
+    let sess = Arc::new(Session::new(
+        socket.id,
         tenant,
-        device: wire::query_param(&query, "deviceId").filter(|d| !d.is_empty()),
-        query,
-        state: Mutex::new(SessionState::default()),
-    });
-    // Handshake `auth` {uid, token} (or `?uid=&token=`) is the same as the
-    // `authenticate` event; events that need a uid wait for it.
-    let (tx, rx) = mpsc::channel(worker::QUEUE);
-    register_handlers(state, &sess, socket, tx);
-    socket.extensions.insert(sess);
-    socket
-        .extensions
-        .insert(Arc::new(parking_lot::Mutex::new(Some(rx))));
+        mounted.tenant_name.clone(),
+        mounted.ns.clone(),
+        device,
+    ));
+    register_handlers(mounted, &sess, socket);
+    mounted.connecting.lock().insert(&sess);
     Ok(())
 }
 
@@ -161,29 +202,21 @@ fn handshake_credentials(auth: Option<&Value>, query: &str) -> Option<Value> {
     }
 }
 
-/// After CONNECT: `_settings`, handshake authentication, the auth timeout.
-async fn on_connect(state: AppState, socket: Socket, auth: Option<Value>) {
-    let Some(sess) = socket.extensions.get::<Arc<Session>>() else {
-        let _ = socket.disconnect();
+/// After CONNECT: `_settings`, the auth deadline, then the handshake
+/// authentication and whatever the client already sent, in that order.
+fn on_connect(mounted: &MountedNamespace, socket: &Socket, auth: Option<Value>) {
+    let Some(sess) = mounted.connecting.lock().take(socket.id) else {
+        let _ = socket.clone().disconnect();
         return;
     };
     let cfg = sess.tenant.config();
     let _ = socket.emit("_settings", &json!({ "device_ttl": cfg.device_ttl_secs }));
-
-    let rx = socket
-        .extensions
-        .get::<Arc<parking_lot::Mutex<Option<worker::EventRx>>>>()
-        .and_then(|r| r.lock().take());
-    let Some(rx) = rx else {
-        let _ = socket.disconnect();
-        return;
-    };
-    let first = handshake_credentials(auth.as_ref(), &sess.query);
+    let first = handshake_credentials(auth.as_ref(), worker::query(socket));
 
     let timeout = Duration::from_millis(cfg.auth_timeout_ms);
-    let io = state.io.clone();
+    let io = mounted.state.io.clone();
     let timer_sess = sess.clone();
-    tokio::spawn(async move {
+    let deadline = tokio::spawn(async move {
         let sess = timer_sess;
         tokio::time::sleep(timeout).await;
         // An authenticate in progress is let finish (it disconnects on failure).
@@ -197,72 +230,50 @@ async fn on_connect(state: AppState, socket: Socket, auth: Option<Value>) {
             disconnect_soon(&io, &sess.ns, sess.sid);
         }
     });
-    // This task is the socket's worker from here on.
-    worker::run(state, sess, socket, rx, first).await;
+    // Set before any event is handled: only `connected` lets the worker start.
+    sess.set_deadline(deadline);
+    worker::connected(&mounted.state, &sess, socket, first);
 }
 
 /// Registers the socket's event handlers: each only queues its event for
 /// the socket's [`worker`], in arrival order.
-fn register_handlers(state: &AppState, sess: &Arc<Session>, socket: &Socket, tx: worker::EventTx) {
-    fn queue(tx: &worker::EventTx, sess: &Session, socket: &Socket, ev: worker::Event) {
-        if let Err(mpsc::error::TrySendError::Full(ev)) = tx.try_send(Box::new(ev)) {
-            tracing::warn!(tenant = %sess.tenant_name, sid = %sess.sid, "socket sends faster than it is served; event refused");
-            ev.refuse(
-                socket,
-                &format!(
-                    "server busy: too many events in flight on this socket (at most {}), retry",
-                    worker::QUEUE
-                ),
-            );
-        }
-    }
-    macro_rules! on {
-        ($event:literal, |$data:ident, $ack:ident, $wants:ident| $make:expr) => {{
-            let (tx, se) = (tx.clone(), sess.clone());
-            socket.on(
-                $event,
-                move |s: Socket,
-                      TryData(d): TryData<Value>,
-                      $ack: Ack,
-                      WantsAck($wants): WantsAck| {
-                    let $data = d.unwrap_or(Value::Null);
-                    queue(&tx, &se, &s, $make);
-                    async {}
-                },
-            );
-        }};
-    }
-    on!("authenticate", |data, ack, wants| {
-        worker::Event::Authenticate(data, ack_opt(wants, ack))
-    });
-    on!("join", |data, ack, wants| worker::Event::Join(
-        data,
-        ack_opt(wants, ack)
-    ));
-    on!("msg", |data, ack, wants| worker::Event::Msg(
-        data, ack, wants
-    ));
-    on!("sync", |data, ack, wants| worker::Event::Sync(
-        data,
-        ack_opt(wants, ack)
-    ));
-    on!("leave", |_data, ack, wants| worker::Event::Leave(ack_opt(
-        wants, ack
-    )));
-    let _ = state;
-    let se = sess.clone();
+///
+/// One fallback handler takes every event rather than one handler per event
+/// name: socketioxide keeps a socket's named handlers in a map of its own,
+/// its fallback in a single slot.
+fn register_handlers(mounted: &Arc<MountedNamespace>, sess: &Arc<Session>, socket: &Socket) {
+    let (mo, se) = (mounted.clone(), sess.clone());
+    socket.on_fallback(
+        move |s: Socket,
+              EventName(name): EventName,
+              TryData(d): TryData<Value>,
+              ack: Ack,
+              WantsAck(wants): WantsAck| {
+            let data = d.unwrap_or(Value::Null);
+            let event = match name.as_str() {
+                "authenticate" => worker::Event::Authenticate(data, ack_opt(wants, ack)),
+                "join" => worker::Event::Join(data, ack_opt(wants, ack)),
+                "msg" => worker::Event::Msg(data, ack, wants),
+                "sync" => worker::Event::Sync(data, ack_opt(wants, ack)),
+                "leave" => worker::Event::Leave(ack_opt(wants, ack)),
+                // Not an event of this protocol: ignored, as socketioxide
+                // ignores an event without a handler.
+                _ => return std::future::ready(()),
+            };
+            worker::queue(&mo.state, &se, &s, event);
+            std::future::ready(())
+        },
+    );
+    let (mo, se) = (mounted.clone(), sess.clone());
     socket.on_disconnect(move |s: Socket| {
         // Still in its rooms here (they are left after this handler): a
         // socket kicked out from any node is in a kick room.
         if s.rooms().iter().any(|r| r.starts_with(KICK_ROOM_PREFIX)) {
             se.state.lock().kicked = true;
         }
-        let tx = tx.clone();
-        // Queued behind everything else, so the worker cleans up last; a
-        // full queue must not lose it.
-        async move {
-            let _ = tx.send(Box::new(worker::Event::Disconnected)).await;
-        }
+        // Queued behind everything else, so the worker cleans up last.
+        worker::queue(&mo.state, &se, &s, worker::Event::Disconnected);
+        std::future::ready(())
     });
 }
 
@@ -283,7 +294,7 @@ pub fn spawn_housekeeping(state: &AppState) -> tokio::task::JoinHandle<()> {
                     if let Some(uid) = s.uid() {
                         let _ = state
                             .store
-                            .device_seen(&name, &uid, &s.device_key(), now)
+                            .device_seen(&name, &uid, s.device_key(), now)
                             .await;
                     }
                 }

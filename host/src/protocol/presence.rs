@@ -18,9 +18,60 @@ use crate::cluster::presence::{self as mirror, Entry, PresenceMirror};
 
 #[derive(Default)]
 struct TenantPresence {
-    users: HashMap<String, HashMap<Sid, Arc<Session>>>,
-    rooms: HashMap<String, HashMap<Sid, String>>,
+    /// Keyed by the uid the sessions hold too (one allocation per uid).
+    users: HashMap<Arc<str>, UserSockets>,
+    rooms: HashMap<String, HashMap<Sid, Arc<str>>>,
     connections: usize,
+}
+
+/// The authenticated sockets of one uid on this node. With kickout (the
+/// default) a uid has one socket, held without a map of its own.
+enum UserSockets {
+    One(Arc<Session>),
+    /// Kickout off, or the moment a newer login kicks the older ones.
+    Many(Vec<Arc<Session>>),
+}
+
+impl UserSockets {
+    fn iter(&self) -> std::slice::Iter<'_, Arc<Session>> {
+        match self {
+            UserSockets::One(s) => std::slice::from_ref(s).iter(),
+            UserSockets::Many(v) => v.iter(),
+        }
+    }
+
+    /// Adds or replaces the session of its sid.
+    fn insert(&mut self, session: Arc<Session>) {
+        match self {
+            UserSockets::One(s) if s.sid == session.sid => *s = session,
+            UserSockets::One(s) => *self = UserSockets::Many(vec![s.clone(), session]),
+            UserSockets::Many(v) => match v.iter_mut().find(|s| s.sid == session.sid) {
+                Some(s) => *s = session,
+                None => v.push(session),
+            },
+        }
+    }
+
+    /// Removes `sid`: whether it was there, and whether none is left.
+    fn remove(&mut self, sid: Sid) -> (bool, bool) {
+        match self {
+            UserSockets::One(s) => {
+                let found = s.sid == sid;
+                (found, found)
+            }
+            UserSockets::Many(v) => {
+                let Some(i) = v.iter().position(|s| s.sid == sid) else {
+                    return (false, v.is_empty());
+                };
+                v.swap_remove(i);
+                if let [last] = v.as_slice() {
+                    *self = UserSockets::One(last.clone());
+                    return (true, false);
+                }
+                (true, v.is_empty())
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -81,14 +132,22 @@ impl Presence {
     pub async fn user_online(
         &self,
         tenant: &str,
-        uid: &str,
+        uid: &Arc<str>,
         session: Arc<Session>,
     ) -> (Vec<Arc<Session>>, usize) {
         let sid = session.sid;
         let (local, pending) = self.with(tenant, |t, m| {
-            let socks = t.users.entry(uid.to_string()).or_default();
-            let others: Vec<_> = socks.values().filter(|s| s.sid != sid).cloned().collect();
-            socks.insert(sid, session);
+            let others = match t.users.get_mut(&**uid) {
+                Some(socks) => {
+                    let others: Vec<_> = socks.iter().filter(|s| s.sid != sid).cloned().collect();
+                    socks.insert(session);
+                    others
+                }
+                None => {
+                    t.users.insert(uid.clone(), UserSockets::One(session));
+                    Vec::new()
+                }
+            };
             let pending = m.map(|m| m.add_and_read(m.user_entry(tenant, uid, &sid.to_string())));
             (others, pending)
         });
@@ -103,9 +162,8 @@ impl Presence {
     pub fn user_offline(&self, tenant: &str, uid: &str, sid: Sid) {
         self.with(tenant, |t, m| {
             if let Some(socks) = t.users.get_mut(uid)
-                && socks.remove(&sid).is_some()
+                && let (true, last) = socks.remove(sid)
             {
-                let last = socks.is_empty();
                 if last {
                     t.users.remove(uid);
                 }
@@ -118,11 +176,20 @@ impl Presence {
 
     /// Adds a visible member; returns the distinct uids already in the room
     /// (other than `uid`), on all nodes.
-    pub async fn join_room(&self, tenant: &str, room: &str, sid: Sid, uid: &str) -> Vec<String> {
+    pub async fn join_room(
+        &self,
+        tenant: &str,
+        room: &str,
+        sid: Sid,
+        uid: &Arc<str>,
+    ) -> Vec<String> {
         let (local, pending) = self.with(tenant, |t, m| {
-            let members = t.rooms.entry(room.to_string()).or_default();
-            let local: Vec<String> = members.values().cloned().collect();
-            members.insert(sid, uid.to_string());
+            let members = match t.rooms.get_mut(room) {
+                Some(m) => m,
+                None => t.rooms.entry(room.to_string()).or_default(),
+            };
+            let local: Vec<String> = members.values().map(|u| u.to_string()).collect();
+            members.insert(sid, uid.clone());
             let pending =
                 m.map(|m| m.add_and_read(m.room_entry(tenant, room, &sid.to_string(), uid)));
             (local, pending)
@@ -133,7 +200,7 @@ impl Presence {
         };
         let mut seen = HashSet::new();
         all.into_iter()
-            .filter(|u| u.as_str() != uid && seen.insert(u.clone()))
+            .filter(|u| u.as_str() != &**uid && seen.insert(u.clone()))
             .collect()
     }
 
@@ -170,9 +237,9 @@ impl Presence {
                 .get(room)
                 .map(|m| {
                     m.values()
-                        .cloned()
                         .collect::<HashSet<_>>()
                         .into_iter()
+                        .map(|u| u.to_string())
                         .collect()
                 })
                 .unwrap_or_default();
@@ -204,7 +271,7 @@ impl Presence {
     /// Every authenticated session of the tenant on this node.
     pub fn sessions(&self, tenant: &str) -> Vec<Arc<Session>> {
         self.with(tenant, |t, _| {
-            t.users.values().flat_map(|m| m.values().cloned()).collect()
+            t.users.values().flat_map(|m| m.iter().cloned()).collect()
         })
     }
 
@@ -238,8 +305,8 @@ impl Presence {
             for (uid, socks) in &t.users {
                 entries.extend(
                     socks
-                        .keys()
-                        .map(|sid| m.user_entry(name, uid, &sid.to_string())),
+                        .iter()
+                        .map(|s| m.user_entry(name, uid, &s.sid.to_string())),
                 );
             }
             for (room, members) in &t.rooms {
@@ -260,5 +327,56 @@ impl Presence {
         if let Some(m) = &self.mirror {
             m.leave().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TenantRecord;
+    use crate::tenant::Tenant;
+
+    fn session(tenant: &Arc<Tenant>) -> Arc<Session> {
+        Arc::new(Session::new(
+            Sid::new(),
+            tenant.clone(),
+            "t".into(),
+            "/t".into(),
+            None,
+        ))
+    }
+
+    fn sids(socks: &UserSockets) -> Vec<Sid> {
+        let mut v: Vec<Sid> = socks.iter().map(|s| s.sid).collect();
+        v.sort_by_key(|s| s.to_string());
+        v
+    }
+
+    #[test]
+    fn a_uid_goes_from_one_socket_to_several_and_back() {
+        let tenant = Arc::new(Tenant::new(TenantRecord {
+            name: "t".into(),
+            config: Default::default(),
+            api_key_hashes: Vec::new(),
+            created_ms: 0,
+        }));
+        let (a, b, c) = (session(&tenant), session(&tenant), session(&tenant));
+        let mut socks = UserSockets::One(a.clone());
+        socks.insert(a.clone());
+        assert!(
+            matches!(socks, UserSockets::One(_)),
+            "the same sid again replaces it"
+        );
+        socks.insert(b.clone());
+        socks.insert(c.clone());
+        let mut all = vec![a.sid, b.sid, c.sid];
+        all.sort_by_key(|s| s.to_string());
+        assert_eq!(sids(&socks), all);
+
+        assert_eq!(socks.remove(Sid::new()), (false, false), "an unknown sid");
+        assert_eq!(socks.remove(b.sid), (true, false));
+        assert_eq!(socks.remove(c.sid), (true, false));
+        assert!(matches!(&socks, UserSockets::One(s) if s.sid == a.sid));
+        assert_eq!(socks.remove(a.sid), (true, true), "the last one leaves");
     }
 }

@@ -525,7 +525,7 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
     // The `_batch` carries the oldest entries: its place is at the front of
     // the line, taken before the queue is read, so that a live push acked
     // meanwhile waits for it.
-    let place = Place::new(state, &sess.ns, tenant, uid, &device, 0);
+    let place = Place::new(state, &sess.ns, tenant, uid, device, 0);
     let store = &state.store;
     let r: Result<Vec<PushEntry>, StoreError> = async {
         // A device offline longer than device_ttl is forgotten with its
@@ -538,15 +538,15 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
             .iter()
             .any(|(d, seen)| *d == device && now.saturating_sub(*seen) > ttl_ms);
         if stale {
-            store.push_clear(tenant, uid, &device).await?;
+            store.push_clear(tenant, uid, device).await?;
         }
-        store.device_seen(tenant, uid, &device, now).await?;
+        store.device_seen(tenant, uid, device, now).await?;
         if !device.is_empty() {
             // What was queued while the user had no known device belongs to
             // the first device that comes back.
-            store.push_move(tenant, uid, "", &device).await?;
+            store.push_move(tenant, uid, "", device).await?;
         }
-        store.push_pending(tenant, uid, &device).await
+        store.push_pending(tenant, uid, device).await
     }
     .await;
     let pending = match r {
@@ -589,7 +589,7 @@ fn send_batch(io: Io, place: Place, sess: Arc<Session>, pending: Vec<PushEntry>)
 pub async fn on_disconnected(state: &AppState, sess: &Arc<Session>, uid: &str) {
     if let Err(e) = state
         .store
-        .device_seen(&sess.tenant_name, uid, &sess.device_key(), now_ms())
+        .device_seen(&sess.tenant_name, uid, sess.device_key(), now_ms())
         .await
     {
         tracing::warn!(tenant = %sess.tenant_name, %uid, error = %e, "recording device last-seen failed");

@@ -74,7 +74,7 @@ pub async fn authenticate(
     {
         let mut st = sess.state.lock();
         if let Some(uid) = &st.uid {
-            let same = req.uid.as_deref().is_none_or(|u| u == uid);
+            let same = req.uid.as_deref().is_none_or(|u| u == &**uid);
             drop(st);
             let v = if same {
                 ok("auth success")
@@ -99,7 +99,7 @@ pub async fn authenticate(
         st.authenticating = true;
     }
     let (uid, rooms, claims) = match decide_auth(state, sess, &req).await {
-        Ok(allowed) => allowed,
+        Ok((uid, rooms, claims)) => (Arc::<str>::from(uid), rooms, claims),
         Err(reason) => {
             sess.state.lock().authenticating = false;
             state.metrics.refuse(&sess.tenant_name, "auth");
@@ -125,13 +125,15 @@ pub async fn authenticate(
     {
         let mut st = sess.state.lock();
         st.uid = Some(uid.clone());
-        st.claims = claims;
+        st.claims = (!claims.is_null()).then(|| Box::new(claims));
         st.kicker = kicked_any;
         st.authenticating = false;
     }
+    // Authenticated: the auth deadline can no longer fire.
+    sess.cancel_deadline();
     socket.join(super::uid_room(&uid));
     socket.join(format!("{}{}", cfg.user_room_prefix, uid));
-    socket.join(device_room(&uid, &sess.device_key()));
+    socket.join(device_room(&uid, sess.device_key()));
     if !rooms.is_empty() {
         socket.join(rooms);
     }
@@ -139,9 +141,10 @@ pub async fn authenticate(
     tracing::debug!(tenant = %sess.tenant_name, %uid, sid = %sess.sid, "authenticated");
 
     if cfg.join_timeout_ms > 0 {
-        let (io, sess) = (state.io.clone(), sess.clone());
+        let (io, timer_sess) = (state.io.clone(), sess.clone());
         let timeout = Duration::from_millis(cfg.join_timeout_ms);
-        tokio::spawn(async move {
+        let deadline = tokio::spawn(async move {
+            let sess = timer_sess;
             tokio::time::sleep(timeout).await;
             // A join waiting for its hook is let finish.
             let expired = {
@@ -154,6 +157,7 @@ pub async fn authenticate(
                 disconnect_soon(&io, &sess.ns, sess.sid);
             }
         });
+        sess.set_deadline(deadline);
     }
     push::on_authenticated(state, sess, &uid).await;
 }
@@ -289,7 +293,7 @@ pub async fn join(
     let cfg = sess.tenant.config();
     {
         let st = sess.state.lock();
-        if st.rooms.iter().any(|r| r.name == room) {
+        if st.rooms.iter().any(|r| *r.name == *room) {
             drop(st);
             return reply(socket, ack, "join", &ok("join success"));
         }
@@ -335,17 +339,21 @@ pub async fn join(
     socket.join(sync_room(&room));
     let kicker = {
         let mut st = sess.state.lock();
+        // Sockets stay in a room or two: no spare capacity per socket.
+        st.rooms.reserve_exact(1);
         st.rooms.push(JoinedRoom {
-            name: room.clone(),
+            name: room.as_str().into(),
             dummy,
         });
         st.kicker
     };
+    // Joined: the join deadline can no longer fire.
+    sess.cancel_deadline();
     reply(socket, ack, "join", &ok("join success"));
     // A dummy is told who is there but is never announced itself.
     let others: Vec<String> = if dummy {
         let mut users = state.presence.room_users(&sess.tenant_name, &room).await;
-        users.retain(|u| *u != uid);
+        users.retain(|u| **u != *uid);
         users
     } else {
         let others = state
@@ -355,7 +363,7 @@ pub async fn join(
         if !kicker {
             let _ = socket
                 .to(sync_room(&room))
-                .emit("remote_join", &json!({ "uid": uid }))
+                .emit("remote_join", &json!({ "uid": &*uid }))
                 .await;
         }
         others
@@ -515,7 +523,7 @@ async fn plan_msg(
 
     let policy = sess.tenant.policy();
     let ctx = sess.hook_context();
-    let mut ev = MsgEvent::with_json(room.name.clone(), data, json);
+    let mut ev = MsgEvent::with_json(room.name.to_string(), data, json);
     let mut redirect = None;
     match policy.on_msg(&ctx, &ev).await {
         Ok(MsgVerdict::Pass) => {}
@@ -560,9 +568,9 @@ async fn plan_msg(
     let mut out = ev.into_msg();
     if let Some(o) = out.as_object_mut() {
         if form.short {
-            o.insert("2".into(), Value::String(uid.clone()));
+            o.insert("2".into(), Value::String(uid.to_string()));
         } else {
-            o.insert("uid".into(), Value::String(uid.clone()));
+            o.insert("uid".into(), Value::String(uid.to_string()));
             o.entry("ts").or_insert(json!(ts_ms));
         }
     }
@@ -587,7 +595,7 @@ async fn plan_msg(
         return Ok(MsgPlan::Relayed);
     }
     let entry = RoomEntry {
-        uid,
+        uid: uid.to_string(),
         ts: ts_ms / 1000,
         msg: out.to_string(),
     };
@@ -596,7 +604,7 @@ async fn plan_msg(
         _ => RoomWrite::Insert(entry),
     };
     Ok(MsgPlan::Store {
-        room: room.name,
+        room: room.name.into_string(),
         write,
     })
 }
@@ -754,7 +762,7 @@ pub async fn sync(
     if offset == 0 && !room.dummy {
         let _ = socket
             .to(sync_room(&room.name))
-            .emit("remote_sync", &json!({ "uid": uid }))
+            .emit("remote_sync", &json!({ "uid": &*uid }))
             .await;
     }
 }
@@ -769,7 +777,7 @@ pub async fn leave(state: &AppState, sess: &Arc<Session>, socket: Socket, ack: O
         if !rooms.is_empty() {
             let _ = socket
                 .to(rooms.iter().map(|r| sync_room(r)).collect::<Vec<_>>())
-                .emit("remote_leave", &json!({ "uid": uid }))
+                .emit("remote_leave", &json!({ "uid": &*uid }))
                 .await;
         }
     }
@@ -778,6 +786,7 @@ pub async fn leave(state: &AppState, sess: &Arc<Session>, socket: Socket, ack: O
 }
 
 pub async fn disconnected(state: &AppState, sess: &Arc<Session>, socket: &Socket) {
+    sess.cancel_deadline();
     state.presence.disconnect(&sess.tenant_name);
     state
         .metrics
@@ -799,7 +808,7 @@ pub async fn disconnected(state: &AppState, sess: &Arc<Session>, socket: &Socket
     if !kicked && !rooms.is_empty() {
         let _ = socket
             .to(rooms.iter().map(|r| sync_room(r)).collect::<Vec<_>>())
-            .emit("remote_disconnect", &json!({ "uid": uid }))
+            .emit("remote_disconnect", &json!({ "uid": &*uid }))
             .await;
     }
     push::on_disconnected(state, sess, &uid).await;

@@ -1,5 +1,10 @@
 //! Per-socket state. One [`Session`] per connected socket, shared by that
 //! socket's handlers (captured in their closures, never global).
+//!
+//! A server holds mostly idle sockets, so a session keeps only what an idle
+//! socket needs: the tenant's names are shared with its namespace, the uid
+//! with presence, and the event queue ([`worker::Queue`]) holds no buffer
+//! and no task while nothing is waiting.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,19 +13,22 @@ use crate::cluster::adapter::Io;
 use parking_lot::Mutex;
 use serde_json::Value;
 use socketioxide::socket::Sid;
+use tokio::task::{AbortHandle, JoinHandle};
 
+use super::worker;
 use crate::policy::HookContext;
 use crate::tenant::Tenant;
 
 #[derive(Debug, Clone)]
 pub struct JoinedRoom {
-    pub name: String,
+    pub name: Box<str>,
     pub dummy: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct SessionState {
-    pub uid: Option<String>,
+    /// Shared with this socket's presence entries.
+    pub uid: Option<Arc<str>>,
     /// Rooms joined with `join`, oldest first.
     pub rooms: Vec<JoinedRoom>,
     /// Disconnected by a newer login of the same uid: announces nothing.
@@ -34,40 +42,65 @@ pub struct SessionState {
     /// The auth or join deadline passed: the socket is on its way out and
     /// later `authenticate`/`join` are refused, never answered twice.
     pub expired: bool,
-    pub claims: Value,
+    /// What the `authenticate` hook attached to the socket; most sockets
+    /// have none, and then it takes no allocation.
+    pub claims: Option<Box<Value>>,
+    /// The auth deadline until authentication, then the join deadline until
+    /// the first join: cancelled once it can no longer fire, so an idle
+    /// socket does not keep a sleeping task.
+    deadline: Option<AbortHandle>,
 }
 
 pub struct Session {
     pub sid: Sid,
     pub tenant: Arc<Tenant>,
-    pub tenant_name: String,
-    /// Namespace path of the tenant.
-    pub ns: String,
+    /// The tenant's name, shared by every socket of its namespace.
+    pub tenant_name: Arc<str>,
+    /// Namespace path of the tenant, shared like `tenant_name`.
+    pub ns: Arc<str>,
     /// `deviceId` handshake query parameter.
-    pub device: Option<String>,
-    /// Raw handshake query string.
-    pub query: String,
+    pub device: Option<Box<str>>,
     pub state: Mutex<SessionState>,
+    /// Events waiting for this socket's worker.
+    pub queue: Mutex<worker::Queue>,
 }
 
 impl Session {
-    pub fn uid(&self) -> Option<String> {
+    pub fn new(
+        sid: Sid,
+        tenant: Arc<Tenant>,
+        tenant_name: Arc<str>,
+        ns: Arc<str>,
+        device: Option<Box<str>>,
+    ) -> Session {
+        Session {
+            sid,
+            tenant,
+            tenant_name,
+            ns,
+            device,
+            state: Mutex::new(SessionState::default()),
+            queue: Mutex::new(worker::Queue::default()),
+        }
+    }
+
+    pub fn uid(&self) -> Option<Arc<str>> {
         self.state.lock().uid.clone()
     }
 
     pub fn hook_context(&self) -> HookContext {
         HookContext {
-            tenant: self.tenant_name.clone(),
+            tenant: self.tenant_name.to_string(),
             sid: Some(self.sid.to_string()),
-            uid: self.uid(),
-            device: self.device.clone(),
+            uid: self.uid().map(|u| u.to_string()),
+            device: self.device.as_deref().map(str::to_string),
         }
     }
 
     /// The device queue this socket reads: its `deviceId`, or the per-user
     /// queue `""` when it gave none.
-    pub fn device_key(&self) -> String {
-        self.device.clone().unwrap_or_default()
+    pub fn device_key(&self) -> &str {
+        self.device.as_deref().unwrap_or("")
     }
 
     /// The room a `msg`/`sync` without `roomId` refers to: the most recently
@@ -75,7 +108,7 @@ impl Session {
     pub fn current_room(&self, requested: Option<&str>) -> Option<JoinedRoom> {
         let st = self.state.lock();
         match requested {
-            Some(r) => st.rooms.iter().rev().find(|j| j.name == r).cloned(),
+            Some(r) => st.rooms.iter().rev().find(|j| &*j.name == r).cloned(),
             None => st.rooms.last().cloned(),
         }
     }
@@ -87,8 +120,23 @@ impl Session {
             .rooms
             .iter()
             .filter(|r| !r.dummy)
-            .map(|r| r.name.clone())
+            .map(|r| r.name.to_string())
             .collect()
+    }
+
+    /// Makes `task` the socket's deadline, in place of any earlier one.
+    pub fn set_deadline(&self, task: JoinHandle<()>) {
+        if let Some(old) = self.state.lock().deadline.replace(task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// The current deadline can no longer fire (authenticated, joined, or
+    /// disconnected): its task ends now rather than when it wakes.
+    pub fn cancel_deadline(&self) {
+        if let Some(d) = self.state.lock().deadline.take() {
+            d.abort();
+        }
     }
 }
 

@@ -379,7 +379,10 @@ mod tests {
         rsv[0] |= 0x40;
         assert_eq!(code(&[rsv]), Some(1002));
         assert_eq!(code(&[client_frame(true, 0x3, b"")]), Some(1002));
-        assert_eq!(code(&[client_frame(true, OP_CONTINUATION, b"x")]), Some(1002));
+        assert_eq!(
+            code(&[client_frame(true, OP_CONTINUATION, b"x")]),
+            Some(1002)
+        );
         assert_eq!(
             code(&[
                 client_frame(false, OP_TEXT, b"4"),
@@ -389,8 +392,14 @@ mod tests {
         );
         assert_eq!(code(&[client_frame(false, OP_PING, b"")]), Some(1002));
         assert_eq!(code(&[client_frame(true, OP_PING, &[0; 126])]), Some(1002));
-        assert_eq!(code(&[client_frame(true, OP_TEXT, &[0xC3, 0x28])]), Some(1007));
-        assert_eq!(code(&[client_frame(true, OP_TEXT, &[b'x'; 1001])]), Some(1009));
+        assert_eq!(
+            code(&[client_frame(true, OP_TEXT, &[0xC3, 0x28])]),
+            Some(1007)
+        );
+        assert_eq!(
+            code(&[client_frame(true, OP_TEXT, &[b'x'; 1001])]),
+            Some(1009)
+        );
         assert_eq!(
             code(&[
                 client_frame(false, OP_TEXT, &[b'x'; 600]),
@@ -399,9 +408,18 @@ mod tests {
             Some(1009)
         );
         assert_eq!(code(&[client_frame(true, OP_CLOSE, &[3])]), Some(1002));
-        assert_eq!(code(&[client_frame(true, OP_CLOSE, &1005u16.to_be_bytes())]), Some(1002));
-        assert_eq!(code(&[client_frame(true, OP_CLOSE, &[3, 232, 0xFF])]), Some(1007));
-        assert_eq!(code(&[client_frame(true, OP_CLOSE, &[3, 232, b'o', b'k'])]), None);
+        assert_eq!(
+            code(&[client_frame(true, OP_CLOSE, &1005u16.to_be_bytes())]),
+            Some(1002)
+        );
+        assert_eq!(
+            code(&[client_frame(true, OP_CLOSE, &[3, 232, 0xFF])]),
+            Some(1007)
+        );
+        assert_eq!(
+            code(&[client_frame(true, OP_CLOSE, &[3, 232, b'o', b'k'])]),
+            None
+        );
     }
 
     #[test]

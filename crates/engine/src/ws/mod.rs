@@ -50,10 +50,8 @@ pub(crate) fn accept_key(key: &[u8]) -> String {
 fn upgrade_key(headers: &HeaderMap) -> Result<HeaderValue, Error> {
     let has_token = |name: http::header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|s| {
-                s.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(token))
-            })
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
     if !has_token(http::header::UPGRADE, "websocket")
@@ -189,8 +187,7 @@ async fn run<H: EngineIoHandler>(
     };
     let socket = match sid {
         None => {
-            let socket =
-                engine.create_session(protocol, TransportType::Websocket, parts);
+            let socket = engine.create_session(protocol, TransportType::Websocket, parts);
             let open: String = Packet::Open(open_packet(&engine, socket.id, false)).into();
             if conn.write_text(open.as_bytes()).await.is_err() {
                 engine.close_session(socket.id, DisconnectReason::TransportError);
@@ -245,7 +242,9 @@ async fn run<H: EngineIoHandler>(
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(2), flush).await.ok();
+    tokio::time::timeout(Duration::from_secs(2), flush)
+        .await
+        .ok();
     conn.send_close(end.close.0, end.close.1).await;
 }
 
@@ -299,7 +298,9 @@ impl Conn {
     async fn send_close(&self, code: u16, reason: &str) {
         let payload = frame::close_payload(code, reason);
         let write = self.write_frame(frame::OP_CLOSE, &payload);
-        tokio::time::timeout(Duration::from_secs(1), write).await.ok();
+        tokio::time::timeout(Duration::from_secs(1), write)
+            .await
+            .ok();
     }
 
     /// Ends a connection that never became a session's transport.
@@ -504,11 +505,18 @@ impl Conn {
             Incoming::Ping(payload) => {
                 // Through the outbox, so it never lands inside a frame that
                 // an emitter left half-written.
-                socket.out.push(OutPacket::ws_control(frame::OP_PONG, payload)).ok();
+                socket
+                    .out
+                    .push(OutPacket::ws_control(frame::OP_PONG, payload))
+                    .ok();
             }
             Incoming::Pong => {}
             Incoming::Close(code) => {
-                let echo = if code == 1005 { close_code::NORMAL } else { code };
+                let echo = if code == 1005 {
+                    close_code::NORMAL
+                } else {
+                    code
+                };
                 return Step::End(Ending {
                     reason: Some(DisconnectReason::TransportClose),
                     close: (echo, ""),
@@ -522,7 +530,11 @@ impl Conn {
 fn violation(v: frame::Violation) -> Ending {
     stats::WS_PROTOCOL_ERRORS.inc();
     #[cfg(feature = "tracing")]
-    tracing::debug!(code = v.code, reason = v.reason, "websocket protocol violation");
+    tracing::debug!(
+        code = v.code,
+        reason = v.reason,
+        "websocket protocol violation"
+    );
     Ending {
         reason: Some(DisconnectReason::TransportError),
         close: (v.code, v.reason),
