@@ -20,7 +20,6 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{Common, write_result};
@@ -204,29 +203,17 @@ pub async fn run(a: BigRoomArgs) -> Result<()> {
     )
     .await?;
     let t0 = Instant::now();
-    let sem = Arc::new(Semaphore::new(c.concurrency));
-    let mut opens = Vec::with_capacity(a.members);
-    for i in 0..a.members {
-        let room = room.clone();
-        let uid = format!("{run_id}-m{i}");
-        let sem = sem.clone();
-        opens.push(tokio::spawn(async move {
-            let _p = sem.acquire_owned().await;
-            sio::open_joined_as(
-                addr,
-                Some(sio::source_ip(i + 1)),
-                &uid,
-                &room,
-                true,
-                timeout,
-            )
-            .await
-        }));
-    }
-    let mut connected = 0usize;
-    for o in opens {
-        let ws = o.await??;
-        connected += 1;
+    let members = sio::open_many_dummies(
+        addr,
+        a.members,
+        &format!("{run_id}-m"),
+        &room,
+        c.concurrency,
+        timeout,
+    )
+    .await?;
+    let connected = members.len();
+    for ws in members {
         tokio::spawn(member(ws, sh.clone()));
     }
     let connect_secs = t0.elapsed().as_secs_f64();

@@ -186,6 +186,34 @@ pub async fn open_joined(
 /// `open_joined`, as a dummy member when `dummy` (receives the room's msgs and
 /// may sync, is not announced to the room and does not announce its syncs, so
 /// a large room costs no join or sync storm of presence events).
+/// Opens `n` members of `room` as dummies (uids `{uid_prefix}{i}`, source
+/// addresses 1..=n), at most `concurrency` handshakes at a time, in order.
+pub async fn open_many_dummies(
+    addr: SocketAddr,
+    n: usize,
+    uid_prefix: &str,
+    room: &str,
+    concurrency: usize,
+    timeout: Duration,
+) -> Result<Vec<Ws>> {
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut opens = Vec::with_capacity(n);
+    for i in 0..n {
+        let room = room.to_string();
+        let uid = format!("{uid_prefix}{i}");
+        let sem = sem.clone();
+        opens.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await;
+            open_joined_as(addr, Some(source_ip(i + 1)), &uid, &room, true, timeout).await
+        }));
+    }
+    let mut conns = Vec::with_capacity(n);
+    for o in opens {
+        conns.push(o.await??);
+    }
+    Ok(conns)
+}
+
 pub async fn open_joined_as(
     addr: SocketAddr,
     bind: Option<Ipv4Addr>,

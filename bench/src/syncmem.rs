@@ -18,7 +18,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{Common, write_result};
@@ -158,29 +158,15 @@ pub async fn run(a: SyncMemArgs) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_base = procfs::rss_kib(pid)?;
 
-    let sem = Arc::new(Semaphore::new(c.concurrency));
-    let mut opens = Vec::new();
-    for i in 0..a.clients {
-        let room = room.clone();
-        let uid = format!("{run_id}-sm{i}");
-        let sem = sem.clone();
-        opens.push(tokio::spawn(async move {
-            let _p = sem.acquire_owned().await;
-            sio::open_joined_as(
-                addr,
-                Some(sio::source_ip(i + 1)),
-                &uid,
-                &room,
-                true,
-                timeout,
-            )
-            .await
-        }));
-    }
-    let mut conns = Vec::new();
-    for o in opens {
-        conns.push(o.await??);
-    }
+    let conns = sio::open_many_dummies(
+        addr,
+        a.clients,
+        &format!("{run_id}-sm"),
+        &room,
+        c.concurrency,
+        timeout,
+    )
+    .await?;
     eprintln!(
         "[syncmem {}] {} stored msgs of ~{per_msg} B, {} readers joined",
         c.target,

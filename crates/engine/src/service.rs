@@ -207,6 +207,27 @@ where
     }
 }
 
+/// Engine.IO's requests to the engine, the rest to `inner` (the tower and
+/// hyper services differ only in how they call it).
+fn route<H, ReqBody, ResBody, F>(
+    engine: &Arc<EngineIo<H>>,
+    req: Request<ReqBody>,
+    inner: impl FnOnce(Request<ReqBody>) -> F,
+) -> ResponseFuture<F, ResBody>
+where
+    H: EngineIoHandler,
+    ReqBody: Body + Send + Unpin + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: std::fmt::Debug,
+    ResBody: Send + 'static,
+{
+    if is_req_path(req.uri().path(), &engine.config.req_path) {
+        dispatch(engine.clone(), req)
+    } else {
+        ResponseFuture::Inner { fut: inner(req) }
+    }
+}
+
 fn is_req_path(path: &str, req_path: &str) -> bool {
     path.strip_prefix(req_path)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || req_path.ends_with('/'))
@@ -230,13 +251,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        if is_req_path(req.uri().path(), &self.engine.config.req_path) {
-            dispatch(self.engine.clone(), req)
-        } else {
-            ResponseFuture::Inner {
-                fut: self.inner.call(req),
-            }
-        }
+        let inner = &mut self.inner;
+        route(&self.engine, req, |req| inner.call(req))
     }
 }
 
@@ -254,13 +270,7 @@ where
     type Future = ResponseFuture<S::Future, ResBody>;
 
     fn call(&self, req: Request<ReqBody>) -> Self::Future {
-        if is_req_path(req.uri().path(), &self.engine.config.req_path) {
-            dispatch(self.engine.clone(), req)
-        } else {
-            ResponseFuture::Inner {
-                fut: self.inner.call(req),
-            }
-        }
+        route(&self.engine, req, |req| self.inner.call(req))
     }
 }
 
