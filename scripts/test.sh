@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of hookwire, installing what they need on a Debian machine:
 #   redis-server and chromium (Debian packages), SecantusDB (PyPI, a
-#   MongoDB-compatible server), socket.io-client + playwright-core (npm), the
+#   MongoDB-compatible server), socket.io-client, ws and playwright-core (npm;
+#   the conformance suites install their own in run.sh), the
 #   wasm32-wasip2 Rust target.
 # Then: the sample plugins (built for wasm32-wasip2, their unit tests run
 # natively), the Rust tests (store conformance on all backends, the plugin
