@@ -280,8 +280,9 @@ impl Sender {
         if ob.closed {
             return Err(Refused::Closed);
         }
+        let was_empty = ob.queue.is_empty();
         let mut written = 0;
-        if ob.queue.is_empty()
+        if was_empty
             && let Some(wire) = &ob.direct
             && burst::write_through_allowed()
         {
@@ -293,6 +294,8 @@ impl Sender {
                     stats::FRAMES_DIRECT.inc();
                     return Ok(());
                 }
+                // The rest goes out when the socket is writable again: the
+                // connection task drains from here.
                 Ok(w) => written = w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => {
@@ -302,29 +305,19 @@ impl Sender {
                     return Ok(());
                 }
             }
-            // The rest goes out when the socket is writable again: the
-            // connection task drains from here.
-            let len = packet.ws_len();
-            ob.front_written = written;
-            ob.queued_bytes += len - written;
-            ob.queue.push_back(packet);
-            stats::FRAMES_QUEUED.inc();
-            drop(ob);
-            self.attention.notify_one();
-            return Ok(());
-        }
-        // The bound is on the backlog: one packet larger than it still goes
-        // out to a reader that keeps up (a large `sync` page, say).
-        if ob.queue.len() >= self.max_packets
-            || (!ob.queue.is_empty() && ob.queued_bytes + packet.body.len() > self.max_bytes)
+        } else if ob.queue.len() >= self.max_packets
+            // The bound is on the backlog: one packet larger than it still
+            // goes out to a reader that keeps up (a large `sync` page, say).
+            || (!was_empty && ob.queued_bytes + packet.body.len() > self.max_bytes)
         {
             return Err(Refused::Full);
-        }
-        let was_empty = ob.queue.is_empty();
-        if was_empty && ob.direct.is_some() {
+        } else if was_empty && ob.direct.is_some() {
             stats::FRAMES_HANDED_OFF.inc();
         }
-        ob.queued_bytes += packet.ws_len();
+        if was_empty {
+            ob.front_written = written;
+        }
+        ob.queued_bytes += packet.ws_len() - written;
         ob.queue.push_back(packet);
         stats::FRAMES_QUEUED.inc();
         drop(ob);
@@ -415,15 +408,16 @@ impl Sender {
     /// Takes up to `max` bytes of packets for a polling response.
     pub(crate) fn take_polling(&self, max: usize) -> Option<Vec<u8>> {
         let mut ob = self.state.lock();
-        let first = ob.queue.pop_front()?;
-        let mut out = Vec::with_capacity(first.polling_len());
-        first.encode_polling(&mut out);
-        let mut taken = first.ws_len();
+        let mut out = Vec::with_capacity(ob.queue.front()?.polling_len());
+        let mut taken = 0;
+        // At least one packet, then as many as fit in `max`.
         while let Some(p) = ob.queue.front() {
-            if out.len() + 1 + p.polling_len() > max {
-                break;
+            if !out.is_empty() {
+                if out.len() + 1 + p.polling_len() > max {
+                    break;
+                }
+                out.push(0x1e);
             }
-            out.push(0x1e);
             p.encode_polling(&mut out);
             taken += p.ws_len();
             ob.queue.pop_front();
@@ -470,9 +464,7 @@ pub struct Permit<'a> {
 
 impl Permit<'_> {
     fn push(&self, packet: OutPacket) {
-        if self.sender.push(packet) == Err(Refused::Full) {
-            close_slow_consumer(self.closer, self.sid);
-        }
+        push_or_close(self.sender, self.closer, self.sid, packet).ok();
     }
 
     /// Sends a text message.
@@ -504,11 +496,22 @@ impl Permit<'_> {
     }
 }
 
-fn close_slow_consumer(closer: &dyn SessionCloser, sid: Sid) {
-    stats::SLOW_CONSUMERS.inc();
-    #[cfg(feature = "tracing")]
-    tracing::debug!(%sid, "outbound queue full: closing a slow consumer");
-    closer.close_session(sid, DisconnectReason::TransportError);
+/// Pushes `packet`; a socket whose backlog is past its bound is a slow
+/// consumer and is closed.
+fn push_or_close(
+    sender: &Sender,
+    closer: &dyn SessionCloser,
+    sid: Sid,
+    packet: OutPacket,
+) -> Result<(), Refused> {
+    let res = sender.push(packet);
+    if res == Err(Refused::Full) {
+        stats::SLOW_CONSUMERS.inc();
+        #[cfg(feature = "tracing")]
+        tracing::debug!(%sid, "outbound queue full: closing a slow consumer");
+        closer.close_session(sid, DisconnectReason::TransportError);
+    }
+    res
 }
 
 impl<D> Socket<D>
@@ -544,11 +547,7 @@ where
     }
 
     fn send(&self, packet: OutPacket) -> Result<(), Refused> {
-        let res = self.out.push(packet);
-        if res == Err(Refused::Full) {
-            close_slow_consumer(self.closer.as_ref(), self.id);
-        }
-        res
+        push_or_close(&self.out, self.closer.as_ref(), self.id, packet)
     }
 
     /// A ping went out; it must be answered by `deadline`.

@@ -198,7 +198,7 @@ async fn run<H: EngineIoHandler>(
         Some(sid) => {
             drop(parts);
             let Some(socket) = engine.get_socket(sid) else {
-                conn.fail(close_code::POLICY, "unknown session").await;
+                conn.send_close(close_code::POLICY, "unknown session").await;
                 return;
             };
             let timeout = engine.config.upgrade_timeout;
@@ -206,12 +206,13 @@ async fn run<H: EngineIoHandler>(
                 Ok(Ok(())) => socket,
                 Ok(Err(end)) => {
                     socket.set_upgrading(false);
-                    conn.fail(end.close.0, end.close.1).await;
+                    conn.send_close(end.close.0, end.close.1).await;
                     return;
                 }
                 Err(_) => {
                     socket.set_upgrading(false);
-                    conn.fail(close_code::POLICY, "upgrade timed out").await;
+                    conn.send_close(close_code::POLICY, "upgrade timed out")
+                        .await;
                     return;
                 }
             }
@@ -301,17 +302,6 @@ impl Conn {
         tokio::time::timeout(Duration::from_secs(1), write)
             .await
             .ok();
-    }
-
-    /// Ends a connection that never became a session's transport.
-    async fn fail(&self, code: u16, reason: &'static str) {
-        if code == close_code::PROTOCOL_ERROR
-            || code == close_code::INVALID_PAYLOAD
-            || code == close_code::TOO_BIG
-        {
-            stats::WS_PROTOCOL_ERRORS.inc();
-        }
-        self.send_close(code, reason).await;
     }
 
     /// Waits for the next complete client message.
@@ -484,10 +474,7 @@ impl Conn {
         match msg {
             Incoming::Text(text) => match Packet::parse(ProtocolVersion::V4, Str::from(text)) {
                 Ok(Packet::Message(msg)) => engine.handler.on_message(msg, socket.clone()),
-                Ok(Packet::Pong | Packet::Ping) => {
-                    *ping_sent = None;
-                    socket.pong_received();
-                }
+                Ok(Packet::Pong | Packet::Ping) => *ping_sent = None,
                 Ok(Packet::Close) => {
                     return Step::End(Ending {
                         reason: Some(DisconnectReason::TransportClose),
