@@ -404,32 +404,27 @@ for t in "${TARGETS[@]}"; do
   down
 done
 
+# One scenario on each single-node system (the plugin and cluster variants
+# add nothing to it): start the system, measure, stop.
+each_single_node() { # what (for notes), log line, measure function
+  local what=$1 line=$2 measure=$3 t
+  for t in "${TARGETS[@]}"; do
+    case $t in hookwire-wordfilter|hookwire-cluster) continue ;; esac
+    up "$t" || { note "$t did not start for $what"; continue; }
+    log "$t: $line"
+    "$measure" "$t" --server "$UP_SERVERS" --server-pid "${UP_PIDS%%,*}"
+    down
+  done
+}
+
 # ------------------------------------------------------------------ 4. sync
-for t in "${TARGETS[@]}"; do
-  case $t in hookwire-wordfilter|hookwire-cluster) continue ;; esac
-  up "$t" || { note "$t did not start for sync"; continue; }
-  log "$t: sync"
-  measure_sync "$t" --server "$UP_SERVERS" --server-pid "${UP_PIDS%%,*}"
-  down
-done
+each_single_node sync sync measure_sync
 
 # ------------------------------------------------------------------ 5. sync memory
-for t in "${TARGETS[@]}"; do
-  case $t in hookwire-wordfilter|hookwire-cluster) continue ;; esac
-  up "$t" || { note "$t did not start for sync memory"; continue; }
-  log "$t: $SYNCMEM_C connections x one sync page of $SYNCMEM_PAGE bytes"
-  measure_syncmem "$t" --server "$UP_SERVERS" --server-pid "${UP_PIDS%%,*}"
-  down
-done
+each_single_node "sync memory" "$SYNCMEM_C connections x one sync page of $SYNCMEM_PAGE bytes" measure_syncmem
 
 # ------------------------------------------------------------------ 6. big room
-for t in "${TARGETS[@]}"; do
-  case $t in hookwire-wordfilter|hookwire-cluster) continue ;; esac
-  up "$t" || { note "$t did not start for the big room"; continue; }
-  log "$t: one room of $BIG_N members, $BIG_RATE msg/s"
-  measure_bigroom "$t" --server "$UP_SERVERS" --server-pid "${UP_PIDS%%,*}"
-  down
-done
+each_single_node "the big room" "one room of $BIG_N members, $BIG_RATE msg/s" measure_bigroom
 
 # ------------------------------------------------------------------ report
 T_END=$(date +%s)

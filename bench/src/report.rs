@@ -608,7 +608,11 @@ pub fn run(a: ReportArgs) -> Result<()> {
     writeln!(
         w,
         "| RSS after the sync burst within 10% of idle | {} | {} |",
-        if known(sm_ratio) { format!("{sm_ratio:.2}× idle") } else { "–".into() },
+        if known(sm_ratio) {
+            format!("{sm_ratio:.2}× idle")
+        } else {
+            "–".into()
+        },
         check(sm_ok)
     )?;
     writeln!(

@@ -173,6 +173,24 @@ pub fn status_ok(payload: &str) -> bool {
 }
 
 /// Connect, authenticate as `uid` and join `room`. Returns the ready socket.
+/// The member that stores a scenario's messages (uid `{run_id}-seed`, the
+/// first source address).
+pub async fn open_seeder(
+    addr: SocketAddr,
+    run_id: &str,
+    room: &str,
+    timeout: Duration,
+) -> Result<Ws> {
+    open_joined(
+        addr,
+        Some(source_ip(0)),
+        &format!("{run_id}-seed"),
+        room,
+        timeout,
+    )
+    .await
+}
+
 pub async fn open_joined(
     addr: SocketAddr,
     bind: Option<Ipv4Addr>,

@@ -156,14 +156,7 @@ pub async fn run(a: SyncArgs) -> Result<()> {
     let timeout = Duration::from_secs_f64(c.timeout);
     let pids = c.server_pids.clone();
 
-    let mut seeder = sio::open_joined(
-        addr,
-        Some(sio::source_ip(0)),
-        &format!("{run_id}-seed"),
-        &room,
-        timeout,
-    )
-    .await?;
+    let mut seeder = sio::open_seeder(addr, &run_id, &room, timeout).await?;
     let t0 = Instant::now();
     store_messages(&mut seeder, a.messages, a.bytes, 0, a.pipeline, timeout).await?;
     let store_secs = t0.elapsed().as_secs_f64();

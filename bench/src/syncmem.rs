@@ -145,14 +145,7 @@ pub async fn run(a: SyncMemArgs) -> Result<()> {
         .first()
         .ok_or_else(|| anyhow::anyhow!("--server-pid needed"))?;
 
-    let mut seeder = sio::open_joined(
-        addr,
-        Some(sio::source_ip(0)),
-        &format!("{run_id}-seed"),
-        &room,
-        timeout,
-    )
-    .await?;
+    let mut seeder = sio::open_seeder(addr, &run_id, &room, timeout).await?;
     let per_msg = a.page_bytes / a.messages.max(1);
     crate::sync::store_messages(&mut seeder, a.messages, per_msg, 1, 256, timeout).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
