@@ -143,7 +143,7 @@ pub struct PushAckOutcome {
     pub was_oldest: bool,
 }
 
-/// A plugin version as stored (issue 3: the wasm runtime reads these).
+/// A plugin version as stored (the wasm runtime reads these).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PluginRecord {
     pub name: String,
@@ -263,7 +263,7 @@ pub trait Store: Send + Sync + 'static {
     /// Returns how many were forgotten.
     async fn expire_devices(&self, tenant: &str, before_ms: u64) -> StoreResult<usize>;
 
-    // --- plugins (issue 3) ---
+    // --- plugins ---
     async fn put_plugin(&self, tenant: &str, rec: &PluginRecord, wasm: &[u8]) -> StoreResult<()>;
     async fn list_plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>>;
     async fn get_plugin_wasm(
