@@ -1,4 +1,4 @@
-// Clustering (issue #4): MongoDB (SecantusDB, data on disk) goes away under
+// Clustering: MongoDB (SecantusDB, data on disk) goes away under
 // two nodes on one Redis. The nodes keep their connections and keep relaying
 // through Redis, report the store as down on /healthz, refuse to ack what
 // they could not store, and after the restart every acked msg is there,

@@ -1,4 +1,4 @@
-// Clustering (issue #4): three hookwire nodes (A, B, C) on one Redis
+// Clustering: three hookwire nodes (A, B, C) on one Redis
 // (pub/sub, presence) and one MongoDB (SecantusDB: the shared store), real
 // processes started once for the file (cluster-harness.mjs), official
 // socket.io-client sockets spread over the nodes.

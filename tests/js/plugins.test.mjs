@@ -1,4 +1,4 @@
-// Plugins end-to-end (issue 3, "Tests and benchmarks", first bullet): the real
+// Plugins end-to-end: the real
 // sample plugins (plugins/build.sh) uploaded over the admin REST API while
 // official socket.io-client sockets are connected, each taking effect on the
 // next event; config change, rollback and delete as hot swaps with no dropped
