@@ -8,7 +8,8 @@
 # natively), the Rust tests (store conformance on all backends, the plugin
 # runtime, the Rust socket.io client), the official Engine.IO and Socket.IO
 # protocol conformance suites against the engine hookwire runs, and the JS
-# suites against the real `hookwire` binary with the official socket.io-client.
+# suites against the real `hookwire` binary with the official socket.io-client,
+# and the chaos run (tests/chaos/run.mjs).
 #
 # Usage: scripts/test.sh            everything
 #        SKIP_INSTALL=1 scripts/test.sh   when the dependencies are there
@@ -56,5 +57,8 @@ CONFORMANCE_FIXTURE="$root/target/debug/conformance-fixture" tests/conformance/r
 
 step "JS tests (socket.io-client against target/debug/hookwire)"
 HOOKWIRE_BIN="$root/target/debug/hookwire" node --test --test-concurrency=2 tests/js/
+
+step "chaos run (three nodes, plugin hot-swaps, node and Redis kill -9)"
+HOOKWIRE_BIN="$root/target/debug/hookwire" node tests/chaos/run.mjs
 
 step "all tests passed"

@@ -31,6 +31,9 @@ pub struct Config {
     pub admin_key: Option<String>,
     /// API key of the `default` tenant on first start; generated when unset.
     pub default_api_key: Option<String>,
+    /// When set, `/metrics` answers only `Authorization: Bearer <metrics_key>`
+    /// (or the admin key): its labels name every tenant and plugin.
+    pub metrics_key: Option<String>,
     /// Largest Engine.IO packet, in bytes. Kept well above the largest
     /// tenant `max_msg_bytes` so an oversized `msg` gets a clear error
     /// instead of a closed connection.
@@ -68,6 +71,7 @@ impl Default for Config {
             mongo: None,
             admin_key: None,
             default_api_key: None,
+            metrics_key: None,
             max_payload_bytes: 4 * 1024 * 1024,
             commit_delay_us: 5_000,
             ack_timeout_ms: 10_000,
@@ -111,6 +115,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKWIRE_DEFAULT_API_KEY", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_api_key: Option<String>,
+    /// Key that `/metrics` requires as `Authorization: Bearer <key>` (the admin key works too);
+    /// unset, `/metrics` is open.
+    #[arg(long, env = "HOOKWIRE_METRICS_KEY", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_key: Option<String>,
     /// Largest Engine.IO packet in bytes [default: 4194304].
     #[arg(long, env = "HOOKWIRE_MAX_PAYLOAD_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,6 +142,7 @@ const ENV_KEYS: &[&str] = &[
     "mongo",
     "admin_key",
     "default_api_key",
+    "metrics_key",
     "max_payload_bytes",
     "commit_delay_us",
     "ack_timeout_ms",

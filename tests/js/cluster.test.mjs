@@ -286,6 +286,13 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
     ok(up, 'upload word-filter on A');
     const chain = ok(await A.admin('PUT', '/api/tenants/default/chain', { body: { order: ['word-filter'] } }), 'PUT chain on A');
     assert.deepEqual(chain.chain.map((e) => e.name), ['word-filter']);
+    // A tenant change made right after the upload reaches B while B is
+    // still compiling the announced chain: tenant announcements are never
+    // queued behind a compile (push-only devices would meet a join deadline).
+    const patched = 1000 + Math.floor(Math.random() * 1e6);
+    ok(await A.admin('PATCH', '/api/tenants/default', { body: { max_msgs_per_room: patched } }), 'PATCH on A after the upload');
+    const seenOnB = async () => ok(await B.admin('GET', '/api/tenants/default'), 'GET tenant on B').config.max_msgs_per_room === patched;
+    await eventually(seenOnB, 30000, 'B shows the PATCH');
 
     const masked = async (label) => {
       const [x, y] = pairs[label];
@@ -296,6 +303,9 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
       return m.data.text === `**** ${label}`;
     };
     assert.ok(await masked('A'), 'the node that took the upload masks at once');
+    // The PATCH is visible on B; B's compile of the first chain (cold cache:
+    // seconds in a debug build) is not over yet, so B does not mask yet.
+    assert.equal(await masked('B'), false, 'B applied the tenant change before its chain compile ended');
     // Each node compiles the component when the announcement arrives: well
     // under a second in a release build, several seconds in a debug build on
     // two loaded cores. The time is reported, the wait is generous.

@@ -211,10 +211,68 @@ describe('HTTP API', () => {
   });
 
   test('uid 0 is like any other id (login works end to end)', T, async () => {
-    // always-online notes "uid can not be 0"; hookwire compares string forms, so "0" is a valid id or a param error, never a crash
-    const r = await srv.api('POST', '/user/create_token', { body: { uid: 0 } });
-    assert.ok([0, 4].includes(r.json?.meta?.status), r.text);
-    const c = await login(srv);
+    // always-online notes "uid can not be 0"; hookwire compares string forms, so 0 is a valid id
+    await srv.api('POST', '/user/create_token', { body: { uid: 0 } }); // may exist from an earlier run of this test
+    const r = await srv.api('POST', '/user/refresh_token', { body: { uid: 0 } });
+    const { uid, token } = ok(r, 'refresh_token uid 0');
+    assert.equal(String(uid), '0');
+    const room = rid('r');
+    const a = await loginJoin(srv, room, { uid: 0, token, label: 'uid0' });
+    const b = await loginJoin(srv, room, { label: 'peer' });
+    clients.push(a, b);
+    assert.equal((await a.emitAck('msg', { data: 'from 0', storage: 0, msgId: 'z' })).status, 0);
+    const m = await b.waitFor('msg', undefined, (x) => x?.msgId === 'z');
+    assert.equal(String(m.uid), '0', 'the relayed sender is uid 0');
+  });
+
+  test('one refusal text: an unknown tenant, a wrong key and another tenant\'s key get the same answer', T, async () => {
+    const other = rid('t');
+    const created = ok(await srv.admin('POST', '/api/tenants', { body: { name: other } }), 'create a second tenant');
+    const otherKey = created.api_key ?? created.apiKey ?? created.key;
+    assert.equal(typeof otherKey, 'string', `the new tenant's key: ${JSON.stringify(created)}`);
+    // positive control: the key works for its own tenant
+    ok(await srv.api('GET', '/admin/monitor/stat', { tenant: other, key: otherKey }), 'own key on its tenant');
+    const answers = [
+      await srv.api('GET', '/admin/monitor/stat', { tenant: rid('nosuch'), key: 'not-a-key' }),
+      await srv.api('GET', '/admin/monitor/stat', { tenant: 'default', key: 'not-a-key' }),
+      await srv.api('GET', '/admin/monitor/stat', { tenant: 'default', key: otherKey }),
+      await srv.api('GET', '/admin/monitor/stat', { tenant: rid('nosuch'), key: null }),
+      await srv.api('GET', '/admin/monitor/stat', { tenant: 'default', key: null }),
+    ];
+    for (const r of answers) refused(r, 'refused');
+    assert.equal(new Set(answers.map((r) => r.json.meta.msg)).size, 1, answers.map((r) => r.json.meta.msg).join(' | '));
+    await srv.admin('DELETE', `/api/tenants/${other}`);
+  });
+
+  test('socket authenticate: an unknown uid and a wrong token get the same refusal', T, async () => {
+    const known = rid('u');
+    await tokenFor(srv, known);
+    const c = await connect(srv);
     clients.push(c);
+    const wrong = await c.emitAck('authenticate', { uid: known, token: 'wrong' });
+    const unknown = await c.emitAck('authenticate', { uid: rid('nosuch'), token: 'wrong' });
+    assert.equal(wrong?.status, 1, JSON.stringify(wrong));
+    assert.deepEqual(unknown, wrong, 'the refusal does not tell which uids exist');
   });
 });
+
+describe('/metrics behind a metrics key', () => {
+  let srv;
+  const metricsKey = rid('mk');
+  before(async () => { srv = await startServer({ env: { HOOKWIRE_METRICS_KEY: metricsKey } }); });
+  after(async () => { await srv?.destroy(); });
+
+  test('refused without the key or with a tenant key; served with the metrics key or the admin key', T, async () => {
+    for (const key of [null, 'wrong', srv.apiKey]) {
+      const r = await srv.api('GET', '/metrics', { key });
+      assert.equal(r.status, 401, `key ${key}: ${r.status} ${r.text.slice(0, 200)}`);
+      assert.doesNotMatch(r.text, /hookwire_|tenant=/, 'nothing of the metrics leaks in the refusal');
+    }
+    for (const key of [metricsKey, srv.adminKey]) {
+      const r = await srv.api('GET', '/metrics', { key });
+      assert.equal(r.status, 200, r.text.slice(0, 200));
+      assert.match(r.text, /hookwire_/);
+    }
+  });
+});
+

@@ -374,6 +374,37 @@ export function roomSyncSuite(transport, opts = {}) {
       assert.equal(long['2'], undefined, 'long form gets no "2"');
     });
 
+    test('the server owns the sender: a client-sent uid, "2" or ts never reaches others or sync', T, async () => {
+      const room = rid('r');
+      const a = await member(room, { label: 'A' });
+      const b = await member(room, { label: 'B' });
+      const before = Date.now();
+      // long form with a forged uid, a forged short-form sender and an old ts
+      const long = await a.emitAck('msg', { msgId: 'forged-long', storage: 0, data: 'hi', uid: 'carol', 2: 'carol', ts: 1 });
+      assert.equal(long?.status, 0, JSON.stringify(long));
+      // short form with a forged long-form sender, a forged "2" and an old ts
+      const short = await a.emitAck('msg', { 1: 'forged-short', s: 0, d: 'hi', uid: 'carol', 2: 'carol', ts: 1 });
+      assert.equal(short?.status ?? short?.['0'], 0, JSON.stringify(short));
+      const gotLong = await b.waitFor('msg', undefined, (m) => m?.msgId === 'forged-long');
+      const gotShort = await b.waitFor('msg', undefined, (m) => m?.['1'] === 'forged-short');
+      const check = (m, where) => {
+        if (m.msgId === 'forged-long') {
+          assert.equal(String(m.uid), String(a.uid), `${where}: long form carries the real sender`);
+          assert.equal(m['2'], undefined, `${where}: long form drops a client-sent "2"`);
+        } else {
+          assert.equal(String(m['2']), String(a.uid), `${where}: short form carries the real sender`);
+          assert.equal(m.uid, undefined, `${where}: short form drops a client-sent uid`);
+        }
+        assert.ok(m.ts >= before - 1000, `${where}: ts is the server's, not the client's: ${m.ts}`);
+      };
+      check(gotLong, 'live');
+      check(gotShort, 'live');
+      const { msgs } = await syncAll(b);
+      const stored = msgs.filter((m) => m.msgId === 'forged-long' || m['1'] === 'forged-short');
+      assert.equal(stored.length, 2, JSON.stringify(msgs));
+      for (const m of stored) check(m, 'sync');
+    });
+
     test('numeric and string ids are the same user and the same room', T, async () => {
       const n = 100000 + Math.floor(Math.random() * 1e8);
       const r1 = await srv.api('POST', '/user/create_token', { body: { uid: n } });

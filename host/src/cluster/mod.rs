@@ -50,6 +50,9 @@ pub struct Bus {
     hub: Arc<RedisHub>,
     /// Per notification text: how often this node has seen it, and when last.
     seen: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Tenants whose chain is being reloaded, and whether another
+    /// announcement came in meanwhile (so one more reload follows).
+    reloading: Mutex<HashMap<String, bool>>,
 }
 
 impl Bus {
@@ -57,6 +60,7 @@ impl Bus {
         Arc::new(Bus {
             hub,
             seen: Mutex::default(),
+            reloading: Mutex::default(),
         })
     }
 
@@ -148,12 +152,43 @@ impl Bus {
                     NOTIFICATION_CHANNEL if bus.claim(&text).await => {
                         notification(&state, &text).await
                     }
-                    CHAIN_CHANNEL => chain_changed(&state, &text).await,
+                    // A reload compiles (seconds for a big component), so it
+                    // runs beside this loop: tenant changes and notifications
+                    // are never queued behind a compile.
+                    CHAIN_CHANNEL => bus.reload_chain(&state, text),
                     TENANT_CHANNEL => tenant_changed(&state, &text).await,
                     _ => {}
                 }
             }
         })
+    }
+
+    /// Reloads `tenant`'s chain in a task of its own. Announcements that
+    /// arrive during a reload coalesce into one more reload, which reads the
+    /// store's latest chain, so a burst of uploads costs at most two.
+    fn reload_chain(self: &Arc<Self>, state: &AppState, tenant: String) {
+        {
+            let mut reloading = self.reloading.lock();
+            if let Some(again) = reloading.get_mut(&tenant) {
+                *again = true;
+                return;
+            }
+            reloading.insert(tenant.clone(), false);
+        }
+        let (bus, state) = (self.clone(), state.clone());
+        tokio::spawn(async move {
+            loop {
+                chain_changed(&state, &tenant).await;
+                let mut reloading = bus.reloading.lock();
+                match reloading.get_mut(&tenant) {
+                    Some(again) if *again => *again = false,
+                    _ => {
+                        reloading.remove(&tenant);
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     async fn subscribe_all(

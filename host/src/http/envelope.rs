@@ -129,6 +129,11 @@ pub async fn require_admin(
     }
 }
 
+/// The one refusal of a caller that is not let in, whatever the reason
+/// (unknown tenant, wrong key, no key), so that a caller cannot probe which
+/// tenants exist or whether a key belongs to another tenant.
+const KEY_REFUSED: &str = "API key refused: send `Authorization: Bearer <key>` or `?apiKey=<key>` with a key of this tenant";
+
 /// Resolves the tenant (`?tenant=` or `?site=`, default `default`) and checks
 /// the caller's key: the tenant's API key, the admin key, or `uid`+`token`
 /// of one of the tenant's `admin_uids` (always-online's admin login).
@@ -152,7 +157,7 @@ pub async fn caller(
         return Err(if admin {
             ApiError::not_found(format!("unknown tenant `{name}`"))
         } else {
-            ApiError::key_refused("API key refused")
+            ApiError::key_refused(KEY_REFUSED)
         });
     };
     if admin {
@@ -169,9 +174,7 @@ pub async fn caller(
             });
         }
         state.metrics.refuse(name, "api_key");
-        return Err(ApiError::key_refused(
-            "API key refused: it is not a key of this tenant",
-        ));
+        return Err(ApiError::key_refused(KEY_REFUSED));
     }
     if let (Some(uid), Some(token)) = (query.get("uid"), query.get("token"))
         && tenant.config().admin_uids.iter().any(|a| a == uid)
@@ -184,9 +187,7 @@ pub async fn caller(
         });
     }
     state.metrics.refuse(name, "api_key");
-    Err(ApiError::key_refused(
-        "API key refused: send `Authorization: Bearer <key>` or `?apiKey=<key>`",
-    ))
+    Err(ApiError::key_refused(KEY_REFUSED))
 }
 
 /// A request body as a JSON object: JSON, or `application/x-www-form-urlencoded`

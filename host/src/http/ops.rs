@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -86,7 +86,26 @@ async fn redis_ping(hub: &crate::cluster::hub::RedisHub) -> Result<(), String> {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(want) = &state.config.metrics_key {
+        let given =
+            super::envelope::presented_key(&headers, &Default::default()).map(str::to_owned);
+        let allowed = match given.as_deref() {
+            Some(k) => {
+                crate::auth::ct_eq(&crate::auth::sha256_hex(k), &crate::auth::sha256_hex(want))
+                    || crate::server::is_admin_key(&state, k).await
+            }
+            None => false,
+        };
+        if !allowed {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics key refused: send `Authorization: Bearer <metrics key>`\n",
+            )
+                .into_response();
+        }
+    }
     state.metrics.rooms.set(state.presence.total_rooms() as i64);
     if let Some(bus) = &state.bus {
         set_up(&state, "redis_pubsub", bus.hub().is_up());

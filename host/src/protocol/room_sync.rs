@@ -268,8 +268,8 @@ async fn builtin_token_check(
         .map_err(|e| format!("authentication unavailable: {e}"))?;
     match user {
         Some(u) if crate::auth::ct_eq(&u.token_hash, &crate::auth::sha256_hex(token)) => Ok(uid),
-        Some(_) => Err("invalid token".into()),
-        None => Err("user not exists".into()),
+        // One text for both, so a client cannot probe which uids exist.
+        Some(_) | None => Err("invalid token".into()),
     }
 }
 
@@ -563,16 +563,21 @@ async fn plan_msg(
         return Err("msgId is required to update a stored message".into());
     }
 
-    // The relayed object: as sent, plus the sender's uid (and `ts` in the long form).
+    // The relayed object: as sent, with the sender and the time set by the
+    // server. The server owns both: a client-sent sender key of either form
+    // (`uid`, `"2"`) or `ts` is replaced or removed, so nobody can speak as
+    // another user or back-date a message.
     let ts_ms = now_ms();
     let mut out = ev.into_msg();
     if let Some(o) = out.as_object_mut() {
-        if form.short {
-            o.insert("2".into(), Value::String(uid.to_string()));
+        let (own, other) = if form.short {
+            ("2", "uid")
         } else {
-            o.insert("uid".into(), Value::String(uid.to_string()));
-            o.entry("ts").or_insert(json!(ts_ms));
-        }
+            ("uid", "2")
+        };
+        o.remove(other);
+        o.insert(own.into(), Value::String(uid.to_string()));
+        o.insert("ts".into(), json!(ts_ms));
     }
 
     // Relay first (latency); the store write follows, and the sender's ack
