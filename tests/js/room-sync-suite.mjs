@@ -729,6 +729,19 @@ export function roomSyncSuite(transport, opts = {}) {
       assert.equal(await a.waitFor('system'), 'text');
     });
 
+    test('POST /admin/system/push to a user room reaches that user only, not a socket that joined a room-sync room of the same name', T, async () => {
+      const bob = await login(srv, { transports, label: 'bob' });
+      track(bob);
+      const eve = await member(`user_${bob.uid}`, { label: 'eve in room user_<bob>' });
+      ok(await srv.api('POST', '/admin/system/push', { body: { roomId: `user_${bob.uid}`, content: 'for bob' } }), 'system push to bob');
+      assert.equal(await bob.waitFor('system'), 'for bob', 'the user gets it');
+      // A later push to eve's own user room: pushes from one node reach a
+      // socket in order, so once eve has the marker the first one is moot.
+      ok(await srv.api('POST', '/admin/system/push', { body: { roomId: `user_${eve.uid}`, content: 'marker' } }), 'system push to eve');
+      assert.equal(await eve.waitFor('system'), 'marker');
+      assert.deepEqual(eve.received('system'), ['marker'], 'eve never got the push meant for bob');
+    });
+
     test('GET /admin/monitor/stat counts online users and rooms', T, async () => {
       const stat = async () => ok(await srv.api('GET', '/admin/monitor/stat'), 'stat');
       const base = await eventually(async () => {

@@ -103,7 +103,10 @@ pub async fn push(
         .of(c.tenant.namespace())
         .ok_or_else(|| ApiError::failed("tenant namespace is not mounted"))?;
     let _ = ns
-        .to(crate::protocol::push_targets([&room]))
+        .to(crate::protocol::push_targets(
+            &c.tenant.config().user_room_prefix,
+            [&room],
+        ))
         .emit("system", &content)
         .await;
     Ok(Reply(Value::Null))

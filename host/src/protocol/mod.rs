@@ -58,14 +58,27 @@ pub fn sync_room(room_id: &str) -> String {
     format!("r:{room_id}")
 }
 
-/// The socket.io rooms a push or admin message to `room` reaches: the
-/// room-sync room of that name and the plain room (user rooms, rooms a
-/// plugin assigned).
-pub fn push_targets<'a>(rooms: impl IntoIterator<Item = &'a String>) -> Vec<String> {
-    rooms
-        .into_iter()
-        .flat_map(|r| [r.clone(), sync_room(r)])
-        .collect()
+/// The socket.io rooms a push or admin message to `rooms` reaches: a user
+/// room (`user_room_prefix` + uid) reaches that user's sockets only; any
+/// other name reaches the room-sync room of that name and the plain room
+/// (rooms a plugin assigned). Every sender (`/send`, admin push) targets
+/// through here, so a socket that joined a room-sync room named like a user
+/// room never receives that user's messages.
+pub fn push_targets<'a>(
+    user_room_prefix: &str,
+    rooms: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in rooms {
+        out.push(r.clone());
+        let user_room = !user_room_prefix.is_empty()
+            && r.len() > user_room_prefix.len()
+            && r.starts_with(user_room_prefix);
+        if !user_room {
+            out.push(sync_room(r));
+        }
+    }
+    out
 }
 
 /// What every socket of one tenant's namespace shares. The namespace's

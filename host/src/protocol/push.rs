@@ -133,7 +133,7 @@ pub async fn send_with(
     if !plain.is_empty() {
         let _ = ns
             .clone()
-            .to(super::push_targets(&plain))
+            .to(super::push_targets(&cfg.user_room_prefix, &plain))
             .emit(&req.event, &Args(&req.args))
             .await;
     }
