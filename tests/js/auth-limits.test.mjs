@@ -134,7 +134,7 @@ describe('timeouts, rate limit and limits', () => {
     assert.ok(c.connected);
   });
 
-  test('auth rate limit: every attempt counts, the 31st within a minute is refused even with the right token', { timeout: 60000 }, async () => {
+  test('auth rate limit: every attempt counts per uid and client address, the 31st within a minute is refused even with the right token; the uid\'s owner on another address is not locked out', { timeout: 60000 }, async () => {
     const uid = rid('u');
     const token = await tokenFor(srv, uid);
     await awayFromMinuteEdge();
@@ -150,6 +150,13 @@ describe('timeouts, rate limit and limits', () => {
     assert.equal(r31.status, 1, `31st attempt must be refused: ${JSON.stringify(r31)}`);
     assert.equal(typeof r31.data, 'string');
     await c31.waitDisconnect();
+    // the same uid from another client address (127.0.0.2) still logs in:
+    // 30 bad attempts from one client cannot lock the user out
+    const owner = track(await connect(srv, { label: 'owner on 127.0.0.2', ioOpts: { localAddress: '127.0.0.2' } }));
+    assert.deepEqual(await owner.emitAck('authenticate', { uid, token }), { status: 0, data: 'auth success' });
+    // and the first address is still refused (the count was not reset)
+    const again = track(await connect(srv, { label: 'attempt 32' }));
+    assert.equal((await again.emitAck('authenticate', { uid, token })).status, 1);
     // other uids are not limited
     track(await login(srv));
   });

@@ -98,7 +98,7 @@ pub async fn authenticate(
         }
         st.authenticating = true;
     }
-    let (uid, rooms, claims) = match decide_auth(state, sess, &req).await {
+    let (uid, rooms, claims) = match decide_auth(state, sess, socket, &req).await {
         Ok((uid, rooms, claims)) => (Arc::<str>::from(uid), rooms, claims),
         Err(reason) => {
             sess.state.lock().authenticating = false;
@@ -201,13 +201,25 @@ async fn kick_older(state: &AppState, sess: &Session, uid: &str) {
 async fn decide_auth(
     state: &AppState,
     sess: &Session,
+    socket: &Socket,
     req: &AuthRequest,
 ) -> Result<(String, Vec<String>, Value), String> {
     let cfg = sess.tenant.config();
-    let limiter_key = req
-        .uid
-        .clone()
-        .unwrap_or_else(|| format!("\u{1}sid:{}", sess.sid));
+    // Attempts count per uid and client address: a client guessing tokens
+    // is refused after the limit, while the uid's owner on another address
+    // can still log in (a count per uid alone would let anyone lock any
+    // user out). Behind a proxy every client has the proxy's address, and
+    // the count is per uid again.
+    let client = socket
+        .req_parts()
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let limiter_key = match &req.uid {
+        Some(uid) => format!("{uid}\u{1}{client}"),
+        None => format!("\u{1}sid:{}", sess.sid),
+    };
     if !state
         .auth_limiter
         .allow(
