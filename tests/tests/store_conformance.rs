@@ -1154,6 +1154,73 @@ mod outage {
 
 // ---------------------------------------------------------------- wiring
 
+/// Ids that start with the last Unicode scalar (U+10FFFF) are ids like any
+/// other: listed, cleared with their room, and deleted with their tenant,
+/// so a re-created tenant of the same name starts empty.
+async fn ids_at_the_top_of_unicode(s: Arc<dyn Store>) -> Result<()> {
+    let t = unique("top");
+    let top = |x: &str| format!("\u{10FFFF}{x}");
+    let (uid, room, msg_id, dev, key, plug) =
+        (top("u"), top("r"), top("m"), top("d"), top("k"), top("p"));
+    s.put_tenant(&tenant_rec(&t)).await?;
+    s.put_user(
+        &t,
+        &UserRecord {
+            uid: uid.clone(),
+            token_hash: "h".into(),
+            created_ms: 1,
+        },
+    )
+    .await?;
+    s.room_write(&t, &room, insert(&uid, 1, "hi"), 100).await?;
+    s.room_write(&t, &room, update(&msg_id, "edited"), 100)
+        .await?;
+    let seq = s.push_next_seq(&t).await?;
+    s.push_enqueue(&t, &uid, &[dev.clone()], &push(seq)).await?;
+    s.device_seen(&t, &uid, &dev, 1000).await?;
+    s.put_plugin(&t, &plugin(&plug, 1), b"\0asm").await?;
+    s.kv_set(&t, &key, b"v", 0).await?;
+
+    // positive control: all of it is there and listed
+    ensure!(s.get_user(&t, &uid).await?.is_some());
+    let p = s.room_read(&t, &room, 0, 100).await?;
+    ensure!(p.inserts.len() == 1 && p.updates.len() == 1, "room: {p:?}");
+    ensure!(s.devices(&t, &uid).await? == vec![(dev.clone(), 1000)]);
+    ensure!(s.list_plugins(&t).await?.len() == 1, "plugin listed");
+    ensure!(seqs(&s.push_pending(&t, &uid, &dev).await?) == vec![seq]);
+
+    // a clear takes the room's updates too
+    s.room_clear(&t, &room).await?;
+    let p = s.room_read(&t, &room, 0, 100).await?;
+    ensure!(
+        p.inserts.is_empty() && p.updates.is_empty(),
+        "cleared: {p:?}"
+    );
+    s.room_write(&t, &room, update(&msg_id, "again"), 100)
+        .await?;
+
+    ensure!(s.delete_tenant(&t).await?);
+    s.put_tenant(&tenant_rec(&t)).await?;
+    ensure!(s.get_user(&t, &uid).await?.is_none(), "user gone");
+    let p = s.room_read(&t, &room, 0, 100).await?;
+    ensure!(
+        p.inserts.is_empty() && p.updates.is_empty(),
+        "room gone: {p:?}"
+    );
+    ensure!(
+        s.push_pending(&t, &uid, &dev).await?.is_empty(),
+        "queue gone"
+    );
+    ensure!(s.devices(&t, &uid).await?.is_empty(), "device gone");
+    ensure!(s.list_plugins(&t).await?.is_empty(), "plugin gone");
+    ensure!(
+        s.get_plugin_wasm(&t, &plug, 1).await?.is_none(),
+        "wasm gone"
+    );
+    ensure!(s.kv_get(&t, &key).await?.is_none(), "kv gone");
+    Ok(())
+}
+
 macro_rules! behaviour_tests {
     ($make:ident; $($b:ident),* $(,)?) => {
         $(
@@ -1176,6 +1243,7 @@ macro_rules! backend_tests {
                 meta,
                 tenants_crud,
                 delete_tenant_removes_only_its_data,
+                ids_at_the_top_of_unicode,
                 users,
                 room_insert_and_read,
                 room_paging,

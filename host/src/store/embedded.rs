@@ -231,8 +231,16 @@ macro_rules! delete_prefix {
     }};
 }
 
-/// Upper bound for string key components: sorts after any real string.
-const MAX_STR: &str = "\u{10FFFF}";
+/// The string right after `s` in key order (`s` + NUL): `(s, ..)..(after(s), ..)`
+/// covers every key whose component is exactly `s`, whatever follows it.
+/// (An upper bound like "\u{10FFFF}" would miss components that start with
+/// that character.)
+fn after(s: &str) -> String {
+    let mut next = String::with_capacity(s.len() + 1);
+    next.push_str(s);
+    next.push('\0');
+    next
+}
 
 #[async_trait]
 impl Store for EmbeddedStore {
@@ -310,21 +318,18 @@ impl Store for EmbeddedStore {
                 .map_err(err)?
                 .is_some();
             let n = n.as_str();
-            delete_prefix!(txn, USERS, (n, ""), (n, MAX_STR));
-            delete_prefix!(txn, ROOM_LOG, (n, "", 0), (n, MAX_STR, u64::MAX));
-            delete_prefix!(txn, ROOM_META, (n, ""), (n, MAX_STR));
-            delete_prefix!(txn, ROOM_UPDATES, (n, "", ""), (n, MAX_STR, MAX_STR));
-            delete_prefix!(txn, ROOM_UPDATE_HISTORY, (n, "", 0), (n, MAX_STR, u64::MAX));
-            delete_prefix!(
-                txn,
-                PUSH_QUEUE,
-                (n, "", "", 0),
-                (n, MAX_STR, MAX_STR, u64::MAX)
-            );
-            delete_prefix!(txn, DEVICES, (n, "", ""), (n, MAX_STR, MAX_STR));
-            delete_prefix!(txn, PLUGINS, (n, "", 0), (n, MAX_STR, u64::MAX));
-            delete_prefix!(txn, PLUGIN_WASM, (n, "", 0), (n, MAX_STR, u64::MAX));
-            delete_prefix!(txn, KV, (n, ""), (n, MAX_STR));
+            let n1 = after(n);
+            let n1 = n1.as_str();
+            delete_prefix!(txn, USERS, (n, ""), (n1, ""));
+            delete_prefix!(txn, ROOM_LOG, (n, "", 0), (n1, "", 0));
+            delete_prefix!(txn, ROOM_META, (n, ""), (n1, ""));
+            delete_prefix!(txn, ROOM_UPDATES, (n, "", ""), (n1, "", ""));
+            delete_prefix!(txn, ROOM_UPDATE_HISTORY, (n, "", 0), (n1, "", 0));
+            delete_prefix!(txn, PUSH_QUEUE, (n, "", "", 0), (n1, "", "", 0));
+            delete_prefix!(txn, DEVICES, (n, "", ""), (n1, "", ""));
+            delete_prefix!(txn, PLUGINS, (n, "", 0), (n1, "", 0));
+            delete_prefix!(txn, PLUGIN_WASM, (n, "", 0), (n1, "", 0));
+            delete_prefix!(txn, KV, (n, ""), (n1, ""));
             txn.open_table(CHAINS)
                 .map_err(err)?
                 .remove(n)
@@ -439,7 +444,7 @@ impl Store for EmbeddedStore {
             if !more {
                 let t = txn.open_table(ROOM_UPDATES).map_err(err)?;
                 for r in t
-                    .range((tenant, room, "")..(tenant, room, MAX_STR))
+                    .range((tenant, room, "")..(tenant, after(room).as_str(), ""))
                     .map_err(err)?
                 {
                     updates.push(from_json(r.map_err(err)?.1.value())?);
@@ -462,7 +467,12 @@ impl Store for EmbeddedStore {
             let mut metas = txn.open_table(ROOM_META).map_err(err)?;
             let old = room_meta_get(&metas, tn, rm)?;
             delete_prefix!(txn, ROOM_LOG, (tn, rm, 0), (tn, rm, u64::MAX));
-            delete_prefix!(txn, ROOM_UPDATES, (tn, rm, ""), (tn, rm, MAX_STR));
+            delete_prefix!(
+                txn,
+                ROOM_UPDATES,
+                (tn, rm, ""),
+                (tn, after(rm).as_str(), "")
+            );
             delete_prefix!(txn, ROOM_UPDATE_HISTORY, (tn, rm, 0), (tn, rm, u64::MAX));
             let meta = RoomMeta {
                 epoch: old.epoch + 1,
@@ -634,7 +644,7 @@ impl Store for EmbeddedStore {
     async fn devices(&self, tenant: &str, uid: &str) -> StoreResult<Vec<(String, u64)>> {
         self.read(|txn| {
             let t = txn.open_table(DEVICES).map_err(err)?;
-            t.range((tenant, uid, "")..(tenant, uid, MAX_STR))
+            t.range((tenant, uid, "")..(tenant, after(uid).as_str(), ""))
                 .map_err(err)?
                 .map(|r| {
                     r.map(|(k, v)| (k.value().2.to_string(), v.value()))
@@ -650,7 +660,7 @@ impl Store for EmbeddedStore {
             let tn = tn.as_str();
             let mut devs = txn.open_table(DEVICES).map_err(err)?;
             let expired: Vec<(String, String)> = devs
-                .extract_from_if((tn, "", "")..(tn, MAX_STR, MAX_STR), |_, seen| {
+                .extract_from_if((tn, "", "")..(after(tn).as_str(), "", ""), |_, seen| {
                     seen < before
                 })
                 .map_err(err)?
@@ -696,7 +706,7 @@ impl Store for EmbeddedStore {
     async fn list_plugins(&self, tenant: &str) -> StoreResult<Vec<PluginRecord>> {
         self.read(|txn| {
             let t = txn.open_table(PLUGINS).map_err(err)?;
-            t.range((tenant, "", 0)..(tenant, MAX_STR, u64::MAX))
+            t.range((tenant, "", 0)..(after(tenant).as_str(), "", 0))
                 .map_err(err)?
                 .map(|r| from_json(r.map_err(err)?.1.value()))
                 .collect()
