@@ -270,7 +270,7 @@ describe('plugins end-to-end (websocket)', () => {
 
   // ---- 2. sign-check ---------------------------------------------------------
 
-  test('sign-check: md5(app+key+timestamp) accepted; bad sign, stale timestamp refused; no sign → token check', T, async () => {
+  test('sign-check: md5(app+key+timestamp+uid) accepted once; replay, another uid, bad sign, stale timestamp refused; no sign → token check', T, async () => {
     const t = await newTenant('sign');
     const room = rid('r');
     // a token-authenticated member, connected before the upload, stays connected
@@ -281,7 +281,7 @@ describe('plugins end-to-end (websocket)', () => {
       manifest: { timeout_ms: SAMPLE_TIMEOUT_MS, config: { apps: { [app]: key, central: { key: 'K2' } }, window_ms: 300000 } },
     });
     const ns = `/${t.name}`;
-    const signed = (uid, ts = Date.now(), k = key, a = app) => ({ app: a, timestamp: ts, sign: md5(`${a}${k}${ts}`), uid });
+    const signed = (uid, ts = Date.now(), k = key, a = app) => ({ app: a, timestamp: ts, sign: md5(`${a}${k}${ts}${uid}`), uid });
 
     // good sign (authenticate event) → accepted, may join and talk to the old member
     const uid = rid('s');
@@ -294,20 +294,36 @@ describe('plugins end-to-end (websocket)', () => {
 
     // good sign in the handshake auth, egg-style app object, upper-case hex
     const ts2 = Date.now();
+    const hUid = rid('s');
     const h = track(await connect(srv, {
       ns, transports, label: 'signed-handshake',
-      auth: { app: 'central', timestamp: String(ts2), sign: md5(`centralK2${ts2}`).toUpperCase(), userId: rid('s') },
+      auth: { app: 'central', timestamp: String(ts2), sign: md5(`centralK2${ts2}${hUid}`).toUpperCase(), userId: hUid },
     }));
     const hs = await h.waitFor('authenticate');
     assert.deepEqual(hs, { status: 0, data: 'auth success' });
 
     // good sign in the handshake query (?app=&timestamp=&sign=&uid=)
     const ts3 = Date.now();
+    const qUid = rid('s');
     const qs = track(await connect(srv, {
       ns, transports, label: 'signed-query',
-      query: { app, timestamp: String(ts3), sign: md5(`${app}${key}${ts3}`), uid: rid('s') },
+      query: { app, timestamp: String(ts3), sign: md5(`${app}${key}${ts3}${qUid}`), uid: qUid },
     }));
     assert.deepEqual(await qs.waitFor('authenticate'), { status: 0, data: 'auth success' });
+
+    // the same signature again (a replay) → refused
+    const replayed = signed(rid('s'));
+    const first = track(await connect(srv, { ns, transports, label: 'first use' }));
+    assert.deepEqual(await first.emitAck('authenticate', replayed), { status: 0, data: 'auth success' });
+    const replay = track(await connect(srv, { ns, transports, label: 'replay' }));
+    assert.deepEqual(await replay.emitAck('authenticate', replayed), { status: 1, data: 'signature already used' });
+    // a signature made for one uid does not log in another
+    const swapped = track(await connect(srv, { ns, transports, label: 'other uid' }));
+    assert.deepEqual(await swapped.emitAck('authenticate', { ...signed(rid('s')), uid: rid('mallory') }), { status: 1, data: 'bad sign' });
+    // egg-socket.io's unbound md5(app+key+timestamp) is refused while bind_uid is on (the default)
+    const ts4 = Date.now();
+    const egg = track(await connect(srv, { ns, transports, label: 'unbound' }));
+    assert.deepEqual(await egg.emitAck('authenticate', { app, timestamp: ts4, sign: md5(`${app}${key}${ts4}`), uid: rid('s') }), { status: 1, data: 'bad sign' });
 
     // bad sign → the plugin's reason, then disconnect
     const bad = track(await connect(srv, { ns, transports, label: 'bad-sign' }));

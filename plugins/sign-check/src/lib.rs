@@ -2,12 +2,19 @@
 //! hook.
 //!
 //! The client sends `app`, `timestamp` (unix ms), `sign` and `uid` (or
-//! `userId`), where `sign = md5(app + key + timestamp)` in lower-case hex and
-//! `key` is the app's secret from the plugin config:
+//! `userId`), where `sign = md5(app + key + timestamp + uid)` in lower-case
+//! hex and `key` is the app's secret from the plugin config:
 //!
 //! ```json
 //! {"apps": {"signatureApp": "KEY"}, "window_ms": 300000}
 //! ```
+//!
+//! The uid is part of the signed text, so a signature made for one user
+//! cannot log in another; and each signature is accepted once: it is
+//! remembered in the plugin's kv for twice the window, and a second use is
+//! refused (`signature already used`). egg-socket.io signed without the uid
+//! (`md5(app + key + timestamp)`); `"bind_uid": false` accepts that form, for
+//! clients that cannot change, at the cost of the binding.
 //!
 //! (An app may also be given egg-socket.io's way, `{"signatureApp": {"key":
 //! "KEY"}}` inside `apps`.) The fields are read from the auth payload, then
@@ -30,6 +37,10 @@ pub struct Config {
     pub apps: HashMap<String, AppKey>,
     /// How far `timestamp` may be from the server clock, either way (ms).
     pub window_ms: u64,
+    /// The uid is part of the signed text (default). `false`: egg-socket.io's
+    /// `md5(app + key + timestamp)`, which any user's signature passes for
+    /// any uid.
+    pub bind_uid: bool,
 }
 
 impl Default for Config {
@@ -37,6 +48,7 @@ impl Default for Config {
         Config {
             apps: HashMap::new(),
             window_ms: 300_000,
+            bind_uid: true,
         }
     }
 }
@@ -111,10 +123,17 @@ pub fn signed_fields(req: &AuthRequest) -> Option<Signed> {
 
 /// `md5(app + key + timestamp)` in lower-case hex, as egg-socket.io signs.
 pub fn sign(app: &str, key: &str, timestamp: &str) -> String {
+    sign_for(app, key, timestamp, "")
+}
+
+/// `md5(app + key + timestamp + uid)` in lower-case hex: the signed text
+/// names the user it logs in.
+pub fn sign_for(app: &str, key: &str, timestamp: &str, uid: &str) -> String {
     let mut h = Md5::new();
     h.update(app.as_bytes());
     h.update(key.as_bytes());
     h.update(timestamp.as_bytes());
+    h.update(uid.as_bytes());
     hex::encode(h.finalize())
 }
 
@@ -143,7 +162,14 @@ pub fn verify(cfg: &Config, s: &Signed, now_ms: u64) -> AuthVerdict {
     let Ok(ts) = ts_text.parse::<u64>() else {
         return AuthVerdict::deny("timestamp is not unix milliseconds");
     };
-    if !same(&sign(app, key.key(), ts_text), &s.sign.to_ascii_lowercase()) {
+    let Some(uid) = s.uid.as_deref() else {
+        return AuthVerdict::deny("signed auth without uid or userId");
+    };
+    let bound = if cfg.bind_uid { uid } else { "" };
+    if !same(
+        &sign_for(app, key.key(), ts_text, bound),
+        &s.sign.to_ascii_lowercase(),
+    ) {
         return AuthVerdict::deny("bad sign");
     }
     if now_ms.abs_diff(ts) > cfg.window_ms {
@@ -152,10 +178,29 @@ pub fn verify(cfg: &Config, s: &Signed, now_ms: u64) -> AuthVerdict {
             cfg.window_ms
         ));
     }
-    match &s.uid {
-        Some(uid) => Allow::new(uid.clone()).claim("app", app).into(),
-        None => AuthVerdict::deny("signed auth without uid or userId"),
+    Allow::new(uid).claim("app", app).into()
+}
+
+/// The kv key that remembers a used signature.
+fn seen_key(s: &Signed) -> String {
+    format!("seen:{}", s.sign.to_ascii_lowercase())
+}
+
+/// `verify`, then refuses a signature that was accepted before. A used
+/// signature is kept for twice the window: after that its timestamp is stale
+/// anyway.
+pub fn verify_once(cfg: &Config, s: &Signed, now_ms: u64) -> AuthVerdict {
+    let verdict = verify(cfg, s, now_ms);
+    if !matches!(verdict, AuthVerdict::Allow(_)) {
+        return verdict;
     }
+    let ttl = std::time::Duration::from_millis(cfg.window_ms.saturating_mul(2).max(1000));
+    // incr answers the count after this use: 1 for the first use only, and
+    // no other authenticate can slip in between a read and a write.
+    if hookwire_guest::kv::incr(&seen_key(s), 1, Some(ttl)) > 1 {
+        return AuthVerdict::deny("signature already used");
+    }
+    verdict
 }
 
 /// The plugin.
@@ -176,7 +221,7 @@ impl Plugin for SignCheck {
                 return AuthVerdict::deny("sign-check is misconfigured");
             }
         };
-        verify(&cfg, &signed, hookwire_guest::now_ms())
+        verify_once(&cfg, &signed, hookwire_guest::now_ms())
     }
 }
 
@@ -207,7 +252,7 @@ mod tests {
         json!({
             "app": "signatureApp",
             "timestamp": ts,
-            "sign": sign("signatureApp", "s3cret", &ts.to_string()),
+            "sign": sign_for("signatureApp", "s3cret", &ts.to_string(), "c43d5800"),
             "userId": "c43d5800",
         })
     }
@@ -236,14 +281,15 @@ mod tests {
     fn uid_may_be_a_number_and_sign_upper_case() {
         let mut p = signed(NOW);
         p["uid"] = json!(1000);
-        p["sign"] = json!(p["sign"].as_str().unwrap().to_uppercase());
+        p["sign"] =
+            json!(sign_for("signatureApp", "s3cret", &NOW.to_string(), "1000").to_uppercase());
         let s = signed_fields(&req(p)).unwrap();
         assert!(matches!(verify(&cfg(), &s, NOW), AuthVerdict::Allow(a) if a.uid == "1000"));
     }
 
     #[test]
     fn egg_style_key_and_string_timestamp() {
-        let p = json!({"app": "eggApp", "timestamp": NOW.to_string(), "sign": sign("eggApp", "k2", &NOW.to_string()), "uid": "u"});
+        let p = json!({"app": "eggApp", "timestamp": NOW.to_string(), "sign": sign_for("eggApp", "k2", &NOW.to_string(), "u"), "uid": "u"});
         let s = signed_fields(&req(p)).unwrap();
         assert!(matches!(verify(&cfg(), &s, NOW), AuthVerdict::Allow(_)));
     }
@@ -301,6 +347,48 @@ mod tests {
     }
 
     #[test]
+    fn the_uid_is_signed_unless_bind_uid_is_off() {
+        // a signature made for c43d5800 does not log in mallory
+        let mut p = signed(NOW);
+        p["userId"] = json!("mallory");
+        assert_eq!(
+            verify(&cfg(), &signed_fields(&req(p)).unwrap(), NOW),
+            AuthVerdict::deny("bad sign")
+        );
+        // egg-socket.io's unbound form: refused by default, accepted with bind_uid off
+        let egg = json!({"app": "signatureApp", "timestamp": NOW, "sign": sign("signatureApp", "s3cret", &NOW.to_string()), "uid": "any"});
+        let s = signed_fields(&req(egg)).unwrap();
+        assert_eq!(verify(&cfg(), &s, NOW), AuthVerdict::deny("bad sign"));
+        let mut legacy = cfg();
+        legacy.bind_uid = false;
+        assert!(matches!(verify(&legacy, &s, NOW), AuthVerdict::Allow(a) if a.uid == "any"));
+    }
+
+    #[test]
+    fn a_signature_is_accepted_once() {
+        testing::set_config(json!({"apps": {"signatureApp": "s3cret"}}));
+        testing::set_now_ms(NOW);
+        let first = SignCheck::authenticate(&Context::default(), req(signed(NOW)));
+        assert!(matches!(first, AuthVerdict::Allow(_)), "{first:?}");
+        assert_eq!(
+            SignCheck::authenticate(&Context::default(), req(signed(NOW))),
+            AuthVerdict::deny("signature already used")
+        );
+        // a fresh signature (new timestamp) is fine
+        assert!(matches!(
+            SignCheck::authenticate(&Context::default(), req(signed(NOW + 1))),
+            AuthVerdict::Allow(_)
+        ));
+        // a refused attempt does not use up a signature
+        let mut bad = signed(NOW + 2);
+        bad["sign"] = json!("0".repeat(32));
+        assert_eq!(
+            SignCheck::authenticate(&Context::default(), req(bad)),
+            AuthVerdict::deny("bad sign")
+        );
+    }
+
+    #[test]
     fn fields_from_meta_and_query() {
         let p = json!({"meta": signed(NOW), "data": {"action": "requestId"}});
         assert_eq!(
@@ -308,7 +396,7 @@ mod tests {
             Some("c43d5800")
         );
 
-        let sig = sign("signatureApp", "s3cret", &NOW.to_string());
+        let sig = sign_for("signatureApp", "s3cret", &NOW.to_string(), "42");
         let r = AuthRequest {
             query: format!(
                 "app=signatureApp&timestamp={NOW}&sign={sig}&uid=42&EIO=4&transport=websocket"
