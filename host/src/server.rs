@@ -55,6 +55,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config
+        .tenant_defaults
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid [tenant_defaults]: {e}"))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store: Arc<dyn Store> = match (&config.mongo, &config.redis) {

@@ -77,6 +77,42 @@ impl Default for TenantConfig {
     }
 }
 
+/// Longest `device_ttl_secs` accepted: ten years.
+pub const MAX_DEVICE_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+/// Largest `sync_page_size` accepted.
+pub const MAX_SYNC_PAGE_SIZE: usize = 10_000;
+
+impl TenantConfig {
+    /// Refuses values the server cannot honour, naming the field and its
+    /// accepted range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.device_ttl_secs == 0 || self.device_ttl_secs > MAX_DEVICE_TTL_SECS {
+            return Err(format!(
+                "device_ttl_secs must be 1..={MAX_DEVICE_TTL_SECS} (ten years), got {}",
+                self.device_ttl_secs
+            ));
+        }
+        if self.sync_page_size == 0 || self.sync_page_size > MAX_SYNC_PAGE_SIZE {
+            return Err(format!(
+                "sync_page_size must be 1..={MAX_SYNC_PAGE_SIZE}, got {}",
+                self.sync_page_size
+            ));
+        }
+        if self.max_msgs_per_room == 0 {
+            return Err("max_msgs_per_room must be at least 1".into());
+        }
+        if self.max_msg_bytes == 0 {
+            return Err("max_msg_bytes must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// `device_ttl_secs` in milliseconds (saturating: never wraps).
+    pub fn device_ttl_ms(&self) -> u64 {
+        self.device_ttl_secs.saturating_mul(1000)
+    }
+}
+
 /// A live tenant: its record and its current policy, both swappable
 /// atomically (calls in flight keep the old value).
 pub struct Tenant {

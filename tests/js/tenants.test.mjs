@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { Client, closeAll, connect, login, loginJoin, ok, rid, startServer, syncAll, tokenFor } from './harness.mjs';
+import { Client, closeAll, connect, eventually, login, loginJoin, ok, rid, startServer, syncAll, tokenFor } from './harness.mjs';
 
 const T = { timeout: 30000 };
 
@@ -102,6 +102,16 @@ describe('tenants', () => {
     const wrongType = await srv.admin('PATCH', '/api/tenants/default', { body: { max_msg_bytes: 'big' } });
     assert.ok([200, 400].includes(wrongType.status) && wrongType.json?.meta?.status === 4, `wrong type: ${wrongType.status} ${wrongType.text}`);
     assert.equal(ok(await srv.admin('GET', '/api/tenants/default')).config.max_msg_bytes, 512000, 'a refused PATCH changes nothing');
+    // values out of range are refused with the field's name, and change nothing
+    for (const [field, value] of [['device_ttl_secs', 2 ** 62], ['device_ttl_secs', 0], ['sync_page_size', 0], ['sync_page_size', 1e6], ['max_msgs_per_room', 0], ['max_msg_bytes', 0]]) {
+      const r = await srv.admin('PATCH', '/api/tenants/default', { body: { [field]: value } });
+      assert.equal(r.json?.meta?.status, 4, `${field}=${value} must be refused: ${r.status} ${r.text}`);
+      assert.match(r.json.meta.msg, new RegExp(field), `the refusal names ${field}: ${r.json.meta.msg}`);
+    }
+    const cfg = ok(await srv.admin('GET', '/api/tenants/default')).config;
+    assert.deepEqual([cfg.device_ttl_secs, cfg.sync_page_size], [3600, 200], 'refused PATCHes changed nothing');
+    const created = await srv.admin('POST', '/api/tenants', { body: { name: rid('t'), config: { device_ttl_secs: 2 ** 62 } } });
+    assert.equal(created.json?.meta?.status, 4, `a new tenant with an out-of-range config is refused: ${created.text}`);
     const del = await srv.admin('DELETE', '/api/tenants/default');
     assert.notEqual(del.json?.meta?.status, 0, 'deleting default is refused');
     assert.equal((await srv.admin('GET', '/api/tenants/default')).status, 200);
@@ -253,6 +263,9 @@ describe('tenants', () => {
     test('/admin/system/config on acme does not change default', T, async () => {
       ok(await srv.api('POST', '/admin/system/config', { tenant: 'acme', key: acmeKey, body: { forceUserAuth: false } }));
       try {
+        // positive control: acme changed
+        const a = track(await connect(srv, { ns: '/acme' }));
+        assert.equal((await a.emitAck('authenticate', { uid: rid('anyone') })).status, 0, 'acme: no token needed now');
         const d = track(await connect(srv));
         assert.equal((await d.emitAck('authenticate', { uid: rid('anyone') })).status, 1);
       } finally {
@@ -261,11 +274,16 @@ describe('tenants', () => {
     });
 
     test('stat counts per tenant', T, async () => {
-      const before = ok(await srv.admin('GET', '/admin/monitor/stat', { tenant: 'acme' })).online_user_count;
+      const stat = async (tenant) => ok(await srv.admin('GET', '/admin/monitor/stat', { tenant })).online_user_count;
+      const [acme0, default0] = [await stat('acme'), await stat('default')];
       track(await login(srv));
       track(await login(srv));
-      const afterAcme = ok(await srv.admin('GET', '/admin/monitor/stat', { tenant: 'acme' })).online_user_count;
-      assert.equal(afterAcme, before, 'default logins are not counted on acme');
+      // positive control: default counts its two new users
+      await eventually(async () => (await stat('default')) === default0 + 2, 10000, 'default counts its two logins');
+      assert.equal(await stat('acme'), acme0, 'default logins are not counted on acme');
+      const acmeUid = rid('u');
+      track(await login(srv, { tenant: 'acme', uid: acmeUid, key: acmeKey }));
+      await eventually(async () => (await stat('acme')) === acme0 + 1, 10000, 'acme counts its own login');
     });
   });
 });

@@ -57,7 +57,11 @@ fn merged_config(
             m.insert(k.clone(), val.clone());
         }
     }
-    serde_json::from_value(v).map_err(|e| ApiError::param(format!("invalid tenant config: {e}")))
+    let cfg: TenantConfig = serde_json::from_value(v)
+        .map_err(|e| ApiError::param(format!("invalid tenant config: {e}")))?;
+    cfg.validate()
+        .map_err(|e| ApiError::param(format!("invalid tenant config: {e}")))?;
+    Ok(cfg)
 }
 
 type Q = Query<HashMap<String, String>>;

@@ -311,7 +311,7 @@ pub fn spawn_housekeeping(state: &AppState) -> tokio::task::JoinHandle<()> {
                             .await;
                     }
                 }
-                let ttl_ms = tenant.config().device_ttl_secs * 1000;
+                let ttl_ms = tenant.config().device_ttl_ms();
                 match state
                     .store
                     .expire_devices(&name, now.saturating_sub(ttl_ms))

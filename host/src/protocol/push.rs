@@ -155,7 +155,7 @@ async fn live_devices(
     uid: &str,
     ttl_secs: u64,
 ) -> Result<Vec<String>, StoreError> {
-    let cutoff = now_ms().saturating_sub(ttl_secs * 1000);
+    let cutoff = now_ms().saturating_sub(ttl_secs.saturating_mul(1000));
     let mut devices: Vec<String> = state
         .store
         .devices(tenant, uid)
@@ -530,7 +530,7 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
     let r: Result<Vec<PushEntry>, StoreError> = async {
         // A device offline longer than device_ttl is forgotten with its
         // queue, even if the periodic sweep has not run yet.
-        let ttl_ms = sess.tenant.config().device_ttl_secs * 1000;
+        let ttl_ms = sess.tenant.config().device_ttl_ms();
         let now = now_ms();
         let stale = store
             .devices(tenant, uid)
