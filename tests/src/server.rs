@@ -142,6 +142,7 @@ pub struct TestClient {
 impl TestClient {
     pub async fn connect(url: &str, transport: TransportType, auth: Option<Value>) -> TestClient {
         let (tx, rx) = mpsc::unbounded_channel();
+        let closed = tx.clone();
         let mut b = ClientBuilder::new(url)
             .namespace("/")
             .transport_type(transport)
@@ -155,6 +156,14 @@ impl TestClient {
                         _ => Value::Null,
                     };
                     let _ = tx.send((ev.to_string(), v));
+                }
+                .boxed()
+            })
+            // The server closing the connection is recorded as `close`.
+            .on(Event::Close, move |_p: Payload, _c: Client| {
+                let closed = closed.clone();
+                async move {
+                    let _ = closed.send(("close".into(), Value::Null));
                 }
                 .boxed()
             });

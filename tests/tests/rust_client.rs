@@ -87,11 +87,13 @@ async fn room_sync_over_polling() {
 async fn wrong_token_is_refused_then_disconnected() {
     let srv = TestServer::start().await;
     srv.token("carol").await;
-    let c = TestClient::connect(&srv.url, TransportType::Websocket, None).await;
+    let mut c = TestClient::connect(&srv.url, TransportType::Websocket, None).await;
     let r = c
         .emit_ack("authenticate", json!({ "uid": "carol", "token": "nope" }))
         .await;
     assert_eq!(r, json!({ "status": 1, "data": "invalid token" }));
+    // the server closes the refused socket (within 5 s, or `next` panics)
+    c.next("close").await;
     srv.stop().await;
 }
 
