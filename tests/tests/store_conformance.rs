@@ -1004,6 +1004,55 @@ async fn concurrent_room_writes(s: Arc<dyn Store>) -> Result<()> {
     Ok(())
 }
 
+/// A reader paging from offset 0 while writers insert: a page that says
+/// more remain always serves something and advances (else a client that
+/// pages as the contract says spins), and the reader ends with every insert
+/// exactly once, in seq order.
+async fn paging_while_writers_insert(s: Arc<dyn Store>) -> Result<()> {
+    const WRITERS: u64 = 4;
+    const EACH: u64 = 40;
+    let t = unique("pgw");
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|k| {
+            let (s, t) = (s.clone(), t.clone());
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    s.room_write(&t, "r", insert(&format!("w{k}"), i, "x"), 100_000)
+                        .await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    let (mut seen, mut offset, mut reads, mut empty_more) = (Vec::new(), 0u64, 0u64, 0u64);
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        let page = s.room_read(&t, "r", offset, 3).await?;
+        reads += 1;
+        if page.more && (page.inserts.is_empty() || page.next_offset <= offset) {
+            empty_more += 1;
+        }
+        seen.extend(page.inserts.iter().map(|(seq, _)| *seq));
+        offset = page.next_offset;
+        if done && !page.more {
+            break;
+        }
+        ensure!(reads < 100_000, "the reader never reached the end");
+    }
+    for w in writers {
+        w.await??;
+    }
+    ensure!(
+        empty_more == 0,
+        "{empty_more} of {reads} pages said more remain without serving anything"
+    );
+    ensure!(
+        seen == (0..WRITERS * EACH).collect::<Vec<_>>(),
+        "every insert once, in order: {seen:?}"
+    );
+    Ok(())
+}
+
 async fn concurrent_kv_incr(s: Arc<dyn Store>) -> Result<()> {
     let t = unique("ctr");
     let tasks: Vec<_> = (0..10)
@@ -1261,6 +1310,7 @@ macro_rules! backend_tests {
                 kv_basics,
                 kv_ttl,
                 concurrent_room_writes,
+                paging_while_writers_insert,
                 concurrent_kv_incr,
             );
         }

@@ -549,6 +549,12 @@ impl Store for MongoStore {
             None => {
                 // Nothing served: stay at the offset, clamped to the log's
                 // bounds (like the embedded store's `min(max(offset, first), next)`).
+                // The find saw no insert at or after `offset`, so none remains
+                // as of this page: an insert that lands after the find is
+                // for the next sync. (Answering "more" here, from a later look
+                // at the log's end, would send an empty page that says more
+                // remain, and a client paging as the contract says would spin.)
+                // A page of limit 0 asked for nothing: it tells whether inserts remain.
                 let next = self.room_next(tenant, room, epoch).await? as u64;
                 let first = self
                     .c("room_log")
@@ -562,7 +568,7 @@ impl Store for MongoStore {
                     .map(|s| s as u64)
                     .unwrap_or(next);
                 let start = offset.max(first).min(next);
-                more = start < next;
+                more = limit == 0 && start < next;
                 start
             }
         };
