@@ -399,6 +399,22 @@ async fn auth_url_asks_an_allowlisted_endpoint() {
         .await
         .unwrap();
     assert!(matches!(v, AuthVerdict::Deny { .. }), "{v:?}");
+
+    // An allowlisted *name* that resolves to a loopback address is refused
+    // (the same endpoint allowlisted by its address answered "allow" above).
+    let t3 = env.tenant("authurl3").await;
+    let manifest = json!({
+        "timeout_ms": 2000,
+        "allowed_hosts": [format!("localhost:{}", addr.port())],
+        "config": { "url": format!("http://localhost:{}/rooms", addr.port()) },
+    });
+    env.install(&t3, "auth-url", "auth-url", manifest).await;
+    let v = t3
+        .policy()
+        .authenticate(&ctx(&t3, "1"), &req("good"))
+        .await
+        .unwrap();
+    assert!(matches!(v, AuthVerdict::Deny { .. }), "{v:?}");
 }
 
 #[tokio::test]

@@ -509,6 +509,11 @@ async fn fetch(scope: Arc<PluginScope>, req: HttpRequest) -> Result<HttpResponse
         .request(method, url)
         .timeout(scope.limits.http_timeout);
     for (k, v) in &req.headers {
+        // The Host header follows the URL, which the allowlist checked; a
+        // plugin-set one could aim a shared front end at another site.
+        if k.eq_ignore_ascii_case("host") {
+            return Err("the Host header is set from the url; a plugin may not set it".into());
+        }
         builder = builder.header(k.as_str(), v.as_str());
     }
     if let Some(body) = req.body {

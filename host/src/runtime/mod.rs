@@ -19,6 +19,7 @@ mod bindings;
 pub mod chain;
 mod host;
 pub mod limits;
+pub mod outbound;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -169,9 +170,7 @@ impl PluginRuntime {
             |s| s,
         )?;
 
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let http = outbound::client()
             .map_err(|e| anyhow::anyhow!("cannot build the plugin HTTP client: {e}"))?;
 
         Ok(Arc::new(PluginRuntime {
