@@ -431,8 +431,12 @@ async fn hostile_plugins_fault_with_the_right_error_and_others_keep_working() {
 
     // (package, manifest, the fault it must give)
     type Case = (&'static str, Value, fn(&HookError) -> bool);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         ("spin-loop", json!({ "timeout_ms": 20 }), |e| {
+            matches!(e, HookError::Timeout { .. })
+        }),
+        // waits 3 s in the host: ended at the wall ceiling (120 ms here)
+        ("sleeper", json!({ "timeout_ms": 20 }), |e| {
             matches!(e, HookError::Timeout { .. })
         }),
         (
@@ -453,11 +457,19 @@ async fn hostile_plugins_fault_with_the_right_error_and_others_keep_working() {
         let bad = env.tenant(package).await;
         env.install(&bad, package, package, manifest).await;
         for round in 0..2 {
+            let asked = std::time::Instant::now();
             let err = bad
                 .policy()
                 .on_msg(&ctx(&bad, "1"), &msg("r", json!({ "data": "x" })))
                 .await
                 .unwrap_err();
+            // Not a speed check: each of these plugins would run for 3 s or
+            // forever; the hook must end well before that.
+            assert!(
+                asked.elapsed() < std::time::Duration::from_millis(2500),
+                "{package} round {round}: the hook took {:?}",
+                asked.elapsed()
+            );
             assert!(
                 expected(&err),
                 "{package} round {round}: unexpected {err:?}"

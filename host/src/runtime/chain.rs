@@ -426,14 +426,23 @@ impl LoadedPlugin {
                 Err(e) => return Err(self.classify(e, None, true)),
             },
         };
-        match Self::invoke(&mut warm, call).await {
-            Ok(out) => {
+        // The epoch callback only runs while guest code runs; a guest that
+        // waits in the host (a WASI sleep or poll, kv, http-fetch) is ended
+        // here, at the call's wall ceiling counted from its start. Dropping
+        // the call's future unwinds the guest's fiber.
+        let deadline = tokio::time::Instant::from_std(started + self.scope.limits.wall_ceiling);
+        match tokio::time::timeout_at(deadline, Self::invoke(&mut warm, call)).await {
+            Ok(Ok(out)) => {
                 let checked = self.check(out);
                 self.release(warm);
                 checked
             }
             // Dropped: a trapped instance may be in any state.
-            Err(e) => Err(self.classify(e, Some(warm.store.data()), false)),
+            Ok(Err(e)) => Err(self.classify(e, Some(warm.store.data()), false)),
+            // Dropped too: it was stopped mid-call.
+            Err(_) => Err(HookError::Timeout {
+                plugin: self.name.clone(),
+            }),
         }
     }
 

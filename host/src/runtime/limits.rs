@@ -33,8 +33,11 @@ pub struct EngineLimits {
     /// runnable threads per core, a word-filter call (~70 µs of CPU) was
     /// refused by a 60 ms ceiling 3 to 8 times in 8,000 (preempted that
     /// long before its first tick), by 110 ms never in 16,000 (a wall-clock
-    /// 10 ms deadline: 57 to 233). A sleeping or starved guest holds its
-    /// instance that long at most.
+    /// 10 ms deadline: 57 to 233). The same ceiling also bounds the whole
+    /// call in plain wall time from its start, host calls included, so a
+    /// guest that waits in the host (a WASI sleep, kv, `http-fetch`) ends
+    /// there too and its instance is dropped: no call holds an instance
+    /// longer than its ceiling.
     pub timeout_wall_factor: u32,
     /// See `timeout_wall_factor`.
     pub timeout_wall_slack_ms: u64,
