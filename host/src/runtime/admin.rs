@@ -140,6 +140,10 @@ impl PluginRuntime {
             )));
         }
         self.check_bytes(wasm)?;
+        // Compiled before the admin lock is taken (the component cache keeps
+        // it for `prepare` below): a long compile must not hold up every
+        // other admin call of the node.
+        self.compile(wasm).await?;
         let _guard = self.admin_lock.lock().await;
         let previous = self.versions_of(tenant, name).await?;
         let manifest = match (manifest, previous.last()) {

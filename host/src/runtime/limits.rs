@@ -73,6 +73,11 @@ pub struct EngineLimits {
     pub default_http_timeout_ms: u64,
     /// Largest `http-fetch` response body handed to a plugin.
     pub max_http_response_bytes: usize,
+    /// How long compiling an uploaded component may take before the upload
+    /// is refused. Compiles run outside the admin lock, so other admin calls
+    /// keep answering meanwhile; the compiler thread itself cannot be
+    /// stopped and finishes in the background.
+    pub max_compile_ms: u64,
 }
 
 impl Default for EngineLimits {
@@ -94,6 +99,7 @@ impl Default for EngineLimits {
             cache_dir: None,
             default_http_timeout_ms: 2000,
             max_http_response_bytes: 1 << 20,
+            max_compile_ms: 120_000,
         }
     }
 }

@@ -244,8 +244,16 @@ impl PluginRuntime {
         }
         let engine = self.shared.engine.clone();
         let bytes = wasm.to_vec();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+        let max = std::time::Duration::from_millis(self.shared.limits.max_compile_ms);
+        let compiling = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes));
+        let component = tokio::time::timeout(max, compiling)
             .await
+            .map_err(|_| {
+                PluginError::Compile(format!(
+                    "compiling took longer than {} ms (plugins.max_compile_ms); the component was not loaded",
+                    max.as_millis()
+                ))
+            })?
             .map_err(|e| PluginError::Compile(format!("compiler task failed: {e}")))?
             .map_err(|e| PluginError::Compile(format!("{:#}", anyhow::Error::from(e))))?;
         self.components
