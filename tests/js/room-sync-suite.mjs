@@ -123,8 +123,21 @@ export function roomSyncSuite(transport, opts = {}) {
 
     test('events before authenticate are not served (join is not accepted)', T, async () => {
       const c = track(await connect(srv, { transports }));
-      c.emit('join', { roomId: rid('r') });
-      await c.expectNo('join', 400, (r) => r?.status === 0);
+      const room = rid('r');
+      const uid = rid('u');
+      const token = await tokenFor(srv, uid);
+      c.emit('join', { roomId: room });
+      // A socket's events are handled in order: once authenticate is
+      // answered, the join before it has been handled, so an accepted join
+      // would show in room_users now.
+      assert.equal((await c.emitAck('authenticate', { uid, token })).status, 0);
+      assert.ok(!c.received('join').some((r) => r?.status === 0), 'no join success before authenticate');
+      const users = ok(await srv.api('GET', '/admin/monitor/room_users', { query: { roomId: room } }), 'room_users').users;
+      assert.deepEqual(users, [], 'the pre-auth join did not put the socket in the room');
+      // positive control: the same join after authenticate is accepted and listed
+      assert.equal((await c.emitAck('join', { roomId: room })).status, 0);
+      const after = ok(await srv.api('GET', '/admin/monitor/room_users', { query: { roomId: room } }), 'room_users').users;
+      assert.deepEqual(after.map((u) => String(u.uid)), [uid]);
     });
 
     test('msg and sync before any join: {status:1}, the socket stays usable', T, async () => {
