@@ -71,14 +71,17 @@ pub fn push_targets<'a>(
     let mut out = Vec::new();
     for r in rooms {
         out.push(r.clone());
-        let user_room = !user_room_prefix.is_empty()
-            && r.len() > user_room_prefix.len()
-            && r.starts_with(user_room_prefix);
-        if !user_room {
+        if user_of_room(user_room_prefix, r).is_none() {
             out.push(sync_room(r));
         }
     }
     out
+}
+
+/// The uid whose user room `room` is (`user_room_prefix` + uid), if it is one.
+pub fn user_of_room<'a>(user_room_prefix: &str, room: &'a str) -> Option<&'a str> {
+    room.strip_prefix(user_room_prefix)
+        .filter(|u| !u.is_empty() && !user_room_prefix.is_empty())
 }
 
 /// What every socket of one tenant's namespace shares. The namespace's

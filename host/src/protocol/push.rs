@@ -92,10 +92,7 @@ pub async fn send_with(
     let mut plain = Vec::new();
     let mut user_plain = Vec::new();
     for room in rooms {
-        let Some(uid) = room
-            .strip_prefix(cfg.user_room_prefix.as_str())
-            .filter(|u| !u.is_empty() && !cfg.user_room_prefix.is_empty())
-        else {
+        let Some(uid) = super::user_of_room(&cfg.user_room_prefix, &room) else {
             plain.push(room);
             continue;
         };
@@ -111,7 +108,7 @@ pub async fn send_with(
             args: req.args.clone(),
             resync,
         };
-        let devices = live_devices(state, &name, uid, cfg.device_ttl_secs).await?;
+        let devices = live_devices(state, &name, uid, cfg.device_ttl_ms()).await?;
         // Each delivery takes its place in its device's ack line before the
         // entry is stored (see `AckOrder`); an error below drops the places.
         let places: Vec<Place> = devices
@@ -153,9 +150,9 @@ async fn live_devices(
     state: &AppState,
     tenant: &str,
     uid: &str,
-    ttl_secs: u64,
+    ttl_ms: u64,
 ) -> Result<Vec<String>, StoreError> {
-    let cutoff = now_ms().saturating_sub(ttl_secs.saturating_mul(1000));
+    let cutoff = now_ms().saturating_sub(ttl_ms);
     let mut devices: Vec<String> = state
         .store
         .devices(tenant, uid)
