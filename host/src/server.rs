@@ -35,6 +35,8 @@ pub struct AppState {
     pub bus: Option<Arc<crate::cluster::Bus>>,
     /// Puts each device's push acks in order (node-local).
     pub push_order: Arc<crate::protocol::push::AckOrder>,
+    /// Relays each room's stored `msg`s after their commit, in order.
+    pub relays: Arc<crate::protocol::relay::RoomRelays>,
     pub started: Instant,
 }
 
@@ -181,6 +183,7 @@ pub async fn serve(
         plugins,
         bus,
         push_order: Default::default(),
+        relays: Default::default(),
         started: Instant::now(),
     };
     for tenant in tenants.all() {

@@ -1,6 +1,6 @@
 // Clustering: MongoDB (SecantusDB, data on disk) goes away under
 // two nodes on one Redis. The nodes keep their connections and keep relaying
-// through Redis, report the store as down on /healthz, refuse to ack what
+// unstored msgs through Redis, refuse (and do not relay) msgs they cannot store, report the store as down on /healthz, refuse to ack what
 // they could not store, and after the restart every acked msg is there,
 // once, in order.
 
@@ -19,7 +19,7 @@ describe('cluster: MongoDB outage under two nodes', () => {
   });
   after(async () => { closeAll(clients); await cl?.destroy(); });
 
-  test('connections kept, relay goes on, /healthz 503, no ack without a write, acked msgs all back after the restart', { timeout: 120000 }, async () => {
+  test('connections kept, unstored msgs still relayed, unstorable ones refused, /healthz 503, no ack without a write, acked msgs all back after the restart', { timeout: 120000 }, async () => {
     const [A, B] = cl.nodes;
     const room = rid('room');
     const alice = await loginJoin(A, room, { transports, label: 'alice@A' });
@@ -42,12 +42,18 @@ describe('cluster: MongoDB outage under two nodes', () => {
     assert.equal(health.json?.store?.ok, false, JSON.stringify(health.json));
     assert.equal(health.json?.redis?.ok, true, 'redis is still up');
 
-    // Relayed (Redis carries it to B), but the sender is told it was not stored.
+    // A msg that cannot be stored is refused and not relayed (nobody sees a
+    // msg that sync could never return); storage 2 msgs still cross nodes.
+    // The unstored marker sent after it is relayed behind it in the room's
+    // order, so bob seeing the marker first proves the refused one never came.
     const down = await send('while down', 30000);
     assert.equal(down.ack?.status, 1, `ack while MongoDB is down: ${JSON.stringify(down.ack)}`);
     assert.match(String(down.ack?.data), /not stored/);
-    const relayed = await bob.waitFor('msg', 10000, (m) => m?.msgId === down.msgId);
-    assert.equal(relayed.data?.text, 'while down');
+    const marker = rid('marker');
+    const markerAck = await alice.emitAck('msg', { data: { text: 'unstored' }, storage: 2, msgId: marker }, 10000);
+    assert.equal(markerAck?.status, 0, JSON.stringify(markerAck));
+    const next = await bob.waitFor('msg', 10000, (m) => m?.msgId === marker || m?.msgId === down.msgId);
+    assert.equal(next.msgId, marker, 'the refused msg was not relayed');
     assert.ok(alice.connected && bob.connected, 'both clients stay connected during the outage');
 
     await cl.mongo.restart();

@@ -4,6 +4,7 @@
 
 mod limiter;
 mod presence;
+pub mod relay;
 pub mod push;
 pub mod room_sync;
 mod session;

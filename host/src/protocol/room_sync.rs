@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::session::{JoinedRoom, Session, disconnect_soon};
 use super::wire::{self, fail, id_string, ok};
+use super::relay::Relay;
 use super::{device_room, push, sync_room};
 use crate::error::HookError;
 use crate::policy::{
@@ -434,8 +435,12 @@ enum MsgPlan {
     Replied,
     /// Relayed; nothing to store (storage 2, or redirected elsewhere).
     Relayed,
-    /// Relayed; this write is to be stored before the sender's ack.
-    Store { room: String, write: RoomWrite },
+    /// To be stored, then relayed; the sender's ack waits for the commit.
+    Store {
+        room: String,
+        write: RoomWrite,
+        relay: Relay,
+    },
 }
 
 /// A `msg`: validate, run the tenant's hooks, relay. Returns the store write
@@ -462,9 +467,10 @@ pub async fn msg(
             let _ = ack.send(&ok("msg success"));
             None
         }
-        Ok(MsgPlan::Store { room, write }) => {
+        Ok(MsgPlan::Store { room, write, relay }) => {
             // Hand the write back to the socket's worker, which keeps it in
-            // order with the socket's other writes and acks after the commit.
+            // order with the socket's other writes and acks after the commit;
+            // the room's line relays it once committed.
             let (store, metrics) = (state.store.clone(), state.metrics.clone());
             let (tenant, room_name, max) = (
                 sess.tenant_name.clone(),
@@ -479,6 +485,9 @@ pub async fn msg(
                     )
                     .await
             });
+            let write = state
+                .relays
+                .write(&sess.tenant_name, &room, write, relay);
             Some(PendingMsg {
                 write,
                 ack,
@@ -592,29 +601,37 @@ async fn plan_msg(
         o.insert("ts".into(), json!(ts_ms));
     }
 
-    // Relay first (latency); the store write follows, and the sender's ack
-    // waits for its commit: the ack is the durability point.
     if let Some(targets) = redirect {
         let _ = socket.to(targets).emit("msg", &out).await;
         return Ok(MsgPlan::Relayed);
     }
-    let _ = socket.to(sync_room(&room.name)).emit("msg", &out).await;
     let n = state
         .presence
         .room_size(&sess.tenant_name, &room.name)
         .saturating_sub(1);
-    state
+    let counted = state
         .metrics
         .messages_out
         .get_or_create(&crate::telemetry::Metrics::tenant(&sess.tenant_name))
-        .inc_by(n as u64);
-    if mode == StorageMode::Ignore {
-        return Ok(MsgPlan::Relayed);
-    }
-    let entry = RoomEntry {
+        .clone();
+    let entry = (mode != StorageMode::Ignore).then(|| RoomEntry {
         uid: uid.to_string(),
         ts: ts_ms / 1000,
         msg: out.to_string(),
+    });
+    // The relay goes out from the room's line (see `relay`): after the
+    // write committed, behind the room's earlier messages on this node.
+    let (to, io_room) = (socket.clone(), sync_room(&room.name));
+    let relay: Relay = Box::pin(async move {
+        let _ = to.to(io_room).emit("msg", &out).await;
+        counted.inc_by(n as u64);
+    });
+    let Some(entry) = entry else {
+        state
+            .relays
+            .relay(&sess.tenant_name, &room.name, relay)
+            .await;
+        return Ok(MsgPlan::Relayed);
     };
     let write = match (mode, form.msg_id) {
         (StorageMode::Update, Some(id)) => RoomWrite::Update { msg_id: id, entry },
@@ -623,10 +640,11 @@ async fn plan_msg(
     Ok(MsgPlan::Store {
         room: room.name.into_string(),
         write,
+        relay,
     })
 }
 
-/// A relayed `msg` whose store write is in flight: acked when it commits.
+/// A `msg` whose store write is in flight: relayed and acked when it commits.
 pub struct PendingMsg {
     pub write: crate::store::PendingWrite,
     pub ack: Ack,
@@ -657,7 +675,7 @@ impl PendingMsg {
                     socket,
                     self.ack,
                     self.wants_ack,
-                    format!("message relayed but not stored: {e}"),
+                    format!("message not stored, so not relayed: {e}"),
                 );
             }
         }
