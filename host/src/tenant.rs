@@ -45,6 +45,9 @@ pub struct TenantConfig {
     pub max_connections: usize,
     /// Messages per `sync` reply.
     pub sync_page_size: usize,
+    /// Bytes of stored messages per `sync` reply (a reply always holds at
+    /// least one message, however large).
+    pub sync_page_bytes: usize,
     /// A device offline longer than this is forgotten with its queue.
     pub device_ttl_secs: u64,
     /// Disconnect older sockets of a uid when it authenticates again.
@@ -69,6 +72,7 @@ impl Default for TenantConfig {
             max_msgs_per_room: 10_000,
             max_connections: 100_000,
             sync_page_size: 200,
+            sync_page_bytes: 1 << 20,
             device_ttl_secs: 3600,
             kickout: true,
             admin_uids: Vec::new(),
@@ -81,6 +85,8 @@ impl Default for TenantConfig {
 pub const MAX_DEVICE_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 /// Largest `sync_page_size` accepted.
 pub const MAX_SYNC_PAGE_SIZE: usize = 10_000;
+/// Range of `sync_page_bytes` accepted: 1 KiB to 16 MiB.
+pub const SYNC_PAGE_BYTES: std::ops::RangeInclusive<usize> = 1024..=16 << 20;
 
 impl TenantConfig {
     /// Refuses values the server cannot honour, naming the field and its
@@ -96,6 +102,14 @@ impl TenantConfig {
             return Err(format!(
                 "sync_page_size must be 1..={MAX_SYNC_PAGE_SIZE}, got {}",
                 self.sync_page_size
+            ));
+        }
+        if !SYNC_PAGE_BYTES.contains(&self.sync_page_bytes) {
+            return Err(format!(
+                "sync_page_bytes must be {}..={} (1 KiB to 16 MiB), got {}",
+                SYNC_PAGE_BYTES.start(),
+                SYNC_PAGE_BYTES.end(),
+                self.sync_page_bytes
             ));
         }
         if self.max_msgs_per_room == 0 {

@@ -1,6 +1,8 @@
 // The /demo whiteboard in a real browser: examples/demo/screenshot.mjs opens two
 // pages on one room, draws in one, checks the other drew it live and that a
-// reload syncs the drawing, and saves a PNG. Skipped when Chromium is absent.
+// reload syncs the drawing, and saves a PNG. Without Chromium or the hookwire
+// binary the tests fail and say how to get them; HOOKWIRE_ALLOW_SKIP=1 skips
+// them instead.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,11 +14,20 @@ import { test } from 'node:test';
 import { BIN, REPO_ROOT } from './harness.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const skip = !existsSync(CHROMIUM)
-  ? `Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH) to run the demo test`
-  : false;
+const missing = [
+  !existsSync(CHROMIUM) && `Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`,
+  !existsSync(BIN) && `hookwire binary not found at ${BIN}: cargo build -p hookwire (or set HOOKWIRE_BIN)`,
+].filter(Boolean).join('; ');
+const allowSkip = process.env.HOOKWIRE_ALLOW_SKIP === '1';
+const skip = missing && allowSkip ? `${missing} (HOOKWIRE_ALLOW_SKIP=1)` : false;
+
+/** Fails the test when what it needs is missing (and skipping is not allowed). */
+function requireTools() {
+  if (missing) throw new Error(`the demo test cannot run: ${missing}. Set HOOKWIRE_ALLOW_SKIP=1 to skip it instead.`);
+}
 
 async function runScreenshot(t, extraArgs) {
+  requireTools();
   const dir = await mkdtemp(path.join(tmpdir(), 'hookwire-demo-test-'));
   const png = process.env.HOOKWIRE_DEMO_PNG || path.join(dir, 'demo.png');
   try {

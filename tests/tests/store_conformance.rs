@@ -18,8 +18,8 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, ensure};
 use hookwire::error::StoreError;
 use hookwire::store::{
-    ChainEntry, PluginChainRecord, PluginRecord, PushAckOutcome, PushEntry, RoomEntry, RoomWrite,
-    Store, TenantRecord, UserRecord,
+    ChainEntry, PageRequest, PluginChainRecord, PluginRecord, PushAckOutcome, PushEntry, RoomEntry,
+    RoomWrite, Store, TenantRecord, UserRecord,
 };
 use hookwire::tenant::TenantConfig;
 use hookwire_tests::procs::ServiceProc;
@@ -160,7 +160,7 @@ async fn read_all(
     let mut out = Vec::new();
     let mut offset = 0;
     for _ in 0..10_000 {
-        let p = s.room_read(t, room, offset, page).await?;
+        let p = s.room_read(t, room, PageRequest::count(offset, page)).await?;
         out.extend(p.inserts);
         offset = p.next_offset;
         if !p.more {
@@ -281,7 +281,7 @@ async fn delete_tenant_removes_only_its_data(s: Arc<dyn Store>) -> Result<()> {
     ensure!(s.delete_tenant(&a).await?);
     ensure!(s.get_tenant(&a).await?.is_none());
     ensure!(s.get_user(&a, "alice").await?.is_none(), "users gone");
-    let p = s.room_read(&a, "lobby", 0, 100).await?;
+    let p = s.room_read(&a, "lobby", PageRequest::count(0, 100)).await?;
     ensure!(
         p.inserts.is_empty() && p.updates.is_empty() && !p.more && p.next_offset == 0,
         "room gone: {p:?}"
@@ -302,7 +302,7 @@ async fn delete_tenant_removes_only_its_data(s: Arc<dyn Store>) -> Result<()> {
 
     ensure!(s.get_tenant(&b).await?.is_some());
     ensure!(s.get_user(&b, "alice").await?.is_some());
-    let p = s.room_read(&b, "lobby", 0, 100).await?;
+    let p = s.room_read(&b, "lobby", PageRequest::count(0, 100)).await?;
     ensure!(p.inserts.len() == 1 && p.updates.len() == 1);
     ensure!(seqs(&s.push_pending(&b, "alice", "phone").await?) == vec![1]);
     ensure!(s.devices(&b, "alice").await? == vec![("phone".to_string(), 1000)]);
@@ -350,7 +350,7 @@ async fn users(s: Arc<dyn Store>) -> Result<()> {
 
 async fn room_insert_and_read(s: Arc<dyn Store>) -> Result<()> {
     let t = unique("room");
-    let empty = s.room_read(&t, "r", 0, 10).await?;
+    let empty = s.room_read(&t, "r", PageRequest::count(0, 10)).await?;
     ensure!(
         empty.inserts.is_empty()
             && empty.updates.is_empty()
@@ -368,20 +368,20 @@ async fn room_insert_and_read(s: Arc<dyn Store>) -> Result<()> {
         ensure!(ack.seq == i && ack.epoch == 0, "ack {ack:?}");
         want.push((i, entry("alice", 100 + i, &format!("m{i}"))));
     }
-    let p = s.room_read(&t, "r", 0, 100).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(0, 100)).await?;
     ensure!(p.inserts == want, "all inserts in order");
     ensure!(p.next_offset == 5 && !p.more && p.epoch == 0 && p.updates.is_empty());
-    let p = s.room_read(&t, "r", 3, 100).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(3, 100)).await?;
     ensure!(p.inserts == want[3..] && p.next_offset == 5 && !p.more);
-    let p = s.room_read(&t, "r", 10, 100).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(10, 100)).await?;
     ensure!(
         p.inserts.is_empty() && p.next_offset == 5 && !p.more,
         "past the end: {p:?}"
     );
-    let p = s.room_read(&t, "r", 5, 100).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(5, 100)).await?;
     ensure!(p.inserts.is_empty() && p.next_offset == 5 && !p.more);
     ensure!(
-        s.room_read(&t, "other", 0, 100).await?.inserts.is_empty(),
+        s.room_read(&t, "other", PageRequest::count(0, 100)).await?.inserts.is_empty(),
         "rooms are separate"
     );
     Ok(())
@@ -395,19 +395,19 @@ async fn room_paging(s: Arc<dyn Store>) -> Result<()> {
     }
     s.room_write(&t, "r", update("x", "ux"), 100).await?;
     s.room_write(&t, "r", update("b", "ub"), 100).await?;
-    let p1 = s.room_read(&t, "r", 0, 4).await?;
+    let p1 = s.room_read(&t, "r", PageRequest::count(0, 4)).await?;
     ensure!(p1.inserts.iter().map(|e| e.0).collect::<Vec<_>>() == vec![0, 1, 2, 3]);
     ensure!(
         p1.next_offset == 4 && p1.more && p1.updates.is_empty(),
         "page 1: {p1:?}"
     );
-    let p2 = s.room_read(&t, "r", p1.next_offset, 4).await?;
+    let p2 = s.room_read(&t, "r", PageRequest::count(p1.next_offset, 4)).await?;
     ensure!(p2.inserts.iter().map(|e| e.0).collect::<Vec<_>>() == vec![4, 5, 6, 7]);
     ensure!(
         p2.next_offset == 8 && p2.more && p2.updates.is_empty(),
         "page 2: {p2:?}"
     );
-    let p3 = s.room_read(&t, "r", p2.next_offset, 4).await?;
+    let p3 = s.room_read(&t, "r", PageRequest::count(p2.next_offset, 4)).await?;
     ensure!(p3.inserts.iter().map(|e| e.0).collect::<Vec<_>>() == vec![8, 9]);
     ensure!(p3.next_offset == 10 && !p3.more, "page 3: {p3:?}");
     ensure!(
@@ -415,7 +415,7 @@ async fn room_paging(s: Arc<dyn Store>) -> Result<()> {
         "updates on the last page, by msgId"
     );
     // A page that ends exactly at the end of the log is the last page.
-    let exact = s.room_read(&t, "r", 6, 4).await?;
+    let exact = s.room_read(&t, "r", PageRequest::count(6, 4)).await?;
     ensure!(
         exact.inserts.len() == 4
             && exact.next_offset == 10
@@ -424,13 +424,13 @@ async fn room_paging(s: Arc<dyn Store>) -> Result<()> {
         "{exact:?}"
     );
     // An empty page stays where it is.
-    let zero = s.room_read(&t, "r", 3, 0).await?;
+    let zero = s.room_read(&t, "r", PageRequest::count(3, 0)).await?;
     ensure!(
         zero.inserts.is_empty() && zero.next_offset == 3 && zero.more && zero.updates.is_empty(),
         "limit 0: {zero:?}"
     );
     // Up to date: nothing new, but the updates.
-    let done = s.room_read(&t, "r", 10, 4).await?;
+    let done = s.room_read(&t, "r", PageRequest::count(10, 4)).await?;
     ensure!(done.inserts.is_empty() && !done.more && done.updates.len() == 2);
     Ok(())
 }
@@ -448,7 +448,7 @@ async fn room_updates(s: Arc<dyn Store>) -> Result<()> {
     // Numeric-looking msgIds sort as text.
     s.room_write(&t, "r", update("9", "nine"), 100).await?;
     s.room_write(&t, "r", update("10", "ten"), 100).await?;
-    let p = s.room_read(&t, "r", 0, 100).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(0, 100)).await?;
     ensure!(p.inserts.len() == 2, "updates are not inserts");
     ensure!(
         p.updates
@@ -473,7 +473,7 @@ async fn room_trimming(s: Arc<dyn Store>) -> Result<()> {
             .await?;
         ensure!(ack.seq == i);
     }
-    let p = s.room_read(&t, "r", 0, 100).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(0, 100)).await?;
     ensure!(
         p.inserts.iter().map(|e| e.0).collect::<Vec<_>>() == vec![2, 3, 4],
         "kept the newest 3: {:?}",
@@ -481,7 +481,7 @@ async fn room_trimming(s: Arc<dyn Store>) -> Result<()> {
     );
     ensure!(p.inserts[0].1 == entry("a", 2, "m2"));
     ensure!(p.next_offset == 5 && !p.more);
-    let p = s.room_read(&t, "r", 1, 1).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(1, 1)).await?;
     ensure!(
         p.inserts.iter().map(|e| e.0).collect::<Vec<_>>() == vec![2]
             && p.next_offset == 3
@@ -490,11 +490,11 @@ async fn room_trimming(s: Arc<dyn Store>) -> Result<()> {
     );
     // A smaller limit trims further on the next write.
     s.room_write(&t, "r", insert("a", 5, "m5"), 2).await?;
-    let p = s.room_read(&t, "r", 0, 100).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(0, 100)).await?;
     ensure!(p.inserts.iter().map(|e| e.0).collect::<Vec<_>>() == vec![4, 5]);
     // 0 is treated as 1: the newest message is always kept.
     s.room_write(&t, "r", insert("a", 6, "m6"), 0).await?;
-    let p = s.room_read(&t, "r", 0, 100).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(0, 100)).await?;
     ensure!(p.inserts.iter().map(|e| e.0).collect::<Vec<_>>() == vec![6] && p.next_offset == 7);
     Ok(())
 }
@@ -509,7 +509,7 @@ async fn room_clear_and_epoch(s: Arc<dyn Store>) -> Result<()> {
         .await?;
     ensure!(s.room_clear(&t, "r").await? == 1);
     ensure!(s.room_epoch(&t, "r").await? == 1);
-    let p = s.room_read(&t, "r", 0, 100).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(0, 100)).await?;
     ensure!(
         p.inserts.is_empty()
             && p.updates.is_empty()
@@ -523,7 +523,7 @@ async fn room_clear_and_epoch(s: Arc<dyn Store>) -> Result<()> {
         ack.seq == 0 && ack.epoch == 1,
         "seqs restart in the new epoch: {ack:?}"
     );
-    let p = s.room_read(&t, "r", 0, 100).await?;
+    let p = s.room_read(&t, "r", PageRequest::count(0, 100)).await?;
     ensure!(p.inserts == vec![(0, entry("a", 9, "after"))] && p.epoch == 1);
     ensure!(s.room_clear(&t, "r").await? == 2);
     ensure!(
@@ -532,7 +532,7 @@ async fn room_clear_and_epoch(s: Arc<dyn Store>) -> Result<()> {
     );
     ensure!(s.room_epoch(&t, "keep").await? == 0);
     ensure!(
-        s.room_read(&t, "keep", 0, 100).await?.inserts.len() == 1,
+        s.room_read(&t, "keep", PageRequest::count(0, 100)).await?.inserts.len() == 1,
         "other rooms untouched"
     );
     Ok(())
@@ -550,7 +550,7 @@ async fn numeric_and_odd_ids(s: Arc<dyn Store>) -> Result<()> {
         }
     }
     for (i, r) in rooms.iter().enumerate() {
-        let p = s.room_read(&t, r, 0, 100).await?;
+        let p = s.room_read(&t, r, PageRequest::count(0, 100)).await?;
         ensure!(
             p.inserts.len() == i + 1,
             "room {r:?} has {} entries",
@@ -994,7 +994,7 @@ async fn concurrent_room_writes(s: Arc<dyn Store>) -> Result<()> {
     }
     for k in 0..TASKS {
         ensure!(
-            s.room_read(&t, &format!("side{k}"), 0, 1000)
+            s.room_read(&t, &format!("side{k}"), PageRequest::count(0, 1000))
                 .await?
                 .inserts
                 .len() as u64
@@ -1027,7 +1027,7 @@ async fn paging_while_writers_insert(s: Arc<dyn Store>) -> Result<()> {
     let (mut seen, mut offset, mut reads, mut empty_more) = (Vec::new(), 0u64, 0u64, 0u64);
     loop {
         let done = writers.iter().all(|w| w.is_finished());
-        let page = s.room_read(&t, "r", offset, 3).await?;
+        let page = s.room_read(&t, "r", PageRequest::count(offset, 3)).await?;
         reads += 1;
         if page.more && (page.inserts.is_empty() || page.next_offset <= offset) {
             empty_more += 1;
@@ -1050,6 +1050,88 @@ async fn paging_while_writers_insert(s: Arc<dyn Store>) -> Result<()> {
         seen == (0..WRITERS * EACH).collect::<Vec<_>>(),
         "every insert once, in order: {seen:?}"
     );
+    Ok(())
+}
+
+/// Pages bounded in bytes: inserts stop at the bound (a page always holds
+/// at least one, however large), and so do update values, which continue
+/// after the last one served: every value once, in msgId order.
+async fn pages_bounded_in_bytes(s: Arc<dyn Store>) -> Result<()> {
+    let t = unique("bytes");
+    let big = "x".repeat(3000);
+    for i in 0..5u64 {
+        s.room_write(&t, "r", insert("a", i, &format!("{i}{big}")), 100)
+            .await?;
+    }
+    for m in ["m1", "m2", "m3", "m4", "m5"] {
+        s.room_write(&t, "r", update(m, &format!("{m}{big}")), 100)
+            .await?;
+    }
+    // Each entry is a little over 3000 bytes: two fit in 7000.
+    let (mut offset, mut inserts, mut pages) = (0, Vec::new(), 0);
+    loop {
+        let p = s
+            .room_read(&t, "r", PageRequest::count(offset, 100).bytes(7000))
+            .await?;
+        pages += 1;
+        ensure!(!p.inserts.is_empty() || !p.more, "an insert page that says more serves one: {p:?}");
+        ensure!(p.inserts.len() <= 2, "at most two entries of ~3 KB in 7000 bytes: {}", p.inserts.len());
+        inserts.extend(p.inserts.iter().map(|(seq, _)| *seq));
+        offset = p.next_offset;
+        if !p.more {
+            break;
+        }
+        ensure!(pages < 100, "never ended");
+    }
+    ensure!(inserts == vec![0, 1, 2, 3, 4], "inserts once, in order: {inserts:?}");
+    // One byte: still one message per page.
+    let one = s
+        .room_read(&t, "r", PageRequest::count(0, 100).bytes(1))
+        .await?;
+    ensure!(one.inserts.len() == 1 && one.more, "{one:?}");
+
+    // Update values, from the end of the log, two per page.
+    let (mut after, mut values, mut pages) = (None, Vec::new(), 0);
+    loop {
+        let p = s
+            .room_read(
+                &t,
+                "r",
+                PageRequest::count(5, 100).bytes(7000).updates_after(after.clone()),
+            )
+            .await?;
+        pages += 1;
+        ensure!(!p.more && p.next_offset == 5, "the insert log stays exhausted: {p:?}");
+        ensure!(p.updates.len() <= 2, "{} update values in 7000 bytes", p.updates.len());
+        values.extend(p.updates.iter().map(|e| {
+            let v: serde_json::Value = serde_json::from_str(&e.msg).unwrap_or_default();
+            v["text"].as_str().unwrap_or("").chars().take(2).collect::<String>()
+        }));
+        if !p.updates_more {
+            break;
+        }
+        ensure!(p.updates_last.is_some(), "a page that stops inside the values says where");
+        after = p.updates_last;
+        ensure!(pages < 100, "never ended");
+    }
+    ensure!(values == ["m1", "m2", "m3", "m4", "m5"], "every value once, in msgId order: {values:?}");
+    ensure!(pages == 3, "5 values two by two: {pages} pages");
+
+    // A page that ends the inserts with its bytes spent leaves the values
+    // for the next page (they start from the first).
+    let p = s
+        .room_read(&t, "r", PageRequest::count(4, 100).bytes(3100))
+        .await?;
+    ensure!(
+        p.inserts.len() == 1 && !p.more && p.updates.is_empty() && p.updates_more && p.updates_last.is_none(),
+        "{p:?}"
+    );
+    // Count bounds the values too.
+    let p = s.room_read(&t, "r", PageRequest::count(5, 2)).await?;
+    ensure!(p.updates.len() == 2 && p.updates_more, "{p:?}");
+    // Unbounded: everything at once, as before.
+    let p = s.room_read(&t, "r", PageRequest::count(0, 100)).await?;
+    ensure!(p.inserts.len() == 5 && p.updates.len() == 5 && !p.updates_more, "{p:?}");
     Ok(())
 }
 
@@ -1225,14 +1307,14 @@ async fn ids_at_the_top_of_unicode(s: Arc<dyn Store>) -> Result<()> {
     s.room_write(&t, &room, update(&msg_id, "edited"), 100)
         .await?;
     let seq = s.push_next_seq(&t).await?;
-    s.push_enqueue(&t, &uid, &[dev.clone()], &push(seq)).await?;
+    s.push_enqueue(&t, &uid, std::slice::from_ref(&dev), &push(seq)).await?;
     s.device_seen(&t, &uid, &dev, 1000).await?;
     s.put_plugin(&t, &plugin(&plug, 1), b"\0asm").await?;
     s.kv_set(&t, &key, b"v", 0).await?;
 
     // positive control: all of it is there and listed
     ensure!(s.get_user(&t, &uid).await?.is_some());
-    let p = s.room_read(&t, &room, 0, 100).await?;
+    let p = s.room_read(&t, &room, PageRequest::count(0, 100)).await?;
     ensure!(p.inserts.len() == 1 && p.updates.len() == 1, "room: {p:?}");
     ensure!(s.devices(&t, &uid).await? == vec![(dev.clone(), 1000)]);
     ensure!(s.list_plugins(&t).await?.len() == 1, "plugin listed");
@@ -1240,7 +1322,7 @@ async fn ids_at_the_top_of_unicode(s: Arc<dyn Store>) -> Result<()> {
 
     // a clear takes the room's updates too
     s.room_clear(&t, &room).await?;
-    let p = s.room_read(&t, &room, 0, 100).await?;
+    let p = s.room_read(&t, &room, PageRequest::count(0, 100)).await?;
     ensure!(
         p.inserts.is_empty() && p.updates.is_empty(),
         "cleared: {p:?}"
@@ -1251,7 +1333,7 @@ async fn ids_at_the_top_of_unicode(s: Arc<dyn Store>) -> Result<()> {
     ensure!(s.delete_tenant(&t).await?);
     s.put_tenant(&tenant_rec(&t)).await?;
     ensure!(s.get_user(&t, &uid).await?.is_none(), "user gone");
-    let p = s.room_read(&t, &room, 0, 100).await?;
+    let p = s.room_read(&t, &room, PageRequest::count(0, 100)).await?;
     ensure!(
         p.inserts.is_empty() && p.updates.is_empty(),
         "room gone: {p:?}"
@@ -1311,6 +1393,7 @@ macro_rules! backend_tests {
                 kv_ttl,
                 concurrent_room_writes,
                 paging_while_writers_insert,
+                pages_bounded_in_bytes,
                 concurrent_kv_incr,
             );
         }

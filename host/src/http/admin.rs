@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiResult, Reply, body_object, caller};
 use crate::protocol::wire::id_string;
 use crate::server::AppState;
+use crate::store::PageRequest;
 
 type Q = Query<HashMap<String, String>>;
 
@@ -63,15 +64,17 @@ pub async fn room_msgs(
     let c = caller(&state, &headers, &q).await?;
     let room = room_param(&q, None)?;
     let offset = q.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
-    let page = state
-        .store
-        .room_read(
-            &c.tenant.name(),
-            &room,
-            offset,
-            c.tenant.config().sync_page_size.max(1),
-        )
-        .await?;
+    let cfg = c.tenant.config();
+    let req = PageRequest::count(offset, cfg.sync_page_size.max(1))
+        .bytes(cfg.sync_page_bytes)
+        .updates_after(q.get("cursor").cloned());
+    let page = state.store.room_read(&c.tenant.name(), &room, req).await?;
+    let next = page.more || page.updates_more;
+    let cursor = page.updates_more.then(|| {
+        page.updates_last
+            .clone()
+            .or_else(|| q.get("cursor").cloned())
+    });
     let msgs: Vec<Value> = page
         .inserts
         .into_iter()
@@ -79,9 +82,12 @@ pub async fn room_msgs(
         .chain(page.updates)
         .map(|e| json!({ "data": serde_json::from_str::<Value>(&e.msg).unwrap_or(Value::Null), "ts": e.ts, "uid": e.uid }))
         .collect();
-    Ok(Reply(
-        json!({ "msgs": msgs, "offset": page.next_offset, "next": if page.more { 1 } else { 0 }, "epoch": page.epoch }),
-    ))
+    let mut out = json!({ "msgs": msgs, "offset": page.next_offset, "next": u8::from(next), "epoch": page.epoch });
+    if let Some(c) = cursor.flatten() {
+        // Update values remain: pass it back as `cursor` to continue.
+        out["cursor"] = Value::String(c);
+    }
+    Ok(Reply(out))
 }
 
 /// `POST /admin/system/push {roomId, content}` → the room gets `system` with `content`.

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::session::{JoinedRoom, Session, disconnect_soon};
+use super::session::{JoinedRoom, Session, SyncCursor, disconnect_soon};
 use super::wire::{self, fail, id_string, ok};
 use super::relay::Relay;
 use super::{device_room, push, sync_room};
@@ -20,7 +20,7 @@ use crate::policy::{
     AuthRequest, AuthVerdict, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict, StorageMode,
 };
 use crate::server::{AppState, now_ms};
-use crate::store::{RoomEntry, RoomWrite};
+use crate::store::{PageRequest, RoomEntry, RoomWrite};
 
 /// Sends a reply on `event` and, when the client passed a callback, to it.
 pub fn reply<T: serde::Serialize + ?Sized>(socket: &Socket, ack: Option<Ack>, event: &str, v: &T) {
@@ -693,7 +693,27 @@ struct SyncReply {
     reset: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     encoding: Option<&'static str>,
+    /// Set while update values remain: send it back (or page on with the
+    /// same `offset`) to continue after them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<String>,
     data: SyncData,
+}
+
+/// base64 of the gzip of the JSON array of `stored` (each already JSON).
+fn gzip_array(stored: &[String]) -> String {
+    let mut text = Vec::with_capacity(2 + stored.iter().map(|m| m.len() + 1).sum::<usize>());
+    text.push(b'[');
+    for (i, m) in stored.iter().enumerate() {
+        if i > 0 {
+            text.push(b',');
+        }
+        text.extend_from_slice(m.as_bytes());
+    }
+    text.push(b']');
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = enc.write_all(&text);
+    base64::engine::general_purpose::STANDARD.encode(enc.finish().unwrap_or_default())
 }
 
 #[derive(serde::Serialize)]
@@ -742,55 +762,87 @@ pub async fn sync(
             Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
         }
     }
-    let page = match state
-        .metrics
-        .timed(
-            "room_read",
-            state
-                .store
-                .room_read(tenant, &room.name, offset, cfg.sync_page_size.max(1)),
-        )
-        .await
-    {
+    // Where the update values continue: the client's `cursor`, else where
+    // this socket's previous page from the same offset stopped.
+    let remembered = sess.state.lock().sync_cursor.take();
+    let (updates_after, remembered_epoch) = match obj.get("cursor").and_then(Value::as_str) {
+        Some(c) if reset == 0 => (Some(c.to_string()), None),
+        _ => match remembered {
+            Some(c) if reset == 0 && *c.room == *room.name && c.offset == offset => {
+                (Some(c.after), Some(c.epoch))
+            }
+            _ => (None, None),
+        },
+    };
+    let req = PageRequest::count(offset, cfg.sync_page_size.max(1))
+        .bytes(cfg.sync_page_bytes)
+        .updates_after(updates_after);
+    let read = |req: PageRequest| {
+        state
+            .metrics
+            .timed("room_read", state.store.room_read(tenant, &room.name, req))
+    };
+    let started_after = req.updates_after.clone();
+    let mut page = match read(req.clone()).await {
         Ok(p) => p,
         Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
     };
+    let mut started_after = started_after;
+    if remembered_epoch.is_some_and(|e| e != page.epoch) {
+        // The room was cleared since: its update values start over.
+        started_after = None;
+        page = match read(req.updates_after(None)).await {
+            Ok(p) => p,
+            Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
+        };
+    }
+    // Where the next page's update values start; none while the first is
+    // still to come (the same offset starts them from the first).
+    let cursor = if page.updates_more {
+        page.updates_last.clone().or(started_after)
+    } else {
+        None
+    };
+    if let Some(after) = &cursor {
+        sess.state.lock().sync_cursor = Some(Box::new(SyncCursor {
+            room: room.name.clone(),
+            offset: page.next_offset,
+            epoch: page.epoch,
+            after: after.clone(),
+        }));
+    }
+    let (next_offset, epoch) = (page.next_offset, page.epoch);
+    let next = u8::from(page.more || page.updates_more);
     // Stored messages go out as the JSON text they were stored as: no
     // parse and re-serialisation per page.
-    let stored = page
+    let stored: Vec<String> = page
         .inserts
-        .iter()
-        .map(|(_, e)| &e.msg)
-        .chain(page.updates.iter().map(|e| &e.msg));
+        .into_iter()
+        .map(|(_, e)| e.msg)
+        .chain(page.updates.into_iter().map(|e| e.msg))
+        .collect();
     let data = if gzip {
-        let mut text = Vec::with_capacity(2 + stored.clone().map(|m| m.len() + 1).sum::<usize>());
-        text.push(b'[');
-        for (i, m) in stored.enumerate() {
-            if i > 0 {
-                text.push(b',');
-            }
-            text.extend_from_slice(m.as_bytes());
+        // Up to a page of bytes to compress: off the async workers.
+        match tokio::task::spawn_blocking(move || SyncData::Gzip(gzip_array(&stored))).await {
+            Ok(d) => d,
+            Err(e) => return reply(socket, ack, "sync", &fail(format!("sync failed: {e}"))),
         }
-        text.push(b']');
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let _ = enc.write_all(&text);
-        SyncData::Gzip(
-            base64::engine::general_purpose::STANDARD.encode(enc.finish().unwrap_or_default()),
-        )
     } else {
         SyncData::Plain(
             stored
-                .filter_map(|m| RawValue::from_string(m.clone()).ok())
+                .into_iter()
+                .filter_map(|m| RawValue::from_string(m).ok())
                 .collect(),
         )
     };
     let out = SyncReply {
         status: 0,
-        next: u8::from(page.more),
-        offset: page.next_offset,
-        epoch: page.epoch,
+        next,
+        offset: next_offset,
+        epoch,
         reset: (reset == 1).then_some(1),
         encoding: gzip.then_some("gzip"),
+        cursor,
         data,
     };
     reply(socket, ack, "sync", &out);

@@ -25,6 +25,16 @@ pub struct JoinedRoom {
     pub dummy: bool,
 }
 
+/// A `sync` that stopped inside the update values (see `sync_cursor`).
+#[derive(Debug)]
+pub struct SyncCursor {
+    pub room: Box<str>,
+    pub offset: u64,
+    pub epoch: u64,
+    /// msgId of the last update value sent.
+    pub after: String,
+}
+
 #[derive(Debug, Default)]
 pub struct SessionState {
     /// Shared with this socket's presence entries.
@@ -42,6 +52,10 @@ pub struct SessionState {
     /// The auth or join deadline passed: the socket is on its way out and
     /// later `authenticate`/`join` are refused, never answered twice.
     pub expired: bool,
+    /// Where this socket's last `sync` stopped inside the room's update
+    /// values: its next `sync` from the same offset continues there (what a
+    /// client does when it pages with `offset` only).
+    pub sync_cursor: Option<Box<SyncCursor>>,
     /// What the `authenticate` hook attached to the socket; most sockets
     /// have none, and then it takes no allocation.
     pub claims: Option<Box<Value>>,

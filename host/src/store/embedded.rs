@@ -150,6 +150,17 @@ impl EmbeddedStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// `read` on a blocking thread, for reads that can be large.
+    async fn read_off_workers<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db.begin_read().map_err(err)?))
+            .await
+            .map_err(StoreError::backend)?
+    }
+
     fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> StoreResult<T>) -> StoreResult<T> {
         let txn = self.db.begin_read().map_err(err)?;
         f(&txn)
@@ -415,24 +426,25 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn room_read(
-        &self,
-        tenant: &str,
-        room: &str,
-        offset: u64,
-        limit: usize,
-    ) -> StoreResult<RoomPage> {
-        self.read(|txn| {
+    async fn room_read(&self, tenant: &str, room: &str, req: PageRequest) -> StoreResult<RoomPage> {
+        let (tenant, room) = (tenant.to_string(), room.to_string());
+        // A page can be megabytes: read it off the async workers.
+        self.read_off_workers(move |txn| {
+            let (tenant, room) = (tenant.as_str(), room.as_str());
             let meta = room_meta_get(&txn.open_table(ROOM_META).map_err(err)?, tenant, room)?;
             let log = txn.open_table(ROOM_LOG).map_err(err)?;
+            let offset = req.offset;
             let start = offset.max(meta.first);
+            let mut budget = PageBudget::new(&req);
             let mut inserts = Vec::new();
             for r in log
                 .range((tenant, room, start)..(tenant, room, meta.next))
                 .map_err(err)?
-                .take(limit)
             {
                 let (k, v) = r.map_err(err)?;
+                if !budget.admit(inserts.len(), v.value().len()) {
+                    break;
+                }
                 inserts.push((k.value().2, from_json(v.value())?));
             }
             let next_offset = inserts
@@ -441,13 +453,21 @@ impl Store for EmbeddedStore {
                 .unwrap_or(start.min(meta.next).max(offset.min(meta.next)));
             let more = next_offset < meta.next;
             let mut updates = Vec::new();
+            let (mut updates_more, mut updates_last) = (false, None);
             if !more {
                 let t = txn.open_table(ROOM_UPDATES).map_err(err)?;
+                let from = req.updates_after.as_deref().map(after).unwrap_or_default();
                 for r in t
-                    .range((tenant, room, "")..(tenant, after(room).as_str(), ""))
+                    .range((tenant, room, from.as_str())..(tenant, after(room).as_str(), ""))
                     .map_err(err)?
                 {
-                    updates.push(from_json(r.map_err(err)?.1.value())?);
+                    let (k, v) = r.map_err(err)?;
+                    if !budget.admit(updates.len(), v.value().len()) {
+                        updates_more = true;
+                        break;
+                    }
+                    updates.push(from_json(v.value())?);
+                    updates_last = Some(k.value().2.to_string());
                 }
             }
             Ok(RoomPage {
@@ -455,9 +475,12 @@ impl Store for EmbeddedStore {
                 updates,
                 next_offset,
                 more,
+                updates_more,
+                updates_last,
                 epoch: meta.epoch,
             })
         })
+        .await
     }
 
     async fn room_clear(&self, tenant: &str, room: &str) -> StoreResult<u64> {

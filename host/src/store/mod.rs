@@ -107,18 +107,105 @@ pub struct RoomWriteAck {
     pub epoch: u64,
 }
 
+/// What one page of a room log may hold, as `sync` asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Where to start in the insert log.
+    pub offset: u64,
+    /// Most inserts in the page, and most update values (0: nothing is
+    /// read; the page only tells whether inserts remain).
+    pub max_count: usize,
+    /// Most bytes of stored JSON in the page, inserts and update values
+    /// together. A page always holds at least one message, however large.
+    pub max_bytes: usize,
+    /// Continue the update values after this msgId (`None`: from the first).
+    pub updates_after: Option<String>,
+}
+
+impl PageRequest {
+    /// A page bounded in count only.
+    pub fn count(offset: u64, max_count: usize) -> Self {
+        PageRequest {
+            offset,
+            max_count,
+            max_bytes: usize::MAX,
+            updates_after: None,
+        }
+    }
+
+    /// The same request bounded in bytes too.
+    pub fn bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The same request continuing the update values after `msg_id`.
+    pub fn updates_after(mut self, msg_id: Option<String>) -> Self {
+        self.updates_after = msg_id;
+        self
+    }
+}
+
+/// Counts one page's messages against its [`PageRequest`]; every backend
+/// fills its pages through it, so the bounds mean the same everywhere.
+#[derive(Debug)]
+pub struct PageBudget {
+    count: usize,
+    max_count: usize,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl PageBudget {
+    pub fn new(req: &PageRequest) -> Self {
+        PageBudget {
+            count: 0,
+            max_count: req.max_count,
+            bytes: 0,
+            max_bytes: req.max_bytes,
+        }
+    }
+
+    /// Whether a message of `len` bytes fits, counting it if so. The first
+    /// message of a page always fits (a page is never empty for its size);
+    /// `count` is this kind's messages so far (inserts, or update values).
+    pub fn admit(&mut self, count: usize, len: usize) -> bool {
+        if count >= self.max_count {
+            return false;
+        }
+        let first = self.count == 0;
+        if !first && self.bytes.saturating_add(len) > self.max_bytes {
+            return false;
+        }
+        self.count += 1;
+        self.bytes = self.bytes.saturating_add(len);
+        true
+    }
+
+    /// Whether the page is full in bytes (nothing more fits).
+    pub fn bytes_full(&self) -> bool {
+        self.count > 0 && self.bytes >= self.max_bytes
+    }
+}
+
 /// One page of a room log, in insert order, as `sync` serves it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomPage {
     /// Inserted entries from the requested offset (trimmed ones are skipped).
     pub inserts: Vec<(u64, RoomEntry)>,
-    /// The current value of every updated msgId; only filled when the insert
-    /// log is exhausted by this page.
+    /// Current values of updated msgIds, in msgId order, after the
+    /// request's `updates_after`; only filled when the insert log is
+    /// exhausted by this page.
     pub updates: Vec<RoomEntry>,
     /// Where the next page starts in the insert log.
     pub next_offset: u64,
     /// True when more inserts remain after this page.
     pub more: bool,
+    /// True when the insert log is exhausted but more update values remain
+    /// (the page's bounds stopped them): continue after `updates_last`.
+    pub updates_more: bool,
+    /// msgId of the last update value in `updates`.
+    pub updates_last: Option<String>,
     pub epoch: u64,
 }
 
@@ -210,13 +297,11 @@ pub trait Store: Send + Sync + 'static {
         write: RoomWrite,
         max_entries: u64,
     ) -> StoreResult<RoomWriteAck>;
-    async fn room_read(
-        &self,
-        tenant: &str,
-        room: &str,
-        offset: u64,
-        limit: usize,
-    ) -> StoreResult<RoomPage>;
+    /// One page from `req.offset`: inserts, then (once the insert log is
+    /// exhausted) update values after `req.updates_after`, within the
+    /// request's bounds.
+    async fn room_read(&self, tenant: &str, room: &str, req: PageRequest)
+    -> StoreResult<RoomPage>;
     /// Removes every stored message of the room and raises its epoch.
     async fn room_clear(&self, tenant: &str, room: &str) -> StoreResult<u64>;
     async fn room_epoch(&self, tenant: &str, room: &str) -> StoreResult<u64>;

@@ -69,6 +69,9 @@ use super::*;
 
 /// Attempts for a write that can lose a race (duplicate key, CAS miss).
 const MAX_RACE_RETRIES: usize = 1000;
+/// Documents fetched per round trip when a page is read: entries can be
+/// large, and a page stops at its byte bound.
+const PAGE_BATCH: u32 = 8;
 
 fn is_dup(e: &MongoError) -> bool {
     const DUP: i32 = 11000;
@@ -511,37 +514,33 @@ impl Store for MongoStore {
         }
     }
 
-    async fn room_read(
-        &self,
-        tenant: &str,
-        room: &str,
-        offset: u64,
-        limit: usize,
-    ) -> StoreResult<RoomPage> {
+    async fn room_read(&self, tenant: &str, room: &str, req: PageRequest) -> StoreResult<RoomPage> {
+        let (offset, limit) = (req.offset, req.max_count);
         let epoch = self.room_epoch_of(tenant, room).await?;
         let base = doc! { "t": tenant, "r": room, "e": epoch };
+        let mut budget = PageBudget::new(&req);
         let mut inserts = Vec::new();
         let mut more = false;
         if limit > 0 {
             let mut filter = base.clone();
             filter.insert("s", doc! { "$gte": i(offset.min(i64::MAX as u64)) });
-            // One extra document tells whether more remain.
-            let docs: Vec<Document> = self
+            // One extra document tells whether more remain; small batches,
+            // so a page of large entries never fetches much more than it sends.
+            let mut docs = self
                 .c("room_log")
                 .find(filter)
                 .sort(doc! { "s": 1 })
                 .limit(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
-                .await
-                .map_err(err)?
-                .try_collect()
+                .batch_size(PAGE_BATCH)
                 .await
                 .map_err(err)?;
-            more = docs.len() > limit;
-            for d in docs.iter().take(limit) {
-                inserts.push((
-                    int(d, "s")? as u64,
-                    from_json(d.get_str("doc").map_err(|e| corrupt("doc", e))?)?,
-                ));
+            while let Some(d) = docs.try_next().await.map_err(err)? {
+                let text = d.get_str("doc").map_err(|e| corrupt("doc", e))?;
+                if !budget.admit(inserts.len(), text.len()) {
+                    more = true;
+                    break;
+                }
+                inserts.push((int(&d, "s")? as u64, from_json(text)?));
             }
         }
         let next_offset = match inserts.last() {
@@ -573,9 +572,27 @@ impl Store for MongoStore {
             }
         };
         let mut updates = Vec::new();
+        let (mut updates_more, mut updates_last) = (false, None);
         if !more {
-            for d in self.find_all("room_updates", base, doc! { "m": 1 }).await? {
-                updates.push(from_json(d.get_str("doc").map_err(|e| corrupt("doc", e))?)?);
+            let mut filter = base;
+            if let Some(after) = &req.updates_after {
+                filter.insert("m", doc! { "$gt": after.as_str() });
+            }
+            let mut docs = self
+                .c("room_updates")
+                .find(filter)
+                .sort(doc! { "m": 1 })
+                .batch_size(PAGE_BATCH)
+                .await
+                .map_err(err)?;
+            while let Some(d) = docs.try_next().await.map_err(err)? {
+                let text = d.get_str("doc").map_err(|e| corrupt("doc", e))?;
+                if !budget.admit(updates.len(), text.len()) {
+                    updates_more = true;
+                    break;
+                }
+                updates.push(from_json(text)?);
+                updates_last = Some(d.get_str("m").map_err(|e| corrupt("m", e))?.to_string());
             }
         }
         Ok(RoomPage {
@@ -583,6 +600,8 @@ impl Store for MongoStore {
             updates,
             next_offset,
             more,
+            updates_more,
+            updates_last,
             epoch: epoch as u64,
         })
     }

@@ -220,18 +220,58 @@ local nxt = tonumber(m[2]) or 0
 local epoch = tonumber(m[3]) or 0
 local offset = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local max_bytes = tonumber(ARGV[3])
+local has_after = ARGV[4] == '1'
+local after = ARGV[5]
+-- The page's bounds, as PageBudget counts them: at least one message.
+local count, bytes = 0, 0
+local function admit(n, len)
+  if n >= limit then return false end
+  if count > 0 and bytes + len > max_bytes then return false end
+  count = count + 1
+  bytes = bytes + len
+  return true
+end
 local start = math.max(offset, first)
 local items = {}
-if start < nxt and limit > 0 then
-  local a = start - first
-  local b = math.min(a + limit, nxt - first) - 1
-  items = redis.call('LRANGE', KEYS[2], a, b)
+local pos = start
+local full = limit <= 0
+-- In small chunks, so a page of large entries never copies more than it sends.
+while pos < nxt and not full do
+  local a = pos - first
+  local chunk = redis.call('LRANGE', KEYS[2], a, math.min(a + 15, nxt - first - 1))
+  if #chunk == 0 then break end
+  for _, v in ipairs(chunk) do
+    if admit(#items, #v) then
+      items[#items + 1] = v
+      pos = pos + 1
+    else
+      full = true
+      break
+    end
+  end
 end
 local next_offset
 if #items > 0 then next_offset = start + #items else next_offset = math.min(start, nxt) end
 local upd = {}
-if next_offset >= nxt then upd = redis.call('HGETALL', KEYS[3]) end
-return {epoch, start, next_offset, nxt, items, upd}
+local upd_more = 0
+local upd_last = ''
+if next_offset >= nxt then
+  local fields = redis.call('HKEYS', KEYS[3])
+  table.sort(fields)
+  for _, f in ipairs(fields) do
+    if (not has_after) or f > after then
+      if admit(#upd, redis.call('HSTRLEN', KEYS[3], f)) then
+        upd[#upd + 1] = redis.call('HGET', KEYS[3], f)
+        upd_last = f
+      else
+        upd_more = 1
+        break
+      end
+    end
+  end
+end
+return {epoch, start, next_offset, nxt, items, upd, upd_more, upd_last}
 "#;
 
 /// KEYS: meta, log, upd, updlog. Returns the new epoch.
@@ -507,42 +547,36 @@ impl Store for RedisStore {
         Ok(RoomWriteAck { seq, epoch })
     }
 
-    async fn room_read(
-        &self,
-        tenant: &str,
-        room: &str,
-        offset: u64,
-        limit: usize,
-    ) -> StoreResult<RoomPage> {
+    async fn room_read(&self, tenant: &str, room: &str, req: PageRequest) -> StoreResult<RoomPage> {
         let k = room_keys(tenant, room);
         let mut inv = self.room_read.prepare_invoke();
         inv.key(&k.meta)
             .key(&k.log)
             .key(&k.upd)
-            .arg(offset)
-            .arg(limit);
-        type Reply = (u64, u64, u64, u64, Vec<String>, Vec<String>);
-        let (epoch, start, next_offset, next, items, upd): Reply =
+            .arg(req.offset)
+            .arg(req.max_count)
+            .arg(req.max_bytes.min(i64::MAX as usize))
+            .arg(u8::from(req.updates_after.is_some()))
+            .arg(req.updates_after.as_deref().unwrap_or(""));
+        type Reply = (u64, u64, u64, u64, Vec<String>, Vec<String>, u8, String);
+        let (epoch, start, next_offset, next, items, upd, upd_more, upd_last): Reply =
             inv.invoke_async(&mut self.con()).await.map_err(err)?;
         let inserts = items
             .iter()
             .enumerate()
             .map(|(i, s)| Ok((start + i as u64, from_json(s)?)))
             .collect::<StoreResult<Vec<_>>>()?;
-        // HGETALL is field, value, field, value...; sort by msgId like the
-        // embedded store's key order.
-        let mut pairs: Vec<(&String, &String)> =
-            upd.chunks_exact(2).map(|c| (&c[0], &c[1])).collect();
-        pairs.sort_by(|a, b| a.0.cmp(b.0));
-        let updates = pairs
-            .into_iter()
-            .map(|(_, v)| from_json(v))
+        let updates = upd
+            .iter()
+            .map(|v| from_json(v))
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(RoomPage {
+            updates_last: (!updates.is_empty()).then_some(upd_last),
             inserts,
             updates,
             next_offset,
             more: next_offset < next,
+            updates_more: upd_more == 1,
             epoch,
         })
     }
