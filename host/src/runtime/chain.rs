@@ -401,16 +401,30 @@ impl LoadedPlugin {
     }
 
     async fn call_inner(&self, call: &Call<'_>, started: Instant) -> Result<Output, HookError> {
-        // Bounds the instances in use (and fiber stacks) on the node.
-        let _permit = self
-            .shared
-            .calls
-            .acquire()
-            .await
-            .map_err(|_| HookError::Instantiate {
-                plugin: self.name.clone(),
-                detail: "plugin runtime is shutting down".into(),
-            })?;
+        // The tenant's permit, then the node's: one tenant's slow calls
+        // queue for that tenant's share only, so other tenants' calls find
+        // the node's permits free. Waiting counts against the call's wall
+        // ceiling: a call that cannot start in time ends there.
+        let deadline = tokio::time::Instant::from_std(started + self.scope.limits.wall_ceiling);
+        let permits = async {
+            let tenant = self.scope.tenant_calls.acquire().await?;
+            let node = self.shared.calls.acquire().await?;
+            Ok::<_, tokio::sync::AcquireError>((tenant, node))
+        };
+        let _permits = match tokio::time::timeout_at(deadline, permits).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => {
+                return Err(HookError::Instantiate {
+                    plugin: self.name.clone(),
+                    detail: "plugin runtime is shutting down".into(),
+                });
+            }
+            Err(_) => {
+                return Err(HookError::Timeout {
+                    plugin: self.name.clone(),
+                });
+            }
+        };
         let idle = self.idle.lock().pop();
         let mut warm = match idle {
             Some(mut w) => {
@@ -430,7 +444,6 @@ impl LoadedPlugin {
         // waits in the host (a WASI sleep or poll, kv, http-fetch) is ended
         // here, at the call's wall ceiling counted from its start. Dropping
         // the call's future unwinds the guest's fiber.
-        let deadline = tokio::time::Instant::from_std(started + self.scope.limits.wall_ceiling);
         match tokio::time::timeout_at(deadline, Self::invoke(&mut warm, call)).await {
             Ok(Ok(out)) => {
                 let checked = self.check(out);

@@ -28,6 +28,8 @@ const MAX_RANDOM_BYTES: u32 = 64 * 1024;
 /// The identity and permissions of a loaded plugin, shared by its instances.
 pub struct PluginScope {
     pub tenant: Arc<str>,
+    /// The tenant's instance permits (see `EngineLimits::max_instances_per_tenant`).
+    pub tenant_calls: Arc<tokio::sync::Semaphore>,
     pub plugin: Arc<str>,
     pub version: u64,
     pub config_json: Arc<str>,

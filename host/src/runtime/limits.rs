@@ -59,6 +59,10 @@ pub struct EngineLimits {
     /// Hook calls (= live instances in use) at once on this node; further
     /// calls wait. Also sizes the pooling allocator.
     pub max_concurrent_instances: u32,
+    /// Hook calls at once of one tenant (its share of
+    /// `max_concurrent_instances`): a tenant whose plugins are slow waits
+    /// for its own permits, and other tenants' calls find theirs free.
+    pub max_instances_per_tenant: u32,
     /// Idle warm instances kept for reuse, summed over all plugins of all
     /// tenants. 0 means a fresh instance for every call.
     pub max_idle_instances: u32,
@@ -93,6 +97,7 @@ impl Default for EngineLimits {
             max_component_bytes: 10 << 20,
             max_output_bytes: 1 << 20,
             max_concurrent_instances: 64,
+            max_instances_per_tenant: 16,
             max_idle_instances: 256,
             max_idle_per_plugin: 8,
             epoch_tick_us: 1000,
@@ -109,6 +114,11 @@ impl EngineLimits {
         self.cache_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("./data/plugin-cache"))
+    }
+    /// A tenant's permits: its share, never more than the node's.
+    pub fn tenant_instances(&self) -> usize {
+        self.max_instances_per_tenant
+            .clamp(1, self.max_concurrent_instances.max(1)) as usize
     }
     pub fn epoch_tick(&self) -> Duration {
         Duration::from_micros(self.epoch_tick_us.max(100))

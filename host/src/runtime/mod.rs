@@ -77,6 +77,23 @@ pub(crate) struct Shared {
     pub(crate) calls: Semaphore,
     /// Idle warm instances over all plugins.
     pub(crate) idle_total: AtomicUsize,
+    /// Each tenant's permits (`max_instances_per_tenant`), shared by all of
+    /// its plugins and kept while any of them is loaded.
+    tenant_calls: Mutex<HashMap<Arc<str>, Weak<Semaphore>>>,
+}
+
+impl Shared {
+    /// The permits of `tenant`, created on first use.
+    fn tenant_calls(&self, tenant: &str) -> Arc<Semaphore> {
+        let mut map = self.tenant_calls.lock();
+        if let Some(s) = map.get(tenant).and_then(Weak::upgrade) {
+            return s;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let s = Arc::new(Semaphore::new(self.limits.tenant_instances()));
+        map.insert(tenant.into(), Arc::downgrade(&s));
+        s
+    }
 }
 
 /// Compiles, validates and loads plugins; installs tenants' chains.
@@ -180,6 +197,7 @@ impl PluginRuntime {
                 metrics,
                 calls: Semaphore::new(limits.max_concurrent_instances as usize),
                 idle_total: AtomicUsize::new(0),
+                tenant_calls: Mutex::default(),
             }),
             linker,
             store,
@@ -270,6 +288,7 @@ impl PluginRuntime {
         manifest: &PluginManifest,
     ) -> Arc<PluginScope> {
         Arc::new(PluginScope {
+            tenant_calls: self.shared.tenant_calls(tenant),
             tenant: tenant.into(),
             plugin: name.into(),
             version,
