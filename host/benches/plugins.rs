@@ -95,6 +95,7 @@ impl Bench {
     ) -> Arc<Tenant> {
         rt.block_on(async {
             let rec = TenantRecord {
+                version: 1,
                 name: name.into(),
                 config: TenantConfig::default(),
                 api_key_hashes: vec![],

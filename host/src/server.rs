@@ -195,6 +195,9 @@ pub async fn serve(
     let housekeeping = protocol::spawn_housekeeping(&state);
     let heartbeat = state.presence.spawn_heartbeat();
     let listener_task = state.bus.as_ref().map(|b| b.spawn_listener(state.clone()));
+    // A store shared with other nodes can change under this one.
+    let reconcile =
+        (state.store.kind() != "embedded").then(|| crate::cluster::spawn_tenant_reconcile(&state));
 
     let app = crate::http::router(state.clone())
         .layer(layer)
@@ -211,6 +214,9 @@ pub async fn serve(
     .await;
     housekeeping.abort();
     if let Some(t) = listener_task {
+        t.abort();
+    }
+    if let Some(t) = reconcile {
         t.abort();
     }
     if let Some(t) = heartbeat {
@@ -340,13 +346,18 @@ async fn bootstrap(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
                 path.display()
             );
         }
+        // Only if still missing: nodes of a cluster may start together.
         store
-            .put_tenant(&TenantRecord {
-                name: DEFAULT_TENANT.into(),
-                config: config.tenant_defaults.clone(),
-                api_key_hashes: vec![auth::sha256_hex(&key)],
-                created_ms: now_ms(),
-            })
+            .swap_tenant(
+                &TenantRecord {
+                    name: DEFAULT_TENANT.into(),
+                    config: config.tenant_defaults.clone(),
+                    api_key_hashes: vec![auth::sha256_hex(&key)],
+                    created_ms: now_ms(),
+                    version: 1,
+                },
+                None,
+            )
             .await?;
     }
     Ok(())

@@ -153,6 +153,20 @@ impl Tenant {
     pub fn record(&self) -> TenantRecord {
         self.record.read().clone()
     }
+    /// Applies `rec` read from the store unless this node already holds a
+    /// later change of the same tenant (announcements and reconciles may
+    /// arrive out of order). A re-created tenant (another `created_ms`)
+    /// always replaces the old one. Returns whether it applied.
+    pub fn follow(&self, rec: TenantRecord) -> bool {
+        {
+            let cur = self.record.read();
+            if cur.created_ms == rec.created_ms && cur.version >= rec.version {
+                return false;
+            }
+        }
+        self.set_record(rec);
+        true
+    }
     pub fn set_record(&self, rec: TenantRecord) {
         self.config.store(Arc::new(rec.config.clone()));
         *self.record.write() = rec;
@@ -202,6 +216,10 @@ pub fn valid_tenant_name(name: &str) -> bool {
 #[derive(Default)]
 pub struct TenantRegistry {
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
+    /// Held while a tenant is created, deleted or followed from the store
+    /// on this node, so a reconcile pass never re-mounts a tenant being
+    /// deleted here nor mounts one twice.
+    pub lifecycle: tokio::sync::Mutex<()>,
 }
 
 impl TenantRegistry {

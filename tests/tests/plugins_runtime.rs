@@ -69,6 +69,7 @@ async fn env_with(tune: impl FnOnce(EngineLimits) -> EngineLimits) -> Env {
 impl Env {
     async fn tenant(&self, name: &str) -> Arc<Tenant> {
         let rec = TenantRecord {
+            version: 1,
             name: name.into(),
             config: TenantConfig::default(),
             api_key_hashes: vec![],
@@ -580,6 +581,7 @@ async fn a_restart_loads_compiled_components_from_the_disk_cache() {
             .unwrap(),
     );
     let rec = TenantRecord {
+        version: 1,
         name: "cached".into(),
         config: TenantConfig::default(),
         api_key_hashes: vec![],

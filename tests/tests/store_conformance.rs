@@ -100,6 +100,7 @@ fn unique(prefix: &str) -> String {
 
 fn tenant_rec(name: &str) -> TenantRecord {
     TenantRecord {
+        version: 1,
         name: name.into(),
         config: TenantConfig::default(),
         api_key_hashes: vec!["ab".repeat(32)],
@@ -160,7 +161,9 @@ async fn read_all(
     let mut out = Vec::new();
     let mut offset = 0;
     for _ in 0..10_000 {
-        let p = s.room_read(t, room, PageRequest::count(offset, page)).await?;
+        let p = s
+            .room_read(t, room, PageRequest::count(offset, page))
+            .await?;
         out.extend(p.inserts);
         offset = p.next_offset;
         if !p.more {
@@ -381,7 +384,10 @@ async fn room_insert_and_read(s: Arc<dyn Store>) -> Result<()> {
     let p = s.room_read(&t, "r", PageRequest::count(5, 100)).await?;
     ensure!(p.inserts.is_empty() && p.next_offset == 5 && !p.more);
     ensure!(
-        s.room_read(&t, "other", PageRequest::count(0, 100)).await?.inserts.is_empty(),
+        s.room_read(&t, "other", PageRequest::count(0, 100))
+            .await?
+            .inserts
+            .is_empty(),
         "rooms are separate"
     );
     Ok(())
@@ -401,13 +407,17 @@ async fn room_paging(s: Arc<dyn Store>) -> Result<()> {
         p1.next_offset == 4 && p1.more && p1.updates.is_empty(),
         "page 1: {p1:?}"
     );
-    let p2 = s.room_read(&t, "r", PageRequest::count(p1.next_offset, 4)).await?;
+    let p2 = s
+        .room_read(&t, "r", PageRequest::count(p1.next_offset, 4))
+        .await?;
     ensure!(p2.inserts.iter().map(|e| e.0).collect::<Vec<_>>() == vec![4, 5, 6, 7]);
     ensure!(
         p2.next_offset == 8 && p2.more && p2.updates.is_empty(),
         "page 2: {p2:?}"
     );
-    let p3 = s.room_read(&t, "r", PageRequest::count(p2.next_offset, 4)).await?;
+    let p3 = s
+        .room_read(&t, "r", PageRequest::count(p2.next_offset, 4))
+        .await?;
     ensure!(p3.inserts.iter().map(|e| e.0).collect::<Vec<_>>() == vec![8, 9]);
     ensure!(p3.next_offset == 10 && !p3.more, "page 3: {p3:?}");
     ensure!(
@@ -532,7 +542,11 @@ async fn room_clear_and_epoch(s: Arc<dyn Store>) -> Result<()> {
     );
     ensure!(s.room_epoch(&t, "keep").await? == 0);
     ensure!(
-        s.room_read(&t, "keep", PageRequest::count(0, 100)).await?.inserts.len() == 1,
+        s.room_read(&t, "keep", PageRequest::count(0, 100))
+            .await?
+            .inserts
+            .len()
+            == 1,
         "other rooms untouched"
     );
     Ok(())
@@ -1074,8 +1088,15 @@ async fn pages_bounded_in_bytes(s: Arc<dyn Store>) -> Result<()> {
             .room_read(&t, "r", PageRequest::count(offset, 100).bytes(7000))
             .await?;
         pages += 1;
-        ensure!(!p.inserts.is_empty() || !p.more, "an insert page that says more serves one: {p:?}");
-        ensure!(p.inserts.len() <= 2, "at most two entries of ~3 KB in 7000 bytes: {}", p.inserts.len());
+        ensure!(
+            !p.inserts.is_empty() || !p.more,
+            "an insert page that says more serves one: {p:?}"
+        );
+        ensure!(
+            p.inserts.len() <= 2,
+            "at most two entries of ~3 KB in 7000 bytes: {}",
+            p.inserts.len()
+        );
         inserts.extend(p.inserts.iter().map(|(seq, _)| *seq));
         offset = p.next_offset;
         if !p.more {
@@ -1083,7 +1104,10 @@ async fn pages_bounded_in_bytes(s: Arc<dyn Store>) -> Result<()> {
         }
         ensure!(pages < 100, "never ended");
     }
-    ensure!(inserts == vec![0, 1, 2, 3, 4], "inserts once, in order: {inserts:?}");
+    ensure!(
+        inserts == vec![0, 1, 2, 3, 4],
+        "inserts once, in order: {inserts:?}"
+    );
     // One byte: still one message per page.
     let one = s
         .room_read(&t, "r", PageRequest::count(0, 100).bytes(1))
@@ -1097,24 +1121,44 @@ async fn pages_bounded_in_bytes(s: Arc<dyn Store>) -> Result<()> {
             .room_read(
                 &t,
                 "r",
-                PageRequest::count(5, 100).bytes(7000).updates_after(after.clone()),
+                PageRequest::count(5, 100)
+                    .bytes(7000)
+                    .updates_after(after.clone()),
             )
             .await?;
         pages += 1;
-        ensure!(!p.more && p.next_offset == 5, "the insert log stays exhausted: {p:?}");
-        ensure!(p.updates.len() <= 2, "{} update values in 7000 bytes", p.updates.len());
+        ensure!(
+            !p.more && p.next_offset == 5,
+            "the insert log stays exhausted: {p:?}"
+        );
+        ensure!(
+            p.updates.len() <= 2,
+            "{} update values in 7000 bytes",
+            p.updates.len()
+        );
         values.extend(p.updates.iter().map(|e| {
             let v: serde_json::Value = serde_json::from_str(&e.msg).unwrap_or_default();
-            v["text"].as_str().unwrap_or("").chars().take(2).collect::<String>()
+            v["text"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(2)
+                .collect::<String>()
         }));
         if !p.updates_more {
             break;
         }
-        ensure!(p.updates_last.is_some(), "a page that stops inside the values says where");
+        ensure!(
+            p.updates_last.is_some(),
+            "a page that stops inside the values says where"
+        );
         after = p.updates_last;
         ensure!(pages < 100, "never ended");
     }
-    ensure!(values == ["m1", "m2", "m3", "m4", "m5"], "every value once, in msgId order: {values:?}");
+    ensure!(
+        values == ["m1", "m2", "m3", "m4", "m5"],
+        "every value once, in msgId order: {values:?}"
+    );
     ensure!(pages == 3, "5 values two by two: {pages} pages");
 
     // A page that ends the inserts with its bytes spent leaves the values
@@ -1123,7 +1167,11 @@ async fn pages_bounded_in_bytes(s: Arc<dyn Store>) -> Result<()> {
         .room_read(&t, "r", PageRequest::count(4, 100).bytes(3100))
         .await?;
     ensure!(
-        p.inserts.len() == 1 && !p.more && p.updates.is_empty() && p.updates_more && p.updates_last.is_none(),
+        p.inserts.len() == 1
+            && !p.more
+            && p.updates.is_empty()
+            && p.updates_more
+            && p.updates_last.is_none(),
         "{p:?}"
     );
     // Count bounds the values too.
@@ -1131,8 +1179,72 @@ async fn pages_bounded_in_bytes(s: Arc<dyn Store>) -> Result<()> {
     ensure!(p.updates.len() == 2 && p.updates_more, "{p:?}");
     // Unbounded: everything at once, as before.
     let p = s.room_read(&t, "r", PageRequest::count(0, 100)).await?;
-    ensure!(p.inserts.len() == 5 && p.updates.len() == 5 && !p.updates_more, "{p:?}");
+    ensure!(
+        p.inserts.len() == 5 && p.updates.len() == 5 && !p.updates_more,
+        "{p:?}"
+    );
     Ok(())
+}
+
+/// Tenant records change by compare-and-set of their version: a writer
+/// holding an older copy cannot overwrite a newer record, a create cannot
+/// overwrite an existing one, and racing writers of one version: one wins.
+async fn tenant_compare_and_set(s: Arc<dyn Store>) -> Result<()> {
+    let name = unique("cas");
+    let mut rec = tenant_rec(&name);
+    ensure!(s.swap_tenant(&rec, None).await?, "create when missing");
+    ensure!(
+        !s.swap_tenant(&rec, None).await?,
+        "a second create is refused"
+    );
+    ensure!(
+        !s.swap_tenant(&rec, Some(7)).await?,
+        "a wrong version is refused"
+    );
+    let v1 = rec.version;
+    rec.version = v1 + 1;
+    rec.config.kickout = false;
+    ensure!(
+        s.swap_tenant(&rec, Some(v1)).await?,
+        "the current version wins"
+    );
+    let stale = TenantRecord {
+        version: v1 + 1,
+        ..tenant_rec(&name)
+    };
+    ensure!(
+        !s.swap_tenant(&stale, Some(v1)).await?,
+        "an older copy is refused"
+    );
+    let got = s.get_tenant(&name).await?.ok_or_else(|| anyhow!("gone"))?;
+    ensure!(got.version == v1 + 1 && !got.config.kickout, "{got:?}");
+    // Racing writers from the same version: exactly one lands.
+    let tasks: Vec<_> = (0..8u32)
+        .map(|k| {
+            let (s, mut r) = (s.clone(), got.clone());
+            tokio::spawn(async move {
+                r.version += 1;
+                r.config.max_rooms_per_socket = k as usize;
+                s.swap_tenant(&r, Some(got_version(&r))).await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await??);
+    }
+    ensure!(wins == 1, "{wins} of 8 racing writers landed");
+    ensure!(
+        !s.swap_tenant(&tenant_rec(&unique("cas-missing")), Some(1))
+            .await?,
+        "a change of a missing tenant is refused"
+    );
+    Ok(())
+}
+
+/// The version a change of `r` (already raised by one) was made from.
+fn got_version(r: &TenantRecord) -> u64 {
+    r.version - 1
 }
 
 async fn concurrent_kv_incr(s: Arc<dyn Store>) -> Result<()> {
@@ -1307,7 +1419,8 @@ async fn ids_at_the_top_of_unicode(s: Arc<dyn Store>) -> Result<()> {
     s.room_write(&t, &room, update(&msg_id, "edited"), 100)
         .await?;
     let seq = s.push_next_seq(&t).await?;
-    s.push_enqueue(&t, &uid, std::slice::from_ref(&dev), &push(seq)).await?;
+    s.push_enqueue(&t, &uid, std::slice::from_ref(&dev), &push(seq))
+        .await?;
     s.device_seen(&t, &uid, &dev, 1000).await?;
     s.put_plugin(&t, &plugin(&plug, 1), b"\0asm").await?;
     s.kv_set(&t, &key, b"v", 0).await?;
@@ -1394,6 +1507,7 @@ macro_rules! backend_tests {
                 concurrent_room_writes,
                 paging_while_writers_insert,
                 pages_bounded_in_bytes,
+                tenant_compare_and_set,
                 concurrent_kv_incr,
             );
         }

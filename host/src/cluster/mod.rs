@@ -35,6 +35,7 @@ use serde_json::Value;
 use crate::policy::PushRequest;
 use crate::protocol::{push, wire};
 use crate::server::AppState;
+use crate::store::TenantRecord;
 use crate::tenant::DEFAULT_TENANT;
 use hub::RedisHub;
 
@@ -256,8 +257,69 @@ async fn chain_changed(state: &AppState, tenant_name: &str) {
     }
 }
 
-/// Another node created, changed or deleted a tenant: follow the store.
+/// How often every node re-reads all tenant records from the shared store.
+/// An announcement lost on the way (Redis down or restarting, a node cut
+/// off) is healed by the next pass: a change made on one node shows on every
+/// node within this period (plus one store read), and a pass also runs as
+/// soon as Redis is back.
+pub const TENANT_RECONCILE: Duration = Duration::from_secs(3);
+
+/// Keeps this node's tenants equal to the shared store's, every
+/// [`TENANT_RECONCILE`] and right after Redis reconnects.
+pub fn spawn_tenant_reconcile(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = tokio::time::Instant::now();
+        let mut was_up = true;
+        loop {
+            tick.tick().await;
+            let up = state.bus.as_ref().is_none_or(|b| b.hub().is_up());
+            let reconnected = up && !was_up;
+            was_up = up;
+            if !reconnected && last.elapsed() < TENANT_RECONCILE {
+                continue;
+            }
+            last = tokio::time::Instant::now();
+            reconcile_tenants(&state).await;
+        }
+    })
+}
+
+/// One pass: every stored tenant applied (new ones mounted, changed ones
+/// followed), and local tenants the store no longer has removed.
+async fn reconcile_tenants(state: &AppState) {
+    let stored = match state.store.list_tenants().await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!(error = %e, "tenant reconcile skipped: store unavailable");
+            return;
+        }
+    };
+    let names: std::collections::HashSet<&str> = stored.iter().map(|r| r.name.as_str()).collect();
+    for local in state.tenants.all() {
+        let name = local.name();
+        if !names.contains(&*name) && &*name != DEFAULT_TENANT {
+            tenant_changed(state, &name).await;
+        }
+    }
+    for rec in &stored {
+        let behind = state.tenants.get(&rec.name).is_none_or(|t| {
+            let cur = t.record();
+            cur.created_ms != rec.created_ms || cur.version < rec.version
+        });
+        if behind {
+            tenant_changed(state, &rec.name).await;
+        }
+    }
+}
+
+/// Another node created, changed or deleted a tenant: follow the store
+/// (read under the lifecycle lock, so what is applied is what the store
+/// holds after any local create or delete).
 async fn tenant_changed(state: &AppState, name: &str) {
+    let _lifecycle = state.tenants.lifecycle.lock().await;
     let rec = match state.store.get_tenant(name).await {
         Ok(r) => r,
         Err(e) => {
@@ -265,10 +327,16 @@ async fn tenant_changed(state: &AppState, name: &str) {
             return;
         }
     };
+    apply_tenant(state, name, rec).await;
+}
+
+/// Makes this node's tenant `name` what the store holds (`None`: deleted).
+async fn apply_tenant(state: &AppState, name: &str, rec: Option<TenantRecord>) {
     match (rec, state.tenants.get(name)) {
         (Some(rec), Some(tenant)) => {
-            tenant.set_record(rec);
-            tracing::info!(tenant = %name, "tenant reloaded after an announcement");
+            if tenant.follow(rec) {
+                tracing::info!(tenant = %name, "tenant reloaded from the store");
+            }
         }
         (Some(rec), None) => {
             // Listed only once its chain is loaded and its namespace mounted:
@@ -279,12 +347,12 @@ async fn tenant_changed(state: &AppState, name: &str) {
             let _ = state.plugins.activate(&tenant).await;
             crate::protocol::mount(state, &tenant).await;
             state.tenants.add(tenant);
-            tracing::info!(tenant = %name, "tenant mounted after an announcement");
+            tracing::info!(tenant = %name, "tenant mounted from the store");
         }
         (None, Some(_)) => {
             crate::protocol::unmount(state, name);
             state.tenants.remove(name);
-            tracing::info!(tenant = %name, "tenant removed after an announcement");
+            tracing::info!(tenant = %name, "tenant removed: the store no longer has it");
         }
         (None, None) => {}
     }

@@ -136,10 +136,11 @@ pub async fn config(
         Some(Value::Number(n)) => n.as_i64() != Some(0),
         _ => return Err(ApiError::param("forceUserAuth (true or false) is required")),
     };
-    let mut rec = c.tenant.record();
-    rec.config.force_user_auth = force;
-    state.store.put_tenant(&rec).await?;
-    c.tenant.set_record(rec);
+    super::tenants::change_tenant(&state, &c.tenant.name(), |rec| {
+        rec.config.force_user_auth = force;
+        Ok(())
+    })
+    .await?;
     tracing::info!(tenant = %c.tenant.name(), force_user_auth = force, "tenant config changed");
     Ok(Reply(json!({ "forceUserAuth": force })))
 }

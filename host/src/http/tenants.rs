@@ -114,8 +114,17 @@ async fn create(
         config,
         api_key_hashes: vec![auth::sha256_hex(&key)],
         created_ms: now_ms(),
+        version: 1,
     };
-    state.store.put_tenant(&rec).await?;
+    let _lifecycle = state.tenants.lifecycle.lock().await;
+    // Created only if no node created it meanwhile.
+    if !state.store.swap_tenant(&rec, None).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            super::envelope::status::FAILED,
+            format!("tenant `{name}` exists"),
+        ));
+    }
     let tenant = state.tenants.insert(rec.clone());
     crate::protocol::mount(&state, &tenant).await;
     announce(&state, &name);
@@ -125,16 +134,40 @@ async fn create(
     Ok(Reply(v))
 }
 
-/// Stores a changed tenant, applies it on this node, and announces it.
-async fn save(
+/// Attempts of a tenant change before it gives up on a record that other
+/// nodes keep changing.
+const CHANGE_ATTEMPTS: usize = 16;
+
+/// Changes tenant `name` as a read-modify-write of the store's current
+/// record: `change` is applied to it and the result stored only if nobody
+/// changed the record meanwhile (its version), else it starts over from the
+/// newer record. So a change made on one node is never undone by another
+/// node writing back its older copy. Then applied here and announced.
+pub async fn change_tenant(
     state: &AppState,
-    tenant: &crate::tenant::Tenant,
-    rec: &TenantRecord,
-) -> Result<(), ApiError> {
-    state.store.put_tenant(rec).await?;
-    tenant.set_record(rec.clone());
-    announce(state, &rec.name);
-    Ok(())
+    name: &str,
+    mut change: impl FnMut(&mut TenantRecord) -> Result<(), ApiError>,
+) -> Result<TenantRecord, ApiError> {
+    for _ in 0..CHANGE_ATTEMPTS {
+        let Some(current) = state.store.get_tenant(name).await? else {
+            return Err(ApiError::not_found(format!("unknown tenant `{name}`")));
+        };
+        let mut rec = current.clone();
+        change(&mut rec)?;
+        rec.version = current.version + 1;
+        if state.store.swap_tenant(&rec, Some(current.version)).await? {
+            if let Some(t) = state.tenants.get(name) {
+                t.follow(rec.clone());
+            }
+            announce(state, name);
+            return Ok(rec);
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        super::envelope::status::FAILED,
+        format!("tenant `{name}` kept changing during this change; retry"),
+    ))
 }
 
 /// Other nodes (with `--redis`) reload the tenant from the shared store.
@@ -172,16 +205,18 @@ async fn update(
     body: Bytes,
 ) -> ApiResult {
     require_admin(&state, &headers, &q).await?;
-    let tenant = tenant_or_404(&state, &name)?;
+    tenant_or_404(&state, &name)?;
     let body = body_object(&headers, &body)?;
     // Accept both `{..fields}` and `{config: {..fields}}`.
     let patch = match body.get("config") {
         Some(Value::Object(m)) if body.len() == 1 => m.clone(),
         _ => body,
     };
-    let mut rec = tenant.record();
-    rec.config = merged_config(&rec.config, &patch)?;
-    save(&state, &tenant, &rec).await?;
+    let rec = change_tenant(&state, &name, |rec| {
+        rec.config = merged_config(&rec.config, &patch)?;
+        Ok(())
+    })
+    .await?;
     tracing::info!(tenant = %name, "tenant config changed");
     Ok(Reply(view(&rec)))
 }
@@ -197,6 +232,7 @@ async fn remove(
         return Err(ApiError::param("the default tenant cannot be deleted"));
     }
     tenant_or_404(&state, &name)?;
+    let _lifecycle = state.tenants.lifecycle.lock().await;
     crate::protocol::unmount(&state, &name);
     state.tenants.remove(&name);
     state.store.delete_tenant(&name).await?;
@@ -213,19 +249,21 @@ async fn rotate_key(
     body: Bytes,
 ) -> ApiResult {
     require_admin(&state, &headers, &q).await?;
-    let tenant = tenant_or_404(&state, &name)?;
+    tenant_or_404(&state, &name)?;
     let body = body_object(&headers, &body)?;
     let keep_old = body
         .get("keep_old")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let key = auth::random_secret();
-    let mut rec = tenant.record();
-    if !keep_old {
-        rec.api_key_hashes.clear();
-    }
-    rec.api_key_hashes.push(auth::sha256_hex(&key));
-    save(&state, &tenant, &rec).await?;
+    let rec = change_tenant(&state, &name, |rec| {
+        if !keep_old {
+            rec.api_key_hashes.clear();
+        }
+        rec.api_key_hashes.push(auth::sha256_hex(&key));
+        Ok(())
+    })
+    .await?;
     tracing::info!(tenant = %name, keep_old, "tenant API key rotated");
     Ok(Reply(
         json!({ "name": name, "api_key": key, "api_keys": rec.api_key_hashes.len() }),

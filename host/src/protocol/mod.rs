@@ -4,8 +4,8 @@
 
 mod limiter;
 mod presence;
-pub mod relay;
 pub mod push;
+pub mod relay;
 pub mod room_sync;
 mod session;
 pub mod wire;

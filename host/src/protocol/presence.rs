@@ -355,6 +355,7 @@ mod tests {
     #[test]
     fn a_uid_goes_from_one_socket_to_several_and_back() {
         let tenant = Arc::new(Tenant::new(TenantRecord {
+            version: 1,
             name: "t".into(),
             config: Default::default(),
             api_key_hashes: Vec::new(),

@@ -247,7 +247,8 @@ impl Drop for Place<'_> {
             return;
         }
         self.fill(None);
-        self.relays.spawn_drain(self.key.to_string(), VecDeque::new());
+        self.relays
+            .spawn_drain(self.key.to_string(), VecDeque::new());
     }
 }
 

@@ -11,9 +11,9 @@ use base64::Engine as _;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use super::relay::Relay;
 use super::session::{JoinedRoom, Session, SyncCursor, disconnect_soon};
 use super::wire::{self, fail, id_string, ok};
-use super::relay::Relay;
 use super::{device_room, push, sync_room};
 use crate::error::HookError;
 use crate::policy::{
@@ -485,9 +485,7 @@ pub async fn msg(
                     )
                     .await
             });
-            let write = state
-                .relays
-                .write(&sess.tenant_name, &room, write, relay);
+            let write = state.relays.write(&sess.tenant_name, &room, write, relay);
             Some(PendingMsg {
                 write,
                 ack,

@@ -299,6 +299,24 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn swap_tenant(&self, rec: &TenantRecord, expected: Option<u64>) -> StoreResult<bool> {
+        let (name, bytes) = (rec.name.clone(), to_json(rec));
+        self.write(move |txn| {
+            let mut t = txn.open_table(TENANTS).map_err(err)?;
+            let current: Option<TenantRecord> = t
+                .get(name.as_str())
+                .map_err(err)?
+                .map(|v| from_json(v.value()))
+                .transpose()?;
+            if current.map(|c| c.version) != expected {
+                return Ok(false);
+            }
+            t.insert(name.as_str(), bytes.as_slice()).map_err(err)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn get_tenant(&self, name: &str) -> StoreResult<Option<TenantRecord>> {
         self.read(|txn| {
             let t = txn.open_table(TENANTS).map_err(err)?;

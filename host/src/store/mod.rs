@@ -67,6 +67,11 @@ pub struct TenantRecord {
     pub api_key_hashes: Vec<String>,
     /// Unix milliseconds.
     pub created_ms: u64,
+    /// Raised by one on every change, so a change is a compare-and-set of
+    /// the record it was made from ([`Store::swap_tenant`]). Records
+    /// written before versions existed read as 0.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A user of a tenant (always-online's `create_token`).
@@ -278,6 +283,10 @@ pub trait Store: Send + Sync + 'static {
     // --- tenants ---
     async fn put_tenant(&self, t: &TenantRecord) -> StoreResult<()>;
     async fn get_tenant(&self, name: &str) -> StoreResult<Option<TenantRecord>>;
+    /// Compare-and-set: writes `t` only if the stored record of `t.name` is
+    /// at version `expected` (`None`: only if there is none). Returns
+    /// whether it wrote.
+    async fn swap_tenant(&self, t: &TenantRecord, expected: Option<u64>) -> StoreResult<bool>;
     async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
     /// Deletes the tenant and all of its data. Returns whether it existed.
     async fn delete_tenant(&self, name: &str) -> StoreResult<bool>;
@@ -300,8 +309,7 @@ pub trait Store: Send + Sync + 'static {
     /// One page from `req.offset`: inserts, then (once the insert log is
     /// exhausted) update values after `req.updates_after`, within the
     /// request's bounds.
-    async fn room_read(&self, tenant: &str, room: &str, req: PageRequest)
-    -> StoreResult<RoomPage>;
+    async fn room_read(&self, tenant: &str, room: &str, req: PageRequest) -> StoreResult<RoomPage>;
     /// Removes every stored message of the room and raises its epoch.
     async fn room_clear(&self, tenant: &str, room: &str) -> StoreResult<u64>;
     async fn room_epoch(&self, tenant: &str, room: &str) -> StoreResult<u64>;

@@ -361,9 +361,34 @@ impl Store for MongoStore {
         self.upsert(
             "tenants",
             doc! { "_id": &t.name },
-            doc! { "$set": { "rec": to_json(t) } },
+            doc! { "$set": { "rec": to_json(t), "v": i(t.version) } },
         )
         .await
+    }
+
+    async fn swap_tenant(&self, t: &TenantRecord, expected: Option<u64>) -> StoreResult<bool> {
+        let set = doc! { "rec": to_json(t), "v": i(t.version) };
+        let Some(v) = expected else {
+            let mut d = set;
+            d.insert("_id", &t.name);
+            return match self.c("tenants").insert_one(d).await {
+                Ok(_) => Ok(true),
+                Err(e) if is_dup(&e) => Ok(false),
+                Err(e) => Err(err(e)),
+            };
+        };
+        // Records written before versions existed have no `v`: version 0.
+        let filter = if v == 0 {
+            doc! { "_id": &t.name, "$or": [ { "v": 0_i64 }, { "v": { "$exists": false } } ] }
+        } else {
+            doc! { "_id": &t.name, "v": i(v) }
+        };
+        let r = self
+            .c("tenants")
+            .update_one(filter, doc! { "$set": set })
+            .await
+            .map_err(err)?;
+        Ok(r.matched_count == 1)
     }
 
     async fn get_tenant(&self, name: &str) -> StoreResult<Option<TenantRecord>> {

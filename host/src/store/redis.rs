@@ -213,6 +213,21 @@ return {nxt, epoch}
 /// between reading the counters and the entries.
 /// KEYS: meta, log, upd. ARGV: offset, limit.
 /// Returns {epoch, start, next_offset, next, entries, updates (HGETALL)}.
+/// KEYS: tenants hash. ARGV: name, expected version ('' = must not
+/// exist), record. Returns 1 when written.
+const TENANT_SWAP: &str = r#"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '' then
+  if cur then return 0 end
+else
+  if not cur then return 0 end
+  local v = cjson.decode(cur).version or 0
+  if string.format('%d', v) ~= ARGV[2] then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"#;
+
 const ROOM_READ: &str = r#"
 local m = redis.call('HMGET', KEYS[1], 'first', 'next', 'epoch')
 local first = tonumber(m[1]) or 0
@@ -352,6 +367,7 @@ pub struct RedisStore {
     room_locks: super::RoomLocks,
     room_write: Script,
     room_read: Script,
+    tenant_swap: Script,
     room_clear: Script,
     push_ack: Script,
     push_move: Script,
@@ -383,6 +399,7 @@ impl RedisStore {
             room_locks: super::RoomLocks::new(),
             room_write: Script::new(ROOM_WRITE),
             room_read: Script::new(ROOM_READ),
+            tenant_swap: Script::new(TENANT_SWAP),
             room_clear: Script::new(ROOM_CLEAR),
             push_ack: Script::new(PUSH_ACK),
             push_move: Script::new(PUSH_MOVE),
@@ -454,6 +471,16 @@ impl Store for RedisStore {
                 .arg(to_json(t)),
         )
         .await
+    }
+
+    async fn swap_tenant(&self, t: &TenantRecord, expected: Option<u64>) -> StoreResult<bool> {
+        let mut inv = self.tenant_swap.prepare_invoke();
+        inv.key(TENANTS_KEY)
+            .arg(&t.name)
+            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+            .arg(to_json(t));
+        let wrote: u8 = inv.invoke_async(&mut self.con()).await.map_err(err)?;
+        Ok(wrote == 1)
     }
 
     async fn get_tenant(&self, name: &str) -> StoreResult<Option<TenantRecord>> {
