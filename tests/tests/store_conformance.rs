@@ -1247,6 +1247,53 @@ fn got_version(r: &TenantRecord) -> u64 {
     r.version - 1
 }
 
+/// A deleted plugin's keys go with it (by prefix, and only those); expired
+/// keys are purged where the backend does not expire them itself, and live
+/// ones stay.
+async fn kv_prefix_delete_and_purge(s: Arc<dyn Store>) -> Result<()> {
+    let t = unique("kvp");
+    let other = unique("kvp-other");
+    for k in [
+        "filter/a",
+        "filter/b",
+        "filter/\u{10FFFF}x",
+        "filter2/a",
+        "filte/a",
+    ] {
+        s.kv_set(&t, k, b"1", 0).await?;
+    }
+    s.kv_set(&other, "filter/a", b"1", 0).await?;
+    let n = s.kv_delete_prefix(&t, "filter/").await?;
+    ensure!(n == 3, "three keys of filter/ deleted, got {n}");
+    for k in ["filter/a", "filter/b", "filter/\u{10FFFF}x"] {
+        ensure!(s.kv_get(&t, k).await?.is_none(), "{k} deleted");
+    }
+    for k in ["filter2/a", "filte/a"] {
+        ensure!(s.kv_get(&t, k).await?.is_some(), "{k} kept");
+    }
+    ensure!(
+        s.kv_get(&other, "filter/a").await?.is_some(),
+        "other tenant kept"
+    );
+
+    s.kv_set(&t, "gone", b"x", 50).await?;
+    s.kv_set(&t, "stays", b"x", 600_000).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let purged = s.kv_purge_expired(hookwire::server::now_ms()).await?;
+    // Redis expires keys itself; the others must have removed at least ours.
+    ensure!(s.kind() == "redis" || purged >= 1, "purged {purged} keys");
+    ensure!(s.kv_get(&t, "gone").await?.is_none(), "expired key gone");
+    ensure!(s.kv_get(&t, "stays").await?.is_some(), "live key kept");
+    ensure!(
+        s.kv_get(&t, "filte/a").await?.is_some(),
+        "key without TTL kept"
+    );
+    // Purging again finds nothing of this tenant left to purge.
+    s.kv_purge_expired(hookwire::server::now_ms()).await?;
+    ensure!(s.kv_get(&t, "stays").await?.is_some());
+    Ok(())
+}
+
 async fn concurrent_kv_incr(s: Arc<dyn Store>) -> Result<()> {
     let t = unique("ctr");
     let tasks: Vec<_> = (0..10)
@@ -1508,6 +1555,7 @@ macro_rules! backend_tests {
                 paging_while_writers_insert,
                 pages_bounded_in_bytes,
                 tenant_compare_and_set,
+                kv_prefix_delete_and_purge,
                 concurrent_kv_incr,
             );
         }

@@ -303,6 +303,11 @@ pub fn spawn_housekeeping(state: &AppState) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             state.auth_limiter.sweep();
+            match state.store.kv_purge_expired(now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(keys = n, "purged expired plugin kv keys"),
+                Err(e) => tracing::warn!(error = %e, "purging expired plugin kv keys failed"),
+            }
             state.metrics.rooms.set(state.presence.total_rooms() as i64);
             for tenant in state.tenants.all() {
                 let name = tenant.name();

@@ -363,6 +363,10 @@ impl PluginRuntime {
             self.save_chain(tenant, chain).await?;
         }
         self.store.delete_plugin(tenant, name).await?;
+        // A new plugin of the same name starts with an empty kv.
+        self.store
+            .kv_delete_prefix(tenant, &super::host::kv_prefix(name))
+            .await?;
         Ok(())
     }
 

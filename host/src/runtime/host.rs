@@ -39,6 +39,12 @@ pub struct PluginScope {
     pub http: reqwest::Client,
 }
 
+/// Where a plugin's kv keys start in its tenant's kv: each plugin sees its
+/// own keys only.
+pub fn kv_prefix(plugin: &str) -> String {
+    format!("{plugin}/")
+}
+
 /// `Store<HostState>` data of one instance.
 pub struct HostState {
     pub scope: Arc<PluginScope>,
@@ -98,7 +104,7 @@ impl HostState {
     }
 
     fn kv_key(&self, key: &str) -> String {
-        format!("{}/{}", self.scope.plugin, key)
+        format!("{}{key}", kv_prefix(&self.scope.plugin))
     }
 }
 

@@ -834,6 +834,63 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn kv_delete_prefix(&self, tenant: &str, prefix: &str) -> StoreResult<u64> {
+        let (tn, from) = (tenant.to_string(), prefix.to_string());
+        self.write(move |txn| {
+            let mut t = txn.open_table(KV).map_err(err)?;
+            let keys: Vec<String> = match prefix_end(&from) {
+                Some(end) => t
+                    .range((tn.as_str(), from.as_str())..(tn.as_str(), end.as_str()))
+                    .map_err(err)?
+                    .map(|r| r.map(|(k, _)| k.value().1.to_string()).map_err(err))
+                    .collect::<StoreResult<_>>()?,
+                None => Vec::new(),
+            };
+            for k in &keys {
+                t.remove((tn.as_str(), k.as_str())).map_err(err)?;
+            }
+            Ok(keys.len() as u64)
+        })
+        .await
+    }
+
+    async fn kv_purge_expired(&self, now_ms: u64) -> StoreResult<u64> {
+        // Read first (off the writer), then delete what is still expired.
+        let expired: Vec<(String, String)> = self
+            .read_off_workers(move |txn| {
+                let t = txn.open_table(KV).map_err(err)?;
+                let mut out = Vec::new();
+                for r in t.iter().map_err(err)? {
+                    let (k, v) = r.map_err(err)?;
+                    if live_value(v.value(), now_ms).is_none() {
+                        let (tn, key) = k.value();
+                        out.push((tn.to_string(), key.to_string()));
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        self.write(move |txn| {
+            let mut t = txn.open_table(KV).map_err(err)?;
+            let mut n = 0;
+            for (tn, key) in &expired {
+                let gone = match t.get((tn.as_str(), key.as_str())).map_err(err)? {
+                    Some(v) => live_value(v.value(), now_ms).is_none(),
+                    None => false,
+                };
+                if gone {
+                    t.remove((tn.as_str(), key.as_str())).map_err(err)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn kv_incr(&self, tenant: &str, key: &str, delta: i64, ttl_ms: u64) -> StoreResult<i64> {
         let (tn, k) = (tenant.to_string(), key.to_string());
         self.write(move |txn| {

@@ -374,4 +374,24 @@ pub trait Store: Send + Sync + 'static {
     async fn kv_set(&self, tenant: &str, key: &str, value: &[u8], ttl_ms: u64) -> StoreResult<()>;
     /// Adds `delta` (missing = 0); the TTL is set when the key is created.
     async fn kv_incr(&self, tenant: &str, key: &str, delta: i64, ttl_ms: u64) -> StoreResult<i64>;
+    /// Deletes every kv key of `tenant` that starts with `prefix` (the keys
+    /// of a deleted plugin, so a new plugin of the same name starts empty).
+    async fn kv_delete_prefix(&self, tenant: &str, prefix: &str) -> StoreResult<u64>;
+    /// Deletes kv keys expired at `now_ms`, where the backend does not
+    /// expire them by itself. Returns how many.
+    async fn kv_purge_expired(&self, now_ms: u64) -> StoreResult<u64>;
+}
+
+/// The smallest string above every string that starts with `prefix` (the
+/// end of a prefix range); `None` when there is none (all chars maximal).
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        let next = (c as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }

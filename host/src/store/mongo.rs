@@ -958,6 +958,29 @@ impl Store for MongoStore {
             .await
     }
 
+    async fn kv_delete_prefix(&self, tenant: &str, prefix: &str) -> StoreResult<u64> {
+        let Some(end) = prefix_end(prefix) else {
+            return Ok(0);
+        };
+        let r = self
+            .c("kv")
+            .delete_many(doc! { "t": tenant, "_id.k": { "$gte": prefix, "$lt": end } })
+            .await
+            .map_err(err)?;
+        Ok(r.deleted_count)
+    }
+
+    async fn kv_purge_expired(&self, now_ms: u64) -> StoreResult<u64> {
+        // The TTL index expires them too, but only about once a minute, and
+        // not every MongoDB-compatible server runs one.
+        let r = self
+            .c("kv")
+            .delete_many(doc! { "exp": { "$gt": 0_i64, "$lte": i(now_ms) } })
+            .await
+            .map_err(err)?;
+        Ok(r.deleted_count)
+    }
+
     async fn kv_incr(&self, tenant: &str, key: &str, delta: i64, ttl_ms: u64) -> StoreResult<i64> {
         let id = doc! { "t": tenant, "k": key };
         for _ in 0..MAX_RACE_RETRIES {

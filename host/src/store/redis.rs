@@ -376,6 +376,36 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
+    /// UNLINKs every key matching `pattern` (SCAN, in batches).
+    async fn unlink_matching(&self, pattern: &str) -> StoreResult<u64> {
+        let mut c = self.con();
+        let mut n = 0;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c)
+                .await
+                .map_err(err)?;
+            for chunk in keys.chunks(DELETE_BATCH) {
+                n += ::redis::cmd("UNLINK")
+                    .arg(chunk)
+                    .query_async::<u64>(&mut c)
+                    .await
+                    .map_err(err)?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(n)
+    }
+
     /// Connects to `url` (`redis://[user:pass@]host:port[/db]`, or `rediss://`
     /// when the redis crate is built with TLS). Fails with `Unavailable` when
     /// Redis cannot be reached now; later outages are retried in the
@@ -506,32 +536,19 @@ impl Store for RedisStore {
             .await?;
         // The encoded tenant has no glob characters, so this pattern matches
         // exactly this tenant's keys.
-        let pattern = format!("{}:*", tkey(name, &[]));
-        let mut c = self.con();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut c)
-                .await
-                .map_err(err)?;
-            for chunk in keys.chunks(DELETE_BATCH) {
-                ::redis::cmd("UNLINK")
-                    .arg(chunk)
-                    .query_async::<()>(&mut c)
-                    .await
-                    .map_err(err)?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        self.unlink_matching(&format!("{}:*", tkey(name, &[])))
+            .await?;
         Ok(removed > 0)
+    }
+
+    async fn kv_delete_prefix(&self, tenant: &str, prefix: &str) -> StoreResult<u64> {
+        // `enc` escapes glob characters: the pattern matches the prefix only.
+        self.unlink_matching(&format!("{}*", tkey(tenant, &["kv", &enc(prefix)])))
+            .await
+    }
+
+    async fn kv_purge_expired(&self, _now_ms: u64) -> StoreResult<u64> {
+        Ok(0) // Redis expires kv keys itself (PX)
     }
 
     async fn put_user(&self, tenant: &str, user: &UserRecord) -> StoreResult<()> {
