@@ -430,6 +430,11 @@ impl Store for EmbeddedStore {
                         .insert((tn, rm, meta.next_update), bytes.as_slice())
                         .map_err(err)?;
                     meta.next_update += 1;
+                    // The history keeps the last `max_entries` updates.
+                    let keep_from = meta.next_update.saturating_sub(max_entries.max(1));
+                    if keep_from > 0 {
+                        delete_prefix!(txn, ROOM_UPDATE_HISTORY, (tn, rm, 0), (tn, rm, keep_from));
+                    }
                     meta.next
                 }
             };
@@ -927,4 +932,49 @@ fn live_value(raw: &[u8], now: u64) -> Option<&[u8]> {
     }
     let expiry = u64::from_be_bytes(raw[..8].try_into().ok()?);
     (expiry == 0 || expiry > now).then_some(&raw[8..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(msg_id: &str, n: u64) -> RoomWrite {
+        RoomWrite::Update {
+            msg_id: msg_id.into(),
+            entry: RoomEntry {
+                uid: "u".into(),
+                ts: n,
+                msg: format!("{{\"n\":{n}}}"),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn update_history_keeps_the_last_max_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(&dir.path().join("db"), Duration::ZERO).unwrap();
+        for n in 0..25 {
+            s.room_write("t", "r", update(&format!("m{}", n % 3), n), 10)
+                .await
+                .unwrap();
+        }
+        s.room_write("t", "other", update("x", 0), 10)
+            .await
+            .unwrap();
+        let slots: Vec<u64> = s
+            .read(|txn| {
+                let t = txn.open_table(ROOM_UPDATE_HISTORY).map_err(err)?;
+                t.range(("t", "r", 0)..("t", "r", u64::MAX))
+                    .map_err(err)?
+                    .map(|r| r.map(|(k, _)| k.value().2).map_err(err))
+                    .collect()
+            })
+            .unwrap();
+        assert_eq!(slots, (15..25).collect::<Vec<_>>());
+        let page = s
+            .room_read("t", "r", PageRequest::count(0, 100))
+            .await
+            .unwrap();
+        assert_eq!(page.updates.len(), 3, "current values are kept");
+    }
 }

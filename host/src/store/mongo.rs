@@ -530,6 +530,16 @@ impl Store for MongoStore {
                     )
                     .await
                     .map_err(err)?;
+                // The history keeps the last `max_entries` updates.
+                let max = i(max_entries.max(1));
+                if slot >= max {
+                    self.c("room_update_history")
+                        .delete_many(
+                            doc! { "t": tenant, "r": room, "e": epoch, "u": { "$lte": slot - max } },
+                        )
+                        .await
+                        .map_err(err)?;
+                }
                 let next = self.room_next(tenant, room, epoch).await?;
                 Ok(RoomWriteAck {
                     seq: next as u64,

@@ -205,6 +205,10 @@ if ARGV[1] == 'i' then
 end
 redis.call('HSET', KEYS[3], ARGV[4], ARGV[2])
 redis.call('RPUSH', KEYS[4], ARGV[2])
+-- The history keeps the last max_entries updates.
+local umax = tonumber(ARGV[3])
+if umax < 1 then umax = 1 end
+redis.call('LTRIM', KEYS[4], -umax, -1)
 redis.call('HINCRBY', KEYS[1], 'next_update', 1)
 return {nxt, epoch}
 "#;
@@ -385,7 +389,7 @@ impl RedisStore {
             let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut c)
