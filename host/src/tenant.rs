@@ -50,6 +50,9 @@ pub struct TenantConfig {
     pub sync_page_bytes: usize,
     /// A device offline longer than this is forgotten with its queue.
     pub device_ttl_secs: u64,
+    /// Pushes kept queued per device (and in the per-user queue of a user
+    /// with no known device); past it the oldest are dropped.
+    pub max_pending_pushes: u64,
     /// Disconnect older sockets of a uid when it authenticates again.
     pub kickout: bool,
     /// Uids whose `uid`+`token` may call the admin HTTP API of this tenant.
@@ -74,6 +77,7 @@ impl Default for TenantConfig {
             sync_page_size: 200,
             sync_page_bytes: 1 << 20,
             device_ttl_secs: 3600,
+            max_pending_pushes: 1000,
             kickout: true,
             admin_uids: Vec::new(),
             plugin_fail_open: false,
@@ -83,6 +87,8 @@ impl Default for TenantConfig {
 
 /// Longest `device_ttl_secs` accepted: ten years.
 pub const MAX_DEVICE_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+/// Largest `max_pending_pushes` accepted.
+pub const MAX_PENDING_PUSHES: u64 = 100_000;
 /// Largest `sync_page_size` accepted.
 pub const MAX_SYNC_PAGE_SIZE: usize = 10_000;
 /// Range of `sync_page_bytes` accepted: 1 KiB to 16 MiB.
@@ -110,6 +116,12 @@ impl TenantConfig {
                 SYNC_PAGE_BYTES.start(),
                 SYNC_PAGE_BYTES.end(),
                 self.sync_page_bytes
+            ));
+        }
+        if self.max_pending_pushes == 0 || self.max_pending_pushes > MAX_PENDING_PUSHES {
+            return Err(format!(
+                "max_pending_pushes must be 1..={MAX_PENDING_PUSHES}, got {}",
+                self.max_pending_pushes
             ));
         }
         if self.max_msgs_per_room == 0 {

@@ -258,7 +258,7 @@ async fn fill_tenant(s: &dyn Store, t: &str) -> Result<()> {
     s.room_write(t, "lobby", update("m1", "edited"), 100)
         .await?;
     let seq = s.push_next_seq(t).await?;
-    s.push_enqueue(t, "alice", &["phone".into()], &push(seq))
+    s.push_enqueue(t, "alice", &["phone".into()], &push(seq), 1000)
         .await?;
     s.device_seen(t, "alice", "phone", 1000).await?;
     s.put_plugin(t, &plugin("p", 1), b"\0asm").await?;
@@ -573,9 +573,12 @@ async fn numeric_and_odd_ids(s: Arc<dyn Store>) -> Result<()> {
         ensure!(p.inserts.iter().all(|(_, e)| e == &entry("9", e.ts, r)));
     }
     // Users and devices with such ids.
-    s.push_enqueue(&t, "a:b", &["c".into()], &push(1)).await?;
-    s.push_enqueue(&t, "a", &["b:c".into()], &push(2)).await?;
-    s.push_enqueue(&t, "007", &["7".into()], &push(3)).await?;
+    s.push_enqueue(&t, "a:b", &["c".into()], &push(1), 1000)
+        .await?;
+    s.push_enqueue(&t, "a", &["b:c".into()], &push(2), 1000)
+        .await?;
+    s.push_enqueue(&t, "007", &["7".into()], &push(3), 1000)
+        .await?;
     ensure!(seqs(&s.push_pending(&t, "a:b", "c").await?) == vec![1]);
     ensure!(seqs(&s.push_pending(&t, "a", "b:c").await?) == vec![2]);
     ensure!(seqs(&s.push_pending(&t, "007", "7").await?) == vec![3]);
@@ -625,12 +628,12 @@ async fn push_seq_monotonic(s: Arc<dyn Store>) -> Result<()> {
 async fn push_enqueue_and_pending(s: Arc<dyn Store>) -> Result<()> {
     let t = unique("enq");
     let devs: Vec<String> = vec!["phone".into(), "laptop".into(), "".into()];
-    s.push_enqueue(&t, "u", &devs, &push(1)).await?;
-    s.push_enqueue(&t, "u", &devs[..1], &push(2)).await?;
+    s.push_enqueue(&t, "u", &devs, &push(1), 1000).await?;
+    s.push_enqueue(&t, "u", &devs[..1], &push(2), 1000).await?;
     // Out-of-order enqueue still reads back in seq order.
-    s.push_enqueue(&t, "u", &devs[..1], &push(12)).await?;
-    s.push_enqueue(&t, "u", &devs[..1], &push(5)).await?;
-    s.push_enqueue(&t, "u", &[], &push(6)).await?;
+    s.push_enqueue(&t, "u", &devs[..1], &push(12), 1000).await?;
+    s.push_enqueue(&t, "u", &devs[..1], &push(5), 1000).await?;
+    s.push_enqueue(&t, "u", &[], &push(6), 1000).await?;
     let phone = s.push_pending(&t, "u", "phone").await?;
     ensure!(
         seqs(&phone) == vec![1, 2, 5, 12],
@@ -654,7 +657,7 @@ async fn push_enqueue_and_pending(s: Arc<dyn Store>) -> Result<()> {
 async fn push_ack_semantics(s: Arc<dyn Store>) -> Result<()> {
     let t = unique("ack");
     for n in 1..=4 {
-        s.push_enqueue(&t, "u", &["d".into(), "e".into()], &push(n))
+        s.push_enqueue(&t, "u", &["d".into(), "e".into()], &push(n), 1000)
             .await?;
     }
     let o = s.push_ack(&t, "u", "d", &[2]).await?;
@@ -709,10 +712,14 @@ async fn push_ack_semantics(s: Arc<dyn Store>) -> Result<()> {
 
 async fn push_move_queues(s: Arc<dyn Store>) -> Result<()> {
     let t = unique("move");
-    s.push_enqueue(&t, "u", &["".into()], &push(1)).await?;
-    s.push_enqueue(&t, "u", &["".into()], &push(3)).await?;
-    s.push_enqueue(&t, "u", &["d".into()], &push(2)).await?;
-    s.push_enqueue(&t, "v", &["".into()], &push(9)).await?;
+    s.push_enqueue(&t, "u", &["".into()], &push(1), 1000)
+        .await?;
+    s.push_enqueue(&t, "u", &["".into()], &push(3), 1000)
+        .await?;
+    s.push_enqueue(&t, "u", &["d".into()], &push(2), 1000)
+        .await?;
+    s.push_enqueue(&t, "v", &["".into()], &push(9), 1000)
+        .await?;
     s.push_move(&t, "u", "", "d").await?;
     ensure!(
         s.push_pending(&t, "u", "").await?.is_empty(),
@@ -760,7 +767,7 @@ async fn devices_and_expiry(s: Arc<dyn Store>) -> Result<()> {
         ("w", "tablet"),
         ("w", "edge"),
     ] {
-        s.push_enqueue(&t, u, &[d.into()], &push(1)).await?;
+        s.push_enqueue(&t, u, &[d.into()], &push(1), 1000).await?;
     }
     let n = s.expire_devices(&t, 2500).await?;
     ensure!(
@@ -1294,6 +1301,21 @@ async fn kv_prefix_delete_and_purge(s: Arc<dyn Store>) -> Result<()> {
     Ok(())
 }
 
+/// A device queue keeps the newest `max_queue` entries; other devices and
+/// users are not touched.
+async fn push_queue_cap(s: Arc<dyn Store>) -> Result<()> {
+    let t = unique("cap");
+    for seq in 1..=10 {
+        s.push_enqueue(&t, "u", &["a".into(), "b".into()], &push(seq), 4)
+            .await?;
+    }
+    s.push_enqueue(&t, "v", &["a".into()], &push(11), 4).await?;
+    ensure!(seqs(&s.push_pending(&t, "u", "a").await?) == vec![7, 8, 9, 10]);
+    ensure!(seqs(&s.push_pending(&t, "u", "b").await?) == vec![7, 8, 9, 10]);
+    ensure!(seqs(&s.push_pending(&t, "v", "a").await?) == vec![11]);
+    Ok(())
+}
+
 async fn concurrent_kv_incr(s: Arc<dyn Store>) -> Result<()> {
     let t = unique("ctr");
     let tasks: Vec<_> = (0..10)
@@ -1466,7 +1488,7 @@ async fn ids_at_the_top_of_unicode(s: Arc<dyn Store>) -> Result<()> {
     s.room_write(&t, &room, update(&msg_id, "edited"), 100)
         .await?;
     let seq = s.push_next_seq(&t).await?;
-    s.push_enqueue(&t, &uid, std::slice::from_ref(&dev), &push(seq))
+    s.push_enqueue(&t, &uid, std::slice::from_ref(&dev), &push(seq), 1000)
         .await?;
     s.device_seen(&t, &uid, &dev, 1000).await?;
     s.put_plugin(&t, &plugin(&plug, 1), b"\0asm").await?;
@@ -1556,6 +1578,7 @@ macro_rules! backend_tests {
                 pages_bounded_in_bytes,
                 tenant_compare_and_set,
                 kv_prefix_delete_and_purge,
+                push_queue_cap,
                 concurrent_kv_incr,
             );
         }

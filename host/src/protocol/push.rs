@@ -1,6 +1,7 @@
 //! Reliable pushes (socket.io-webservice): a push to a user room is queued
 //! per device of that user until the device acks it; a device that
-//! reconnects gets everything still pending at once as `_batch`.
+//! reconnects gets everything still pending as `_batch`, in pages of
+//! [`BATCH_PAGE`].
 //!
 //! Queues live in the [`Store`](crate::store::Store), so they survive a
 //! restart. Each socket is in the hidden room of its (uid, device), which is
@@ -119,7 +120,9 @@ pub async fn send_with(
             .metrics
             .timed(
                 "push_enqueue",
-                state.store.push_enqueue(&name, uid, &devices, &entry),
+                state
+                    .store
+                    .push_enqueue(&name, uid, &devices, &entry, cfg.max_pending_pushes),
             )
             .await?;
         report.queued += devices.len();
@@ -559,27 +562,43 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
     send_batch(state.io.clone(), place, sess.clone(), pending);
 }
 
+/// Most pushes in one `_batch`: a device that was away long gets its queue
+/// in pages, each sent once the previous one is acked.
+pub const BATCH_PAGE: usize = 100;
+
 fn send_batch(io: Io, place: Place, sess: Arc<Session>, pending: Vec<PushEntry>) {
-    let events: Vec<Value> = pending
-        .iter()
-        .map(|e| {
-            let mut a = Vec::with_capacity(e.args.len() + 1);
-            a.push(Value::String(e.event.clone()));
-            a.extend(e.args.iter().cloned());
-            Value::Array(a)
-        })
-        .collect();
-    let seqs: Vec<u64> = pending.iter().map(|e| e.seq).collect();
-    let resync = pending.iter().any(|e| e.resync);
     tokio::spawn(async move {
         let Some(sock) = io.of(&sess.ns).and_then(|n| n.get_socket(sess.sid)) else {
             return;
         };
-        let Ok(fut) = sock.emit_with_ack::<_, Value>("_batch", &(events,)) else {
-            return;
+        // The acked pages' entries, settled together in the batch's place
+        // at the front of the device's ack line.
+        let mut carried = Carried {
+            seqs: Vec::with_capacity(pending.len()),
+            resync: false,
         };
-        let carried = acked(&fut.await).then_some(Carried { seqs, resync });
-        place.settle(carried).await;
+        for page in pending.chunks(BATCH_PAGE) {
+            let events: Vec<Value> = page
+                .iter()
+                .map(|e| {
+                    let mut a = Vec::with_capacity(e.args.len() + 1);
+                    a.push(Value::String(e.event.clone()));
+                    a.extend(e.args.iter().cloned());
+                    Value::Array(a)
+                })
+                .collect();
+            let Ok(fut) = sock.emit_with_ack::<_, Value>("_batch", &(events,)) else {
+                break;
+            };
+            if !acked(&fut.await) {
+                break; // the rest stays queued for the next connection
+            }
+            carried.seqs.extend(page.iter().map(|e| e.seq));
+            carried.resync |= page.iter().any(|e| e.resync);
+        }
+        place
+            .settle((!carried.seqs.is_empty()).then_some(carried))
+            .await;
     });
 }
 

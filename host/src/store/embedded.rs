@@ -560,6 +560,7 @@ impl Store for EmbeddedStore {
         uid: &str,
         devices: &[String],
         entry: &PushEntry,
+        max_queue: u64,
     ) -> StoreResult<()> {
         let (tn, uid, devices, seq, bytes) = (
             tenant.to_string(),
@@ -576,6 +577,21 @@ impl Store for EmbeddedStore {
                     bytes.as_slice(),
                 )
                 .map_err(err)?;
+                let range = (tn.as_str(), uid.as_str(), d.as_str(), 0)
+                    ..=(tn.as_str(), uid.as_str(), d.as_str(), u64::MAX);
+                let len = q.range(range.clone()).map_err(err)?.count() as u64;
+                if len > max_queue.max(1) {
+                    let oldest: Vec<u64> = q
+                        .range(range)
+                        .map_err(err)?
+                        .take((len - max_queue.max(1)) as usize)
+                        .map(|r| r.map(|(k, _)| k.value().3).map_err(err))
+                        .collect::<StoreResult<_>>()?;
+                    for s in oldest {
+                        q.remove((tn.as_str(), uid.as_str(), d.as_str(), s))
+                            .map_err(err)?;
+                    }
+                }
             }
             Ok(())
         })

@@ -317,13 +317,15 @@ pub trait Store: Send + Sync + 'static {
     // --- reliable pushes, per (user, device) ---
     /// Assigns the next tenant-wide push seq.
     async fn push_next_seq(&self, tenant: &str) -> StoreResult<u64>;
-    /// Queues `entry` for each of `devices` of `uid`.
+    /// Queues `entry` for each of `devices` of `uid`; a device queue keeps
+    /// at most `max_queue` entries, dropping its oldest.
     async fn push_enqueue(
         &self,
         tenant: &str,
         uid: &str,
         devices: &[String],
         entry: &PushEntry,
+        max_queue: u64,
     ) -> StoreResult<()>;
     /// Pending entries of one device, oldest first.
     async fn push_pending(

@@ -686,6 +686,7 @@ impl Store for MongoStore {
         uid: &str,
         devices: &[String],
         entry: &PushEntry,
+        max_queue: u64,
     ) -> StoreResult<()> {
         if devices.is_empty() {
             return Ok(());
@@ -697,10 +698,30 @@ impl Store for MongoStore {
             .collect();
         // Unordered, and a duplicate (a retried enqueue) is already queued.
         match self.c("push_queue").insert_many(docs).ordered(false).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_dup(&e) => Ok(()),
-            Err(e) => Err(err(e)),
+            Ok(_) => {}
+            Err(e) if is_dup(&e) => {}
+            Err(e) => return Err(err(e)),
         }
+        // Keep the newest `max_queue` of each device: the first one past
+        // them, if any, and everything older goes.
+        for d in devices {
+            let past = self
+                .c("push_queue")
+                .find_one(doc! { "t": tenant, "u": uid, "d": d })
+                .sort(doc! { "s": -1 })
+                .skip(max_queue.max(1))
+                .projection(doc! { "s": 1 })
+                .await
+                .map_err(err)?;
+            if let Some(p) = past {
+                let s = int(&p, "s")?;
+                self.c("push_queue")
+                    .delete_many(doc! { "t": tenant, "u": uid, "d": d, "s": { "$lte": s } })
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
     }
 
     async fn push_pending(

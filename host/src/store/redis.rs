@@ -658,6 +658,7 @@ impl Store for RedisStore {
         uid: &str,
         devices: &[String],
         entry: &PushEntry,
+        max_queue: u64,
     ) -> StoreResult<()> {
         if devices.is_empty() {
             return Ok(());
@@ -665,11 +666,19 @@ impl Store for RedisStore {
         let json = to_json(entry);
         let mut pipe = ::redis::pipe();
         pipe.atomic();
+        let keep = i64::try_from(max_queue.max(1)).unwrap_or(i64::MAX);
         for d in devices {
+            let key = queue_key(tenant, uid, d);
             pipe.cmd("ZADD")
-                .arg(queue_key(tenant, uid, d))
+                .arg(&key)
                 .arg(entry.seq)
                 .arg(&json)
+                .ignore();
+            // Oldest first by seq: drop all but the newest `keep`.
+            pipe.cmd("ZREMRANGEBYRANK")
+                .arg(&key)
+                .arg(0)
+                .arg(-keep - 1)
                 .ignore();
         }
         self.exec_atomic(&pipe).await
