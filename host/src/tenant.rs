@@ -139,6 +139,52 @@ impl TenantConfig {
     }
 }
 
+/// The room writes of a tenant's sockets in flight on this node. Deleting
+/// the tenant closes it (later writes are refused) and waits for the ones
+/// in flight, so none lands after the delete in a tenant re-created under
+/// the same name.
+#[derive(Default)]
+pub struct WriteGate {
+    closed: std::sync::atomic::AtomicBool,
+    in_flight: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One write in flight; dropping it ends the write.
+pub struct WriteTicket(Arc<Tenant>);
+
+impl Drop for WriteTicket {
+    fn drop(&mut self) {
+        let gate = &self.0.writes;
+        if gate
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            gate.idle.notify_waiters();
+        }
+    }
+}
+
+impl WriteGate {
+    /// Refuses new writes, then waits (at most `limit`) for those in
+    /// flight. Returns whether they all ended.
+    pub async fn close_and_drain(&self, limit: std::time::Duration) -> bool {
+        use std::sync::atomic::Ordering;
+        self.closed.store(true, Ordering::SeqCst);
+        let drained = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(limit, drained).await.is_ok()
+    }
+}
+
 /// A live tenant: its record and its current policy, both swappable
 /// atomically (calls in flight keep the old value).
 pub struct Tenant {
@@ -146,14 +192,24 @@ pub struct Tenant {
     /// The config alone, readable on the hot path without cloning.
     config: ArcSwap<TenantConfig>,
     policy: ArcSwap<Box<dyn Policy>>,
+    /// Room writes in flight (see [`WriteGate`]).
+    pub writes: WriteGate,
 }
 
 impl Tenant {
+    /// A room write may start: `None` once the tenant is being deleted.
+    pub fn begin_write(self: &Arc<Self>) -> Option<WriteTicket> {
+        use std::sync::atomic::Ordering;
+        self.writes.in_flight.fetch_add(1, Ordering::SeqCst);
+        let ticket = WriteTicket(self.clone());
+        (!self.writes.closed.load(Ordering::SeqCst)).then_some(ticket)
+    }
     pub fn new(record: TenantRecord) -> Self {
         Tenant {
             config: ArcSwap::from_pointee(record.config.clone()),
             record: RwLock::new(record),
             policy: ArcSwap::from_pointee(Box::new(BuiltinPolicy) as Box<dyn Policy>),
+            writes: WriteGate::default(),
         }
     }
     pub fn name(&self) -> String {

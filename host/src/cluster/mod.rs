@@ -349,8 +349,10 @@ async fn apply_tenant(state: &AppState, name: &str, rec: Option<TenantRecord>) {
             state.tenants.add(tenant);
             tracing::info!(tenant = %name, "tenant mounted from the store");
         }
-        (None, Some(_)) => {
+        (None, Some(tenant)) => {
             crate::protocol::unmount(state, name);
+            // Its sockets' writes in flight end before it is gone here.
+            tenant.writes.close_and_drain(Duration::from_secs(10)).await;
             state.tenants.remove(name);
             tracing::info!(tenant = %name, "tenant removed: the store no longer has it");
         }

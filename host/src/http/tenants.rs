@@ -134,6 +134,9 @@ async fn create(
     Ok(Reply(v))
 }
 
+/// How long a delete waits for the tenant's room writes in flight.
+const DRAIN_WRITES: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Attempts of a tenant change before it gives up on a record that other
 /// nodes keep changing.
 const CHANGE_ATTEMPTS: usize = 16;
@@ -231,9 +234,13 @@ async fn remove(
     if name == DEFAULT_TENANT {
         return Err(ApiError::param("the default tenant cannot be deleted"));
     }
-    tenant_or_404(&state, &name)?;
+    let tenant = tenant_or_404(&state, &name)?;
     let _lifecycle = state.tenants.lifecycle.lock().await;
     crate::protocol::unmount(&state, &name);
+    // What its closing sockets are still writing lands before the delete.
+    if !tenant.writes.close_and_drain(DRAIN_WRITES).await {
+        tracing::warn!(tenant = %name, "room writes still in flight after {DRAIN_WRITES:?}; deleting anyway");
+    }
     state.tenants.remove(&name);
     state.store.delete_tenant(&name).await?;
     announce(&state, &name);

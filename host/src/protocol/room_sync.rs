@@ -468,6 +468,17 @@ pub async fn msg(
             None
         }
         Ok(MsgPlan::Store { room, write, relay }) => {
+            let Some(ticket) = sess.tenant.begin_write() else {
+                msg_refused(
+                    state,
+                    sess,
+                    socket,
+                    ack,
+                    wants_ack,
+                    "tenant is being deleted".into(),
+                );
+                return None;
+            };
             // Hand the write back to the socket's worker, which keeps it in
             // order with the socket's other writes and acks after the commit;
             // the room's line relays it once committed.
@@ -478,6 +489,7 @@ pub async fn msg(
                 sess.tenant.config().max_msgs_per_room,
             );
             let write: crate::store::PendingWrite = Box::pin(async move {
+                let _in_flight = ticket;
                 metrics
                     .timed(
                         "room_write",
