@@ -50,6 +50,12 @@ pub struct TenantConfig {
     pub sync_page_bytes: usize,
     /// A device offline longer than this is forgotten with its queue.
     pub device_ttl_secs: u64,
+    /// Relay a stored `msg` only once its write committed, so a member that
+    /// received it finds it in any `sync` it starts afterwards (on every
+    /// node), and on one node `sync` order is the order received. `false`
+    /// relays first: lower latency (no commit on the relay path), without
+    /// either guarantee; the sender's ack waits for the commit either way.
+    pub relay_after_commit: bool,
     /// Pushes kept queued per device (and in the per-user queue of a user
     /// with no known device); past it the oldest are dropped.
     pub max_pending_pushes: u64,
@@ -78,6 +84,7 @@ impl Default for TenantConfig {
             sync_page_bytes: 1 << 20,
             device_ttl_secs: 3600,
             max_pending_pushes: 1000,
+            relay_after_commit: true,
             kickout: true,
             admin_uids: Vec::new(),
             plugin_fail_open: false,

@@ -115,6 +115,24 @@ describe('a received msg is in the next sync', () => {
     await check({ sendersAt: A, readerAt: B, sameNode: false });
   });
 
+  test('relay_after_commit false: relayed first, still acked after the write and stored', { timeout: 120000 }, async () => {
+    const srv = await startServer();
+    cleanups.push(() => srv.destroy());
+    const r = await srv.admin('PATCH', '/api/tenants/default', { body: { relay_after_commit: false } });
+    assert.equal(r.status, 200, r.text);
+    const room = rid('room');
+    const [a, b] = [await loginJoin(srv, room, { label: 'a' }), await loginJoin(srv, room, { label: 'b' })];
+    try {
+      const acks = await stream(a, 'a', 50);
+      assert.ok(acks.every((x) => x?.status === 0 && typeof x.seq === 'number'), 'every msg acked with its seq');
+      for (let i = 0; i < 50; i++) assert.equal((await b.waitFor('msg')).msgId, `a-${i}`);
+      const got = await b.emitAck('sync', { offset: 0 });
+      assert.deepEqual(got.data.map((m) => m.msgId), Array.from({ length: 50 }, (_, i) => `a-${i}`));
+    } finally {
+      closeAll(a, b);
+    }
+  });
+
   test('two nodes on Redis and MongoDB: senders on A, reader on B', { timeout: 120000 }, async () => {
     const cl = await startCluster({ nodes: 2, redis: true, mongo: true });
     cleanups.push(() => cl.destroy());

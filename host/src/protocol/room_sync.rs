@@ -643,6 +643,14 @@ async fn plan_msg(
             .await;
         return Ok(MsgPlan::Relayed);
     };
+    let relay = if cfg.relay_after_commit {
+        relay
+    } else {
+        // The tenant chose latency over "received means in sync": relay
+        // now; the write follows, and the ack still waits for its commit.
+        relay.await;
+        Box::pin(async {})
+    };
     let write = match (mode, form.msg_id) {
         (StorageMode::Update, Some(id)) => RoomWrite::Update { msg_id: id, entry },
         _ => RoomWrite::Insert(entry),
