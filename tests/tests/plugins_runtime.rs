@@ -877,8 +877,17 @@ async fn a_busy_node_charges_plugins_for_their_cpu_not_for_preemption() {
 
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let load = Spinners::start(4 * cores + 1);
-    let mut over_budget = 0;
-    for round in 0..10 {
+    // Rounds until one call has taken longer in wall time than its budget
+    // (the case this test is about), each of them passing; a load that never
+    // stretches a call would leave the test proving nothing, so that fails.
+    let (mut over_budget, mut rounds) = (0, 0);
+    while over_budget < 3 {
+        rounds += 1;
+        assert!(
+            rounds <= 200,
+            "in {} rounds under load, only {over_budget} calls took longer than the {budget_ms} ms budget: the load did not preempt the plugin",
+            rounds - 1
+        );
         let started = std::time::Instant::now();
         let v = t.policy().on_msg(&ctx(&t, "1"), &ev).await;
         let took = started.elapsed();
@@ -886,8 +895,8 @@ async fn a_busy_node_charges_plugins_for_their_cpu_not_for_preemption() {
             over_budget += 1;
         }
         match v {
-            Ok(v) => assert!(drops(&v), "round {round}: {v:?}"),
-            Err(e) => panic!("round {round}: {e:?} ({took:?} wall, budget {budget_ms} ms)"),
+            Ok(v) => assert!(drops(&v), "round {rounds}: {v:?}"),
+            Err(e) => panic!("round {rounds}: {e:?} ({took:?} wall, budget {budget_ms} ms)"),
         }
     }
     let err = spin
@@ -897,9 +906,7 @@ async fn a_busy_node_charges_plugins_for_their_cpu_not_for_preemption() {
         .unwrap_err();
     drop(load);
     assert!(matches!(err, HookError::Timeout { .. }), "{err:?}");
-    // What a wall-clock deadline would have refused (not asserted: it
-    // depends on the machine).
     eprintln!(
-        "idle call {idle:?}, budget {budget_ms} ms: {over_budget}/10 calls took longer under load"
+        "idle call {idle:?}, budget {budget_ms} ms: {over_budget} of {rounds} calls took longer under load and passed"
     );
 }
