@@ -53,6 +53,34 @@ pub struct Config {
     pub tenant_defaults: TenantConfig,
     /// Plugin engine limits (wasmtime).
     pub plugins: EngineLimits,
+    /// Origins whose browser pages may call the HTTP API (CORS):
+    /// `scheme://host[:port]` entries, or `*` for any. Empty: no CORS
+    /// headers at all, so only pages served by hookwire itself (`/demo`) may
+    /// read the API's answers in a browser. Credentials (cookies) are never
+    /// allowed: keys travel in `Authorization`. A list in TOML; a
+    /// comma-separated string also works (`HOOKWIRE_CORS_ALLOWED_ORIGINS`).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// A list, or one string of comma-separated entries (what an environment
+/// variable can hold); blank entries are dropped.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Commas(String),
+    }
+    let entries = match Form::deserialize(d)? {
+        Form::List(v) => v,
+        Form::Commas(s) => s.split(',').map(str::to_string).collect(),
+    };
+    Ok(entries
+        .into_iter()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect())
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -78,6 +106,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             tenant_defaults: TenantConfig::default(),
             plugins: EngineLimits::default(),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -132,6 +161,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKWIRE_LOG_FORMAT", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// Origins whose browser pages may call the HTTP API (CORS), comma-separated
+    /// (https://app.example.com,...), or * [default: none].
+    #[arg(long, env = "HOOKWIRE_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 /// Top-level settings that `HOOKWIRE_<NAME>` variables may set.
@@ -149,6 +183,7 @@ const ENV_KEYS: &[&str] = &[
     "log_format",
     "tenant_defaults",
     "plugins",
+    "cors_allowed_origins",
 ];
 
 impl Config {
@@ -172,5 +207,20 @@ impl Config {
                 .split("__"),
         );
         fig.merge(Serialized::defaults(args)).extract()
+    }
+
+    /// Refuses settings the node cannot serve with, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.tenant_defaults
+            .validate()
+            .map_err(|e| format!("invalid [tenant_defaults]: {e}"))?;
+        for entry in &self.cors_allowed_origins {
+            if entry != "*" && crate::tenant::normalize_origin(entry).is_none() {
+                return Err(format!(
+                    "invalid cors_allowed_origins: {entry:?} is not an origin: expected scheme://host[:port] without a path (e.g. https://app.example.com), or *"
+                ));
+            }
+        }
+        Ok(())
     }
 }

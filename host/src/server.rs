@@ -57,10 +57,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    config
-        .tenant_defaults
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid [tenant_defaults]: {e}"))?;
+    config.validate().map_err(|e| anyhow::anyhow!(e))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store: Arc<dyn Store> = match (&config.mongo, &config.redis) {
@@ -196,7 +193,13 @@ pub async fn serve(
     let heartbeat = state.presence.spawn_heartbeat();
     let listener_task = state.bus.as_ref().map(|b| b.spawn_listener(state.clone()));
 
-    let app = crate::http::router(state.clone())
+    let mut api = crate::http::router(state.clone());
+    // CORS wraps the HTTP API only: socket.io's requests are answered by
+    // its own layer, outside this one.
+    if let Some(cors) = crate::http::cors(&state.config.cors_allowed_origins) {
+        api = api.layer(cors);
+    }
+    let app = api
         .layer(layer)
         .layer(axum::middleware::map_request(detach_request_head));
     let addr = listener.local_addr()?;
