@@ -61,6 +61,11 @@ pub struct Config {
     /// comma-separated string also works (`HOOKWIRE_CORS_ALLOWED_ORIGINS`).
     #[serde(deserialize_with = "list_or_commas")]
     pub cors_allowed_origins: Vec<String>,
+    /// PEM certificate chain (leaf first) to serve HTTPS and WSS on `listen`
+    /// without a proxy; set with `tls_key`, or neither (plain HTTP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A list, or one string of comma-separated entries (what an environment
@@ -107,6 +112,8 @@ impl Default for Config {
             tenant_defaults: TenantConfig::default(),
             plugins: EngineLimits::default(),
             cors_allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -166,6 +173,14 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKWIRE_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors_allowed_origins: Option<Vec<String>>,
+    /// PEM certificate chain: serve HTTPS and WSS on --listen (needs --tls-key).
+    #[arg(long, env = "HOOKWIRE_TLS_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HOOKWIRE_TLS_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Top-level settings that `HOOKWIRE_<NAME>` variables may set.
@@ -184,6 +199,8 @@ const ENV_KEYS: &[&str] = &[
     "tenant_defaults",
     "plugins",
     "cors_allowed_origins",
+    "tls_cert",
+    "tls_key",
 ];
 
 impl Config {
@@ -221,6 +238,22 @@ impl Config {
                 ));
             }
         }
+        if let Some(e) = self.tls_pair_error() {
+            return Err(e.into());
+        }
         Ok(())
+    }
+
+    /// `tls_cert` and `tls_key` go together.
+    pub fn tls_pair_error(&self) -> Option<&'static str> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                Some("tls_cert is set but tls_key is not: set both (HTTPS) or neither")
+            }
+            (None, Some(_)) => {
+                Some("tls_key is set but tls_cert is not: set both (HTTPS) or neither")
+            }
+            _ => None,
+        }
     }
 }
