@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of hookwire, installing what they need on a Debian machine:
-#   redis-server and chromium (Debian packages), SecantusDB (PyPI, a
+#   redis-server, chromium and openssl (Debian packages; openssl makes the
+#   TLS test's certificate), SecantusDB (PyPI, a
 #   MongoDB-compatible server), socket.io-client, ws and playwright-core (npm;
 #   the conformance suites install their own in run.sh), the
 #   wasm32-wasip2 Rust target.
@@ -22,10 +23,11 @@ step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if [ -z "${SKIP_INSTALL:-}" ]; then
-    step "system packages (redis-server, chromium)"
+    step "system packages (redis-server, chromium, openssl)"
     missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v chromium >/dev/null || missing+=(chromium)
+    command -v openssl >/dev/null || missing+=(openssl)
     if [ "${#missing[@]}" -gt 0 ]; then
         as_root apt-get update -qq
         DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -53,6 +53,39 @@ pub struct Config {
     pub tenant_defaults: TenantConfig,
     /// Plugin engine limits (wasmtime).
     pub plugins: EngineLimits,
+    /// Origins whose browser pages may call the HTTP API (CORS):
+    /// `scheme://host[:port]` entries, or `*` for any. Empty: no CORS
+    /// headers at all, so only pages served by hookwire itself (`/demo`) may
+    /// read the API's answers in a browser. Credentials (cookies) are never
+    /// allowed: keys travel in `Authorization`. A list in TOML; a
+    /// comma-separated string also works (`HOOKWIRE_CORS_ALLOWED_ORIGINS`).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub cors_allowed_origins: Vec<String>,
+    /// PEM certificate chain (leaf first) to serve HTTPS and WSS on `listen`
+    /// without a proxy; set with `tls_key`, or neither (plain HTTP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// A list, or one string of comma-separated entries (what an environment
+/// variable can hold); blank entries are dropped.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Commas(String),
+    }
+    let entries = match Form::deserialize(d)? {
+        Form::List(v) => v,
+        Form::Commas(s) => s.split(',').map(str::to_string).collect(),
+    };
+    Ok(entries
+        .into_iter()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect())
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -78,6 +111,9 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             tenant_defaults: TenantConfig::default(),
             plugins: EngineLimits::default(),
+            cors_allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -132,6 +168,19 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKWIRE_LOG_FORMAT", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// Origins whose browser pages may call the HTTP API (CORS), comma-separated
+    /// (https://app.example.com,...), or * [default: none].
+    #[arg(long, env = "HOOKWIRE_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors_allowed_origins: Option<Vec<String>>,
+    /// PEM certificate chain: serve HTTPS and WSS on --listen (needs --tls-key).
+    #[arg(long, env = "HOOKWIRE_TLS_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HOOKWIRE_TLS_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Top-level settings that `HOOKWIRE_<NAME>` variables may set.
@@ -149,6 +198,9 @@ const ENV_KEYS: &[&str] = &[
     "log_format",
     "tenant_defaults",
     "plugins",
+    "cors_allowed_origins",
+    "tls_cert",
+    "tls_key",
 ];
 
 impl Config {
@@ -172,5 +224,36 @@ impl Config {
                 .split("__"),
         );
         fig.merge(Serialized::defaults(args)).extract()
+    }
+
+    /// Refuses settings the node cannot serve with, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.tenant_defaults
+            .validate()
+            .map_err(|e| format!("invalid [tenant_defaults]: {e}"))?;
+        for entry in &self.cors_allowed_origins {
+            if entry != "*" && crate::tenant::normalize_origin(entry).is_none() {
+                return Err(format!(
+                    "invalid cors_allowed_origins: {entry:?} is not an origin: expected scheme://host[:port] without a path (e.g. https://app.example.com), or *"
+                ));
+            }
+        }
+        if let Some(e) = self.tls_pair_error() {
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// `tls_cert` and `tls_key` go together.
+    pub fn tls_pair_error(&self) -> Option<&'static str> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                Some("tls_cert is set but tls_key is not: set both (HTTPS) or neither")
+            }
+            (None, Some(_)) => {
+                Some("tls_key is set but tls_cert is not: set both (HTTPS) or neither")
+            }
+            _ => None,
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`http`]: account, admin, push and operations endpoints.
 //! - [`cluster`]: Redis pub/sub: the `notification` channel, plugin chain announcements.
 //! - [`telemetry`]: logs and Prometheus metrics.
+//! - [`tls`]: HTTPS and WSS on the node's listener (`tls_cert` / `tls_key`).
 //!
 //! [`run`] serves one node on a bound listener until `shutdown` resolves.
 
@@ -29,6 +30,7 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{AppState, run};

@@ -57,10 +57,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    config
-        .tenant_defaults
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid [tenant_defaults]: {e}"))?;
+    config.validate().map_err(|e| anyhow::anyhow!(e))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store: Arc<dyn Store> = match (&config.mongo, &config.redis) {
@@ -135,6 +132,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let tls = crate::tls::from_config(&config)?;
     bootstrap(&config, store.as_ref()).await?;
     let metrics = Arc::new(Metrics::default());
     let tenants = Arc::new(TenantRegistry::load(store.as_ref()).await?);
@@ -199,14 +197,21 @@ pub async fn serve(
     let reconcile =
         (state.store.kind() != "embedded").then(|| crate::cluster::spawn_tenant_reconcile(&state));
 
-    let app = crate::http::router(state.clone())
+    let mut api = crate::http::router(state.clone());
+    // CORS wraps the HTTP API only: socket.io's requests are answered by
+    // its own layer, outside this one.
+    if let Some(cors) = crate::http::cors(&state.config.cors_allowed_origins) {
+        api = api.layer(cors);
+    }
+    let app = api
         .layer(layer)
         .layer(axum::middleware::map_request(detach_request_head));
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, store = state.store.kind(), "hookwire listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, store = state.store.kind(), "hookwire listening on {scheme}://{addr}");
 
     let io = state.io.clone();
-    serve_http(listener, app, async move {
+    serve_http(listener, app, tls, async move {
         shutdown.await;
         tracing::info!("shutting down: closing connections");
         io.close().await;
@@ -237,16 +242,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// Accepts HTTP/1.1 connections until `shutdown` completes, then lets the
-/// requests in flight finish (for at most five seconds).
+/// How long a client may take over its TLS handshake: a connection that
+/// never finishes one holds a task and a descriptor until then.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts HTTP/1.1 connections (over TLS when `tls` is set) until
+/// `shutdown` completes, then lets the requests in flight finish (for at
+/// most five seconds).
 ///
 /// hookwire runs hyper's HTTP/1 connection itself instead of `axum::serve`:
 /// axum's server sniffs for HTTP/2 and wraps each connection in a buffering
 /// adapter, so a WebSocket upgrade could not be handed back as the plain
-/// `TcpStream` the engine writes through to from any task.
+/// `TcpStream` the engine writes through to from any task. Over TLS the
+/// engine cannot write to the kernel socket itself; it bridges the upgraded
+/// stream instead (see the engine's `ws::bridge`).
 async fn serve_http(
     listener: TcpListener,
     app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     use hyper_util::rt::TokioIo;
@@ -286,16 +299,33 @@ async fn serve_http(
             });
         let mut stop = stop_rx.clone();
         let alive = alive_tx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await.ok();
+            match tls {
+                None => serve_connection(TokioIo::new(tcp), service, stop).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                    let stream = tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(stream)) => Some(stream),
+                            // Plain HTTP on the TLS port, a client that does
+                            // not trust the certificate, a scanner: theirs to
+                            // see, not an operator's warning.
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                None
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                None
+                            }
+                        },
+                        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => None,
+                    };
+                    if let Some(stream) = stream {
+                        serve_connection(TokioIo::new(stream), service, stop).await;
+                    }
                 }
             }
             drop(alive);
@@ -309,6 +339,29 @@ async fn serve_http(
         .is_err()
     {
         tracing::warn!("some HTTP connections were still open after 5 s; closing them");
+    }
+}
+
+/// Serves one HTTP/1.1 connection (with upgrades) until it ends, or until
+/// `stop` turns true: then it finishes the request in flight and closes.
+async fn serve_connection<I, S, B>(io: I, service: S, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await.ok();
+        }
     }
 }
 

@@ -66,6 +66,13 @@ pub struct TenantConfig {
     /// When a plugin hook fails (trap, timeout, memory), let the operation
     /// through instead of refusing it.
     pub plugin_fail_open: bool,
+    /// Browser origins (`https://app.example.com`, or `*`) whose pages may
+    /// open a socket.io connection to this tenant. A browser always sends
+    /// `Origin` and a page cannot forge it, so a page of another site cannot
+    /// ride on its visitors' cookies or network position (cross-site
+    /// WebSocket hijacking). Empty allows any origin; a connection without
+    /// `Origin` (not a browser) is always allowed.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for TenantConfig {
@@ -88,6 +95,7 @@ impl Default for TenantConfig {
             kickout: true,
             admin_uids: Vec::new(),
             plugin_fail_open: false,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -137,7 +145,31 @@ impl TenantConfig {
         if self.max_msg_bytes == 0 {
             return Err("max_msg_bytes must be at least 1".into());
         }
+        for entry in &self.allowed_origins {
+            if entry != "*" && normalize_origin(entry).is_none() {
+                return Err(format!(
+                    "allowed_origins: {entry:?} is not an origin: expected scheme://host[:port] without a path (e.g. https://app.example.com), or *"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// May a connection whose `Origin` header is `origin` (`None`: no
+    /// header) reach this tenant? See [`TenantConfig::allowed_origins`].
+    pub fn allows_origin(&self, origin: Option<&[u8]>) -> bool {
+        let Some(origin) = origin else { return true };
+        if self.allowed_origins.is_empty() || self.allowed_origins.iter().any(|o| o == "*") {
+            return true;
+        }
+        // `null` (sandboxed frames, file: pages) and anything unparsable
+        // match no entry.
+        let Some(origin) = std::str::from_utf8(origin).ok().and_then(normalize_origin) else {
+            return false;
+        };
+        self.allowed_origins
+            .iter()
+            .any(|o| normalize_origin(o).as_deref() == Some(origin.as_str()))
     }
 
     /// `device_ttl_secs` in milliseconds (saturating: never wraps).
@@ -190,6 +222,61 @@ impl WriteGate {
         };
         tokio::time::timeout(limit, drained).await.is_ok()
     }
+}
+
+/// `scheme://host[:port]` in the form browsers send it (lower case, no
+/// default port), so `https://App.example.com:443` in the config matches
+/// the `https://app.example.com` a browser sends; `None` when `s` is not
+/// such an origin (a path, a query, user info, no host, a bad port).
+pub fn normalize_origin(s: &str) -> Option<String> {
+    let (scheme, authority) = s.split_once("://")?;
+    let mut chars = scheme.chars();
+    if !chars.next()?.is_ascii_alphabetic()
+        || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return None;
+    }
+    // An IPv6 host is bracketed and holds colons of its own.
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        ip.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (&authority[..ip.len() + 2], port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~'));
+        if !host_ok {
+            return None;
+        }
+        (host, port)
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            match p.parse::<u16>().ok()? {
+                0 => return None,
+                443 if matches!(scheme.as_str(), "https" | "wss") => None,
+                80 if matches!(scheme.as_str(), "http" | "ws") => None,
+                n => Some(n),
+            }
+        }
+        Some(_) => return None,
+    };
+    Some(match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 /// A live tenant: its record and its current policy, both swappable
@@ -330,5 +417,72 @@ impl TenantRegistry {
         let mut v: Vec<_> = self.tenants.read().values().cloned().collect();
         v.sort_by_key(|t| t.name());
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_normalize_as_browsers_send_them() {
+        for (entry, want) in [
+            ("https://app.example.com", "https://app.example.com"),
+            ("HTTPS://App.Example.com:443", "https://app.example.com"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://localhost:80", "http://localhost"),
+            ("https://[::1]:3000", "https://[::1]:3000"),
+            ("capacitor://localhost", "capacitor://localhost"),
+        ] {
+            assert_eq!(normalize_origin(entry).as_deref(), Some(want), "{entry}");
+        }
+        for bad in [
+            "",
+            "*",
+            "null",
+            "app.example.com",
+            "https://",
+            "https://app.example.com/",
+            "https://app.example.com/app",
+            "https://app.example.com?x",
+            "https://app.example.com#x",
+            "https://user@app.example.com",
+            "https://app.example.com:",
+            "https://app.example.com:0",
+            "https://app.example.com:65536",
+            "https://a b",
+            "https://[nope]",
+            "1http://x",
+        ] {
+            assert_eq!(normalize_origin(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn allowed_origins_match_exactly_after_normalizing() {
+        let mut cfg = TenantConfig::default();
+        assert!(
+            cfg.allows_origin(Some(b"https://evil.example")),
+            "empty allows any"
+        );
+        cfg.allowed_origins = vec!["https://Good.example:443".into()];
+        assert!(cfg.validate().is_ok());
+        assert!(cfg.allows_origin(None), "no Origin: not a browser");
+        assert!(cfg.allows_origin(Some(b"https://good.example")));
+        for other in [
+            &b"https://evil.example"[..],
+            b"http://good.example",
+            b"https://good.example:8443",
+            b"https://good.example.evil.example",
+            b"null",
+            b"\xff",
+        ] {
+            assert!(!cfg.allows_origin(Some(other)), "{other:?}");
+        }
+        cfg.allowed_origins.push("*".into());
+        assert!(cfg.allows_origin(Some(b"null")));
+        cfg.allowed_origins = vec!["https://good.example/".into()];
+        let err = cfg.validate().unwrap_err();
+        assert!(err.starts_with("allowed_origins"), "{err}");
     }
 }

@@ -9,10 +9,16 @@
 //
 // Env: HOOKWIRE_BIN (binary path; default <repo>/target/debug/hookwire),
 //      HOOKWIRE_TEST_LOG=1 (copy server logs to stderr).
+//
+// A server started with TLS (tls_cert / tls_key in its env or args) needs
+// startServer({ tls: { ca } }): its url is https:// and the startup wait
+// trusts `ca`. srv.api() stays plain fetch (no custom CA): TLS tests make
+// their own requests with `ca`.
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import https from 'node:https';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -69,7 +75,7 @@ process.on('exit', () => {
 
 /** One hookwire process (and its data dir, which survives restarts). */
 export class HookwireServer {
-  constructor({ dataDir, port, adminKey, apiKey, env = {}, args = [] }) {
+  constructor({ dataDir, port, adminKey, apiKey, env = {}, args = [], tls = null }) {
     this.dataDir = dataDir;
     this.port = port;
     this.adminKey = adminKey;
@@ -78,7 +84,8 @@ export class HookwireServer {
     this.args = args;
     this.proc = null;
     this.logs = '';
-    this.url = `http://127.0.0.1:${port}`;
+    this.tls = tls;
+    this.url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   }
 
   /** Last lines of the server's stdout+stderr, for error messages. */
@@ -131,8 +138,10 @@ export class HookwireServer {
         throw new Error(`hookwire exited during startup (${JSON.stringify(exitInfo)}):\n${this.excerpt()}`);
       }
       try {
-        const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
-        if (r.status === 200) return this;
+        const status = this.tls
+          ? await httpsStatus(`${this.url}/healthz`, this.tls.ca)
+          : (await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) })).status;
+        if (status === 200) return this;
       } catch { /* not yet listening */ }
       await sleep(50);
     }
@@ -211,6 +220,15 @@ export class HookwireServer {
   }
 }
 
+/** Status of GET `url` over https trusting `ca` (fetch takes no CA of its own). */
+function httpsStatus(url, ca) {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ca, timeout: 1000 }, (res) => { res.resume(); resolve(res.statusCode); });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
 /** Start a server on a fresh temp data dir (or opts.dataDir) and a free port. */
 export async function startServer(opts = {}) {
   const dataDir = opts.dataDir || (await mkdtemp(path.join(tmpdir(), 'hookwire-test-')));
@@ -223,6 +241,7 @@ export async function startServer(opts = {}) {
     apiKey: opts.apiKey === null ? null : opts.apiKey || `default-${rid('k')}`,
     env: opts.env,
     args: opts.args,
+    tls: opts.tls,
   });
   await srv.start();
   return srv;

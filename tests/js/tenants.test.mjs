@@ -22,6 +22,7 @@ const DEFAULTS = {
   kickout: true,
   admin_uids: [],
   plugin_fail_open: false,
+  allowed_origins: [],
 };
 
 const names = (data) => {

@@ -44,3 +44,43 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .with_state(state)
 }
+
+/// The HTTP API's CORS policy for `allowed` (see
+/// [`Config::cors_allowed_origins`](crate::config::Config::cors_allowed_origins)).
+/// An empty list sends no CORS headers; a listed origin gets
+/// `access-control-allow-origin` of itself (with `Vary: Origin`), `*`
+/// gets `*`. Never with credentials: the API reads its keys from
+/// `Authorization` and `?apiKey=`, never from cookies, so a page has no
+/// reason to send them.
+pub fn cors(allowed: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if allowed.is_empty() {
+        return None;
+    }
+    let origin = if allowed.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Browsers send an origin in the normalized form; config entries
+        // were validated at startup.
+        AllowOrigin::list(
+            allowed
+                .iter()
+                .filter_map(|o| crate::tenant::normalize_origin(o))
+                .filter_map(|o| HeaderValue::from_str(&o).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}

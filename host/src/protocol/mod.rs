@@ -178,6 +178,25 @@ fn setup(mounted: &Arc<MountedNamespace>, socket: &Socket) -> Result<(), String>
         return Err(format!("unknown tenant `{tenant_name}`"));
     };
     let cfg = tenant.config();
+    // First, before the connection takes a quota slot: a page of a site the
+    // tenant did not allow must not get a socket at all. Every header is
+    // checked: a request carrying two `Origin`s is not let through on the
+    // first one.
+    let mut origins = socket
+        .req_parts()
+        .headers
+        .get_all(axum::http::header::ORIGIN)
+        .iter();
+    let allowed = match origins.next() {
+        None => cfg.allows_origin(None),
+        Some(first) => std::iter::once(first)
+            .chain(origins)
+            .all(|o| cfg.allows_origin(Some(o.as_bytes()))),
+    };
+    if !allowed {
+        state.metrics.refuse(tenant_name, "origin");
+        return Err("origin not allowed".into());
+    }
     if !state.presence.connect(tenant_name, cfg.max_connections) {
         state.metrics.refuse(tenant_name, "connections");
         return Err(format!(
