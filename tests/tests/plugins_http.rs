@@ -1,7 +1,6 @@
 //! The plugin admin REST API and the `hookwire plugin` CLI against a real
 //! node (`hookwire::run` on 127.0.0.1:0) with the real plugins.
 
-use hookwire::cli::plugin::{ClientArgs, PluginCmd, run};
 use hookwire::runtime::EngineLimits;
 use hookwire_tests::plugins::{wasm, wasm_path};
 use serde_json::{Value, json};
@@ -183,56 +182,109 @@ async fn upload_list_test_chain_rollback_delete_over_rest() {
     assert_eq!(s, 404);
 }
 
+/// Runs `hookwire plugin ARGS` (the real binary) against `server`; its exit
+/// status and stdout parsed as JSON (`Null` when it is not JSON), or stderr.
+fn cli(server: &str, key: &str, args: &[&str]) -> (bool, Value, String) {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/hookwire");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p hookwire`",
+        bin.display()
+    );
+    let out = std::process::Command::new(bin)
+        .arg("plugin")
+        .args(args)
+        .args(["--server", server, "--admin-key", key])
+        .env_remove("HOOKWIRE_SERVER")
+        .env_remove("HOOKWIRE_ADMIN_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    (
+        out.status.success(),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
 async fn cli_pushes_lists_tests_and_removes() {
     let n = node().await;
-    let client = || ClientArgs {
-        server: n.base.clone(),
-        admin_key: ADMIN.into(),
-        tenant: "default".into(),
+    let server = n.base.clone();
+    // The binary blocks while it talks to the node: off the test's runtime.
+    let run = |args: Vec<String>| {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(&server, ADMIN, &args)
+        })
     };
-    run(PluginCmd::Push {
-        client: client(),
-        name: "word-filter".into(),
-        file: wasm_path("word-filter").to_path_buf(),
-        manifest: None,
-        config: Some(r#"{"words":["heck"]}"#.into()),
-    })
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let wasm = wasm_path("word-filter").to_string_lossy().into_owned();
+
+    let (ok, pushed, err) = run(args(&[
+        "push",
+        "word-filter",
+        &wasm,
+        "--config",
+        r#"{"words":["heck"]}"#,
+    ]))
     .await
     .unwrap();
-    run(PluginCmd::List { client: client() }).await.unwrap();
-    run(PluginCmd::Test {
-        client: client(),
-        name: "word-filter".into(),
-        hook: "on-msg".into(),
-        input: r#"{"msg":{"data":"heck"}}"#.into(),
-        version: None,
-    })
+    assert!(ok, "push: {err}");
+    assert_eq!(
+        pushed["version"], 1,
+        "push prints the new version: {pushed}"
+    );
+
+    let (ok, listed, err) = run(args(&["list"])).await.unwrap();
+    assert!(ok, "list: {err}");
+    assert!(
+        listed.to_string().contains("word-filter"),
+        "list names the plugin: {listed}"
+    );
+
+    let (ok, tested, err) = run(args(&[
+        "test",
+        "word-filter",
+        "--hook",
+        "on-msg",
+        "--input",
+        r#"{"room":"r","msg":{"data":"heck"}}"#,
+    ]))
     .await
     .unwrap();
-    run(PluginCmd::Chain {
-        client: client(),
-        names: vec!["word-filter".into()],
-    })
-    .await
-    .unwrap();
+    assert!(ok, "test: {err}");
+    assert_eq!(
+        tested["verdict"],
+        json!({ "Rewrite": { "msg": { "data": "****" } } }),
+        "the dry run's verdict: {tested}"
+    );
+
+    let (ok, _, err) = run(args(&["chain", "word-filter"])).await.unwrap();
+    assert!(ok, "chain: {err}");
+
     // Rollback with one version is refused with the server's message.
-    let err = run(PluginCmd::Rollback {
-        client: client(),
-        name: "word-filter".into(),
-    })
-    .await
-    .unwrap_err();
-    assert!(err.to_string().contains("no version before"), "{err}");
-    run(PluginCmd::Rm {
-        client: client(),
-        name: "word-filter".into(),
+    let (ok, _, err) = run(args(&["rollback", "word-filter"])).await.unwrap();
+    assert!(!ok && err.contains("no version before"), "rollback: {err}");
+
+    let (ok, _, err) = run(args(&["rm", "word-filter"])).await.unwrap();
+    assert!(ok, "rm: {err}");
+    let (ok, listed, err) = run(args(&["list"])).await.unwrap();
+    assert!(ok, "list after rm: {err}");
+    assert!(
+        !listed.to_string().contains("word-filter"),
+        "rm removed the plugin: {listed}"
+    );
+
+    let (ok, _, err) = tokio::task::spawn_blocking({
+        let server = server.clone();
+        move || cli(&server, "wrong", &["list"])
     })
     .await
     .unwrap();
-    let bad = ClientArgs {
-        admin_key: "wrong".into(),
-        ..client()
-    };
-    assert!(run(PluginCmd::List { client: bad }).await.is_err());
+    assert!(
+        !ok && !err.is_empty(),
+        "a wrong admin key fails with a message"
+    );
 }
