@@ -15,9 +15,9 @@
 // trusts `ca`. srv.api() stays plain fetch (no custom CA): TLS tests make
 // their own requests with `ca`.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -497,4 +497,19 @@ export function closeAll(...clients) {
   for (const c of clients.flat()) {
     try { c?.close(); } catch { /* ignore */ }
   }
+}
+
+/**
+ * The component of sample plugin `pkg` (a package of plugins/, e.g.
+ * `word-filter`), built (incrementally) by plugins/build.sh; its bytes.
+ */
+export function builtPlugin(pkg) {
+  const r = spawnSync(path.join(REPO_ROOT, 'plugins/build.sh'), ['-p', pkg], {
+    cwd: REPO_ROOT, encoding: 'utf8', timeout: 15 * 60 * 1000, maxBuffer: 64 << 20,
+  });
+  if (r.status !== 0) throw new Error(`plugins/build.sh -p ${pkg} failed:\n${(r.stderr || '').slice(-3000)}`);
+  const file = `/${pkg.replace(/-/g, '_')}.wasm`;
+  const line = r.stdout.split('\n').map((l) => l.trim()).find((l) => l.endsWith(file));
+  if (!line) throw new Error(`plugins/build.sh printed no ${file.slice(1)}:\n${r.stdout}`);
+  return readFileSync(path.isAbsolute(line) ? line : path.join(REPO_ROOT, line));
 }

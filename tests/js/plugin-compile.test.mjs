@@ -4,23 +4,10 @@
 // plugins/build.sh (the JS plugin suite builds it first; this file does too).
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { REPO_ROOT, ok, startServer } from './harness.mjs';
+import { builtPlugin, ok, startServer } from './harness.mjs';
 
 const T = { timeout: 120000 };
-
-function wordFilter() {
-  const r = spawnSync(path.join(REPO_ROOT, 'plugins/build.sh'), ['-p', 'word-filter'], {
-    cwd: REPO_ROOT, encoding: 'utf8', timeout: 15 * 60 * 1000, maxBuffer: 64 << 20,
-  });
-  if (r.status !== 0) throw new Error(`plugins/build.sh -p word-filter failed:\n${(r.stderr || '').slice(-3000)}`);
-  const line = r.stdout.split('\n').map((l) => l.trim()).find((l) => l.endsWith('/word_filter.wasm'));
-  if (!line) throw new Error(`plugins/build.sh printed no word_filter.wasm:\n${r.stdout}`);
-  return readFileSync(path.isAbsolute(line) ? line : path.join(REPO_ROOT, line));
-}
 
 const upload = (srv, bytes) => srv.admin('POST', '/api/tenants/default/plugins/word-filter', {
   rawBody: bytes,
@@ -31,7 +18,7 @@ const upload = (srv, bytes) => srv.admin('POST', '/api/tenants/default/plugins/w
 describe('plugin compile', () => {
   const servers = [];
   after(async () => { for (const s of servers) await s.destroy(); });
-  const bytes = wordFilter();
+  const bytes = builtPlugin('word-filter');
 
   test('a compile past plugins.max_compile_ms is refused with the setting named; nothing is stored', T, async () => {
     const srv = await startServer({ env: { HOOKWIRE_PLUGINS__MAX_COMPILE_MS: '1' } });

@@ -10,25 +10,12 @@
 // permits each of fast's calls waited behind the flood's queued calls.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { REPO_ROOT, closeAll, loginJoin, ok, rid, startServer } from './harness.mjs';
+import { builtPlugin, closeAll, loginJoin, ok, rid, startServer } from './harness.mjs';
 
 const SLOW_SOCKETS = 12;
 const SLOW_EACH = 20;
 const FAST_MSGS = 30;
-
-function plugin(pkg, file) {
-  const r = spawnSync(path.join(REPO_ROOT, 'plugins/build.sh'), ['-p', pkg], {
-    cwd: REPO_ROOT, encoding: 'utf8', timeout: 15 * 60 * 1000, maxBuffer: 64 << 20,
-  });
-  if (r.status !== 0) throw new Error(`plugins/build.sh -p ${pkg} failed:\n${(r.stderr || '').slice(-3000)}`);
-  const line = r.stdout.split('\n').map((l) => l.trim()).find((l) => l.endsWith(`/${file}.wasm`));
-  if (!line) throw new Error(`plugins/build.sh printed no ${file}.wasm:\n${r.stdout}`);
-  return readFileSync(path.isAbsolute(line) ? line : path.join(REPO_ROOT, line));
-}
 
 describe('plugin instance permits per tenant', () => {
   let srv;
@@ -51,8 +38,8 @@ describe('plugin instance permits per tenant', () => {
       headers: { 'content-type': 'application/wasm', 'x-hookwire-manifest': JSON.stringify(manifest) },
       timeoutMs: 120000,
     }), `upload ${name} to ${tenant}`);
-    await upload('slow', 'sleeper', plugin('sleeper', 'sleeper'), {});
-    await upload('fast', 'word-filter', plugin('word-filter', 'word_filter'), { timeout_ms: 500, config: { words: ['darn'] } });
+    await upload('slow', 'sleeper', builtPlugin('sleeper'), {});
+    await upload('fast', 'word-filter', builtPlugin('word-filter'), { timeout_ms: 500, config: { words: ['darn'] } });
 
     const room = rid('room');
     const slow = [];

@@ -3,21 +3,8 @@
 // one's keys. Uses rate-limit, whose token buckets live in the kv.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { REPO_ROOT, closeAll, loginJoin, ok, rid, startServer } from './harness.mjs';
-
-function rateLimit() {
-  const r = spawnSync(path.join(REPO_ROOT, 'plugins/build.sh'), ['-p', 'rate-limit'], {
-    cwd: REPO_ROOT, encoding: 'utf8', timeout: 15 * 60 * 1000, maxBuffer: 64 << 20,
-  });
-  if (r.status !== 0) throw new Error(`plugins/build.sh -p rate-limit failed:\n${(r.stderr || '').slice(-3000)}`);
-  const line = r.stdout.split('\n').map((l) => l.trim()).find((l) => l.endsWith('/rate_limit.wasm'));
-  if (!line) throw new Error(`plugins/build.sh printed no rate_limit.wasm:\n${r.stdout}`);
-  return readFileSync(path.isAbsolute(line) ? line : path.join(REPO_ROOT, line));
-}
+import { builtPlugin, closeAll, loginJoin, ok, rid, startServer } from './harness.mjs';
 
 describe('plugin kv and plugin deletion', () => {
   let srv;
@@ -26,7 +13,7 @@ describe('plugin kv and plugin deletion', () => {
 
   test('a plugin uploaded again under a deleted plugin\'s name does not inherit its kv', { timeout: 120000 }, async () => {
     srv = await startServer();
-    const wasm = rateLimit();
+    const wasm = builtPlugin('rate-limit');
     // Two msgs per bucket, refilled so slowly that it stays empty for the test.
     const upload = async () => ok(await srv.admin('POST', '/api/tenants/default/plugins/rate-limit', {
       rawBody: wasm,

@@ -698,4 +698,47 @@ mod tests {
             &[]
         ));
     }
+
+    /// A plugin cannot aim a request at another site through `Host`: the
+    /// header is refused before anything is sent; the same request without
+    /// it gets past that check (and fails on the closed port instead).
+    #[tokio::test]
+    async fn a_plugin_may_not_set_the_host_header() {
+        use super::super::bindings::HttpRequest;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::store::embedded::EmbeddedStore::open(&dir.path().join("db"), Duration::ZERO)
+                .unwrap();
+        let scope = Arc::new(super::PluginScope {
+            tenant: "t".into(),
+            tenant_calls: Arc::new(tokio::sync::Semaphore::new(1)),
+            plugin: "p".into(),
+            version: 1,
+            config_json: "{}".into(),
+            allowed_hosts: vec!["127.0.0.1".into()],
+            limits: PluginManifest::default().resolve(&EngineLimits::default()),
+            store: Arc::new(store),
+            http: crate::runtime::outbound::client().unwrap(),
+        });
+        let req = |headers: Vec<(String, String)>| HttpRequest {
+            method: "GET".into(),
+            url: "http://127.0.0.1:9/".into(),
+            headers,
+            body: None,
+        };
+        for host in ["Host", "host", "HOST"] {
+            let err = super::fetch(
+                scope.clone(),
+                req(vec![(host.into(), "evil.example".into())]),
+            )
+            .await
+            .unwrap_err();
+            assert!(err.contains("may not set it"), "{host}: {err}");
+        }
+        let err = super::fetch(scope, req(vec![("x-id".into(), "1".into())]))
+            .await
+            .unwrap_err();
+        assert!(!err.contains("Host header"), "{err}");
+    }
 }
