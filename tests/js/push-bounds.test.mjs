@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { closeAll, eventually, login, ok, rid, startServer } from './harness.mjs';
+import { closeAll, eventually, login, ok, rid, sleep, startServer } from './harness.mjs';
 
 describe('push queue bounds', () => {
   let srv;
@@ -54,6 +54,7 @@ describe('push queue bounds', () => {
   });
 
   test('250 pending pushes come as _batch pages of 100, 100 and 50, each after the previous ack', { timeout: 120000 }, async () => {
+    srv ??= await startServer();
     const uid = rid('u');
     await knownDevice(uid, 'tab');
     for (let i = 1; i <= 250; i++) await send(uid, i);
@@ -66,5 +67,25 @@ describe('push queue bounds', () => {
     await send(uid, 'marker');
     const { pages: after } = await drain(uid, 'tab', 1);
     assert.deepEqual(after, [['marker']]);
+  });
+  test('the queue of a user with no known device keeps pushes for the first device, and is forgotten device_ttl after it started', { timeout: 120000 }, async () => {
+    srv ??= await startServer();
+    ok(await srv.admin('PATCH', '/api/tenants/default', { body: { device_ttl_secs: 1 } }), 'patch');
+    try {
+      // Within the TTL: everything is kept for the first device.
+      const kept = rid('u');
+      for (const x of ['a', 'b', 'marker']) await send(kept, x);
+      const { pages } = await drain(kept, 'first', 3);
+      assert.deepEqual(pages, [['a', 'b', 'marker']]);
+      // Past the TTL: the old queue is gone; a push then starts a new one.
+      const gone = rid('u');
+      for (const x of ['a', 'b']) await send(gone, x);
+      await sleep(1300); // the 1 s TTL must pass in real time
+      await send(gone, 'marker');
+      const { pages: after } = await drain(gone, 'first', 1);
+      assert.deepEqual(after, [['marker']], 'only what was pushed after the old queue expired');
+    } finally {
+      ok(await srv.admin('PATCH', '/api/tenants/default', { body: { device_ttl_secs: 3600 } }), 'patch back');
+    }
   });
 });

@@ -148,26 +148,42 @@ pub async fn send_with(
     Ok(report)
 }
 
-/// Devices of `uid` seen within the TTL; the per-user queue `""` when none.
+/// The queue of a user with no known device: what is pushed to it goes to
+/// the first device that comes back. It is kept like a device (its record's
+/// time is when it was started), so it is forgotten `device_ttl` after its
+/// first push if no device comes; a push after that starts it anew. The
+/// control character keeps it apart from any `deviceId` a client sends.
+pub const USER_QUEUE: &str = "\u{1}user";
+
+/// Devices of `uid` seen within the TTL; with none, the user's queue
+/// [`USER_QUEUE`] (started now, or anew when it outlived the TTL).
 async fn live_devices(
     state: &AppState,
     tenant: &str,
     uid: &str,
     ttl_ms: u64,
 ) -> Result<Vec<String>, StoreError> {
-    let cutoff = now_ms().saturating_sub(ttl_ms);
-    let mut devices: Vec<String> = state
-        .store
-        .devices(tenant, uid)
-        .await?
-        .into_iter()
-        .filter(|(_, seen)| *seen >= cutoff)
-        .map(|(d, _)| d)
+    let now = now_ms();
+    let cutoff = now.saturating_sub(ttl_ms);
+    let known = state.store.devices(tenant, uid).await?;
+    let devices: Vec<String> = known
+        .iter()
+        .filter(|(d, seen)| *seen >= cutoff && d != USER_QUEUE)
+        .map(|(d, _)| d.clone())
         .collect();
-    if devices.is_empty() {
-        devices.push(String::new());
+    if !devices.is_empty() {
+        return Ok(devices);
     }
-    Ok(devices)
+    match known.iter().find(|(d, _)| d == USER_QUEUE) {
+        Some((_, started)) if *started >= cutoff => {}
+        stale => {
+            if stale.is_some() {
+                state.store.push_clear(tenant, uid, USER_QUEUE).await?;
+            }
+            state.store.device_seen(tenant, uid, USER_QUEUE, now).await?;
+        }
+    }
+    Ok(vec![USER_QUEUE.to_string()])
 }
 
 /// Emits one queued entry to the device's sockets; the first ack from any
@@ -541,9 +557,22 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
             store.push_clear(tenant, uid, device).await?;
         }
         store.device_seen(tenant, uid, device, now).await?;
+        // What was queued while the user had no known device belongs to the
+        // first device that comes back (unless it outlived the TTL).
+        if let Some((_, started)) = store
+            .devices(tenant, uid)
+            .await?
+            .iter()
+            .find(|(d, _)| d == USER_QUEUE)
+        {
+            if now.saturating_sub(*started) > ttl_ms {
+                store.push_clear(tenant, uid, USER_QUEUE).await?;
+            } else {
+                store.push_move(tenant, uid, USER_QUEUE, device).await?;
+            }
+        }
         if !device.is_empty() {
-            // What was queued while the user had no known device belongs to
-            // the first device that comes back.
+            // Queued as "" by a node from before USER_QUEUE.
             store.push_move(tenant, uid, "", device).await?;
         }
         store.push_pending(tenant, uid, device).await
