@@ -197,15 +197,14 @@ pub async fn serve(
     let reconcile =
         (state.store.kind() != "embedded").then(|| crate::cluster::spawn_tenant_reconcile(&state));
 
-    let mut api = crate::http::router(state.clone());
-    // CORS wraps the HTTP API only: socket.io's requests are answered by
-    // its own layer, outside this one.
+    let mut app = crate::http::router(state.clone()).layer(layer);
+    // CORS wraps socket.io too, so a browser page of a listed origin can
+    // use long-polling (the tenant's allowed_origins still decides whether
+    // its socket may connect).
     if let Some(cors) = crate::http::cors(&state.config.cors_allowed_origins) {
-        api = api.layer(cors);
+        app = app.layer(cors);
     }
-    let app = api
-        .layer(layer)
-        .layer(axum::middleware::map_request(detach_request_head));
+    let app = app.layer(axum::middleware::map_request(detach_request_head));
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, store = state.store.kind(), "hookwire listening on {scheme}://{addr}");

@@ -1,4 +1,4 @@
-// CORS of the HTTP API (`cors_allowed_origins`): a page of a listed origin
+// CORS of the HTTP API and of socket.io polling (`cors_allowed_origins`): a page of a listed origin
 // may call the API from a browser (preflight and the call itself carry
 // `access-control-allow-origin` of that origin); any other origin gets no
 // `access-control-allow-origin`, so its browser keeps the answer from the
@@ -91,6 +91,16 @@ describe('CORS of the HTTP API', () => {
     }
     // Answers vary by Origin: a cache must not hand one origin's answer to another.
     assert.match((await stat(listed, GOOD)).headers.vary || '', /origin/i);
+  });
+
+  test('socket.io polling from a listed origin is granted too (a browser page on another origin can poll); others are not', T, async () => {
+    const handshake = (srv, origin) => request(srv, 'GET', '/socket.io/?EIO=4&transport=polling', { origin });
+    const ok = await handshake(listed, GOOD);
+    assert.equal(ok.status, 200, ok.body);
+    assert.match(ok.body, /"sid"/, 'an Engine.IO open packet');
+    allows(ok, GOOD, 'polling handshake from a listed origin');
+    const evil = await handshake(listed, EVIL);
+    none(evil, 'polling handshake from an origin not listed');
   });
 
   test('an origin not listed gets no access-control-allow-origin', T, async () => {

@@ -180,7 +180,10 @@ async fn live_devices(
             if stale.is_some() {
                 state.store.push_clear(tenant, uid, USER_QUEUE).await?;
             }
-            state.store.device_seen(tenant, uid, USER_QUEUE, now).await?;
+            state
+                .store
+                .device_seen(tenant, uid, USER_QUEUE, now)
+                .await?;
         }
     }
     Ok(vec![USER_QUEUE.to_string()])
