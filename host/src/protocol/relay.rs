@@ -125,29 +125,34 @@ impl RoomRelays {
     /// is not kept relaying other sockets' messages for ever; what became
     /// ready meanwhile goes out from a task of its own.
     async fn drain(self: &Arc<Self>, key: &str) {
-        let Some(batch) = self.take_batch(key) else {
-            return;
-        };
+        if let Some(batch) = self.take_batch(key) {
+            self.send(key, batch).await;
+        }
+    }
+
+    /// Sends `batch` (taken from the head of `key`'s line, which is marked
+    /// as relaying for it), in order; dropping the [`Sending`] releases the
+    /// line, or hands what is left to a task of its own.
+    async fn send(self: &Arc<Self>, key: &str, batch: VecDeque<Relay>) {
         let mut sending = Sending {
             relays: self,
             key,
-            batch: batch.into(),
+            batch,
         };
         while let Some(r) = sending.batch.pop_front() {
             r.await;
         }
-        // Dropped here: the line is released and what is ready goes on.
     }
 
     /// The ready relays at the head, and the line marked as relaying; `None`
     /// when there is nothing to send or another task is sending.
-    fn take_batch(&self, key: &str) -> Option<Vec<Relay>> {
+    fn take_batch(&self, key: &str) -> Option<VecDeque<Relay>> {
         let mut lines = self.lines.lock();
         let line = lines.get_mut(key)?;
         if line.relaying {
             return None;
         }
-        let mut batch = Vec::new();
+        let mut batch = VecDeque::new();
         while matches!(line.slots.front(), Some(Slot::Ready(_))) {
             if let Some(Slot::Ready(r)) = line.slots.pop_front() {
                 batch.extend(r);
@@ -181,7 +186,7 @@ impl RoomRelays {
             more
         };
         if more {
-            self.spawn_drain(key.to_string(), Vec::new().into());
+            self.spawn_drain(key.to_string(), VecDeque::new());
         }
     }
 
@@ -192,15 +197,9 @@ impl RoomRelays {
         let relays = self.clone();
         let task = async move {
             if rest.is_empty() {
-                return relays.drain(&key).await;
-            }
-            let mut sending = Sending {
-                relays: &relays,
-                key: &key,
-                batch: rest,
-            };
-            while let Some(r) = sending.batch.pop_front() {
-                r.await;
+                relays.drain(&key).await;
+            } else {
+                relays.send(&key, rest).await;
             }
         };
         // Without a runtime the node is shutting down: nothing is relayed.
