@@ -69,12 +69,8 @@ pub async fn room_msgs(
         .bytes(cfg.sync_page_bytes)
         .updates_after(q.get("cursor").cloned());
     let page = state.store.room_read(&c.tenant.name(), &room, req).await?;
-    let next = page.more || page.updates_more;
-    let cursor = page.updates_more.then(|| {
-        page.updates_last
-            .clone()
-            .or_else(|| q.get("cursor").cloned())
-    });
+    let next = page.has_next();
+    let cursor = page.next_cursor(q.get("cursor").map(String::as_str));
     let msgs: Vec<Value> = page
         .inserts
         .into_iter()
@@ -83,7 +79,7 @@ pub async fn room_msgs(
         .map(|e| json!({ "data": serde_json::from_str::<Value>(&e.msg).unwrap_or(Value::Null), "ts": e.ts, "uid": e.uid }))
         .collect();
     let mut out = json!({ "msgs": msgs, "offset": page.next_offset, "next": u8::from(next), "epoch": page.epoch });
-    if let Some(c) = cursor.flatten() {
+    if let Some(c) = cursor {
         // Update values remain: pass it back as `cursor` to continue.
         out["cursor"] = Value::String(c);
     }

@@ -792,7 +792,7 @@ pub async fn sync(
             _ => (None, None),
         },
     };
-    let req = PageRequest::count(offset, cfg.sync_page_size.max(1))
+    let mut req = PageRequest::count(offset, cfg.sync_page_size.max(1))
         .bytes(cfg.sync_page_bytes)
         .updates_after(updates_after);
     let read = |req: PageRequest| {
@@ -800,27 +800,19 @@ pub async fn sync(
             .metrics
             .timed("room_read", state.store.room_read(tenant, &room.name, req))
     };
-    let started_after = req.updates_after.clone();
     let mut page = match read(req.clone()).await {
         Ok(p) => p,
         Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
     };
-    let mut started_after = started_after;
     if remembered_epoch.is_some_and(|e| e != page.epoch) {
         // The room was cleared since: its update values start over.
-        started_after = None;
-        page = match read(req.updates_after(None)).await {
+        req.updates_after = None;
+        page = match read(req.clone()).await {
             Ok(p) => p,
             Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
         };
     }
-    // Where the next page's update values start; none while the first is
-    // still to come (the same offset starts them from the first).
-    let cursor = if page.updates_more {
-        page.updates_last.clone().or(started_after)
-    } else {
-        None
-    };
+    let cursor = page.next_cursor(req.updates_after.as_deref());
     if let Some(after) = &cursor {
         sess.state.lock().sync_cursor = Some(Box::new(SyncCursor {
             room: room.name.clone(),
@@ -830,7 +822,7 @@ pub async fn sync(
         }));
     }
     let (next_offset, epoch) = (page.next_offset, page.epoch);
-    let next = u8::from(page.more || page.updates_more);
+    let next = u8::from(page.has_next());
     // Stored messages go out as the JSON text they were stored as: no
     // parse and re-serialisation per page.
     let stored: Vec<String> = page

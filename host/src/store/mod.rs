@@ -151,6 +151,26 @@ impl PageRequest {
     }
 }
 
+impl RoomPage {
+    /// Whether more remains after this page (inserts or update values).
+    pub fn has_next(&self) -> bool {
+        self.more || self.updates_more
+    }
+
+    /// Where the next page's update values start, for a page read with
+    /// `updates_after`: after this page's last one, or where this page
+    /// started when it held none. `None` when no value remains, and while
+    /// the first is still to come (the same offset starts from it).
+    pub fn next_cursor(&self, updates_after: Option<&str>) -> Option<String> {
+        if !self.updates_more {
+            return None;
+        }
+        self.updates_last
+            .clone()
+            .or_else(|| updates_after.map(str::to_string))
+    }
+}
+
 /// Counts one page's messages against its [`PageRequest`]; every backend
 /// fills its pages through it, so the bounds mean the same everywhere.
 #[derive(Debug)]
