@@ -155,6 +155,12 @@ pub async fn send_with(
 /// control character keeps it apart from any `deviceId` a client sends.
 pub const USER_QUEUE: &str = "\u{1}user";
 
+/// Whether a device last seen (or the user's queue started) at `seen` has
+/// outlived the TTL at `now`.
+fn outlived(seen: u64, now: u64, ttl_ms: u64) -> bool {
+    now.saturating_sub(seen) > ttl_ms
+}
+
 /// Devices of `uid` seen within the TTL; with none, the user's queue
 /// [`USER_QUEUE`] (started now, or anew when it outlived the TTL).
 async fn live_devices(
@@ -164,18 +170,17 @@ async fn live_devices(
     ttl_ms: u64,
 ) -> Result<Vec<String>, StoreError> {
     let now = now_ms();
-    let cutoff = now.saturating_sub(ttl_ms);
     let known = state.store.devices(tenant, uid).await?;
     let devices: Vec<String> = known
         .iter()
-        .filter(|(d, seen)| *seen >= cutoff && d != USER_QUEUE)
+        .filter(|(d, seen)| !outlived(*seen, now, ttl_ms) && d != USER_QUEUE)
         .map(|(d, _)| d.clone())
         .collect();
     if !devices.is_empty() {
         return Ok(devices);
     }
     match known.iter().find(|(d, _)| d == USER_QUEUE) {
-        Some((_, started)) if *started >= cutoff => {}
+        Some((_, started)) if !outlived(*started, now, ttl_ms) => {}
         stale => {
             if stale.is_some() {
                 state.store.push_clear(tenant, uid, USER_QUEUE).await?;
@@ -551,24 +556,16 @@ pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) 
         // queue, even if the periodic sweep has not run yet.
         let ttl_ms = sess.tenant.config().device_ttl_ms();
         let now = now_ms();
-        let stale = store
-            .devices(tenant, uid)
-            .await?
-            .iter()
-            .any(|(d, seen)| *d == device && now.saturating_sub(*seen) > ttl_ms);
-        if stale {
+        let known = store.devices(tenant, uid).await?;
+        let seen = |which: &str| known.iter().find(|(d, _)| d == which).map(|(_, t)| *t);
+        if seen(device).is_some_and(|t| outlived(t, now, ttl_ms)) {
             store.push_clear(tenant, uid, device).await?;
         }
         store.device_seen(tenant, uid, device, now).await?;
         // What was queued while the user had no known device belongs to the
         // first device that comes back (unless it outlived the TTL).
-        if let Some((_, started)) = store
-            .devices(tenant, uid)
-            .await?
-            .iter()
-            .find(|(d, _)| d == USER_QUEUE)
-        {
-            if now.saturating_sub(*started) > ttl_ms {
+        if let Some(started) = seen(USER_QUEUE) {
+            if outlived(started, now, ttl_ms) {
                 store.push_clear(tenant, uid, USER_QUEUE).await?;
             } else {
                 store.push_move(tenant, uid, USER_QUEUE, device).await?;
