@@ -320,14 +320,18 @@ impl Tenant {
     /// arrive out of order). A re-created tenant (another `created_ms`)
     /// always replaces the old one. Returns whether it applied.
     pub fn follow(&self, rec: TenantRecord) -> bool {
-        {
-            let cur = self.record.read();
-            if cur.created_ms == rec.created_ms && cur.version >= rec.version {
-                return false;
-            }
+        if !self.is_behind(&rec) {
+            return false;
         }
         self.set_record(rec);
         true
+    }
+
+    /// Whether `rec` (read from the store) is newer than what this node
+    /// holds: a later version, or a re-created tenant.
+    pub fn is_behind(&self, rec: &TenantRecord) -> bool {
+        let cur = self.record.read();
+        cur.created_ms != rec.created_ms || cur.version < rec.version
     }
     pub fn set_record(&self, rec: TenantRecord) {
         self.config.store(Arc::new(rec.config.clone()));

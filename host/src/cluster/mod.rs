@@ -305,11 +305,11 @@ async fn reconcile_tenants(state: &AppState) {
         }
     }
     for rec in &stored {
-        let behind = state.tenants.get(&rec.name).is_none_or(|t| {
-            let cur = t.record();
-            cur.created_ms != rec.created_ms || cur.version < rec.version
-        });
-        if behind {
+        if state
+            .tenants
+            .get(&rec.name)
+            .is_none_or(|t| t.is_behind(rec))
+        {
             tenant_changed(state, &rec.name).await;
         }
     }
