@@ -232,13 +232,14 @@ fn room_meta_get(
     }
 }
 
-/// Deletes every key of `table` whose tuple key starts with `prefix`.
+/// Deletes every key of `table` in `lo..hi` (a tuple-key prefix range);
+/// evaluates to how many.
 macro_rules! delete_prefix {
     ($txn:expr, $table:expr, $lo:expr, $hi:expr) => {{
         let mut t = $txn.open_table($table).map_err(err)?;
         t.extract_from_if($lo..$hi, |_, _| true)
             .map_err(err)?
-            .for_each(drop);
+            .count()
     }};
 }
 
@@ -858,19 +859,11 @@ impl Store for EmbeddedStore {
     async fn kv_delete_prefix(&self, tenant: &str, prefix: &str) -> StoreResult<u64> {
         let (tn, from) = (tenant.to_string(), prefix.to_string());
         self.write(move |txn| {
-            let mut t = txn.open_table(KV).map_err(err)?;
-            let keys: Vec<String> = match prefix_end(&from) {
-                Some(end) => t
-                    .range((tn.as_str(), from.as_str())..(tn.as_str(), end.as_str()))
-                    .map_err(err)?
-                    .map(|r| r.map(|(k, _)| k.value().1.to_string()).map_err(err))
-                    .collect::<StoreResult<_>>()?,
-                None => Vec::new(),
+            let Some(end) = prefix_end(&from) else {
+                return Ok(0);
             };
-            for k in &keys {
-                t.remove((tn.as_str(), k.as_str())).map_err(err)?;
-            }
-            Ok(keys.len() as u64)
+            let (tn, from, end) = (tn.as_str(), from.as_str(), end.as_str());
+            Ok(delete_prefix!(txn, KV, (tn, from), (tn, end)) as u64)
         })
         .await
     }

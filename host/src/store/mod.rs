@@ -206,11 +206,6 @@ impl PageBudget {
         self.bytes = self.bytes.saturating_add(len);
         true
     }
-
-    /// Whether the page is full in bytes (nothing more fits).
-    pub fn bytes_full(&self) -> bool {
-        self.count > 0 && self.bytes >= self.max_bytes
-    }
 }
 
 /// One page of a room log, in insert order, as `sync` serves it.
