@@ -53,8 +53,8 @@ pub struct Config {
     pub tenant_defaults: TenantConfig,
     /// Plugin engine limits (wasmtime).
     pub plugins: EngineLimits,
-    /// Origins whose browser pages may call the HTTP API (CORS):
-    /// `scheme://host[:port]` entries, or `*` for any. Empty: no CORS
+    /// Origins whose browser pages may call the HTTP API and use socket.io
+    /// long-polling (CORS): `scheme://host[:port]` entries, or `*` for any. Empty: no CORS
     /// headers at all, so only pages served by hookwire itself (`/demo`) may
     /// read the API's answers in a browser. Credentials (cookies) are never
     /// allowed: keys travel in `Authorization`. A list in TOML; a
@@ -168,7 +168,7 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKWIRE_LOG_FORMAT", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
-    /// Origins whose browser pages may call the HTTP API (CORS), comma-separated
+    /// Origins whose browser pages may call the HTTP API and poll socket.io (CORS), comma-separated
     /// (https://app.example.com,...), or * [default: none].
     #[arg(long, env = "HOOKWIRE_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]

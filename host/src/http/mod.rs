@@ -45,7 +45,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The HTTP API's CORS policy for `allowed` (see
+/// The CORS policy (HTTP API and socket.io polling) for `allowed` (see
 /// [`Config::cors_allowed_origins`](crate::config::Config::cors_allowed_origins)).
 /// An empty list sends no CORS headers; a listed origin gets
 /// `access-control-allow-origin` of itself (with `Vary: Origin`), `*`
