@@ -87,42 +87,16 @@ pub async fn run(
     serve(config, store, listener, shutdown).await
 }
 
-/// hyper reads a request head into one 8–16 KiB buffer and hands out the URI
-/// and header values as slices of it (axum's `OriginalUri` extension is one
-/// more). engine.io keeps the parts of the request that opened a session for
-/// the session's whole life, and with them that whole buffer: about half of
-/// an idle connection's memory. Copying them into allocations of their own
-/// lets the buffer go. Only a request that opens a session (socket.io's
-/// default path, no `sid`) is kept, so only those are copied.
-///
-/// `OriginalUri` is dropped rather than copied: it serves axum's routes, and
-/// socket.io requests never reach one, so a copy would only be one more URI
-/// kept per connection.
-async fn detach_request_head(req: axum::extract::Request) -> axum::extract::Request {
-    use axum::extract::OriginalUri;
-    use axum::http::{HeaderMap, HeaderValue, Uri};
-    let opens_session = req.uri().path().starts_with("/socket.io")
-        && !req
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")));
-    if !opens_session {
-        return req;
+/// axum adds the request's URI as an `OriginalUri` extension, a view into
+/// hyper's read buffer. engine.io keeps the request that opened a session for
+/// the session's whole life (the engine copies its URI and headers for that
+/// reason), and its extensions with it: socket.io requests never reach an
+/// axum route, so the extension is only dropped.
+async fn detach_request_head(mut req: axum::extract::Request) -> axum::extract::Request {
+    if req.uri().path().starts_with("/socket.io") {
+        req.extensions_mut().remove::<axum::extract::OriginalUri>();
     }
-    let (mut parts, body) = req.into_parts();
-    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
-        parts.uri = uri;
-    }
-    parts.extensions.remove::<OriginalUri>();
-    let mut headers = HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        if let Ok(mut v) = HeaderValue::from_bytes(value.as_bytes()) {
-            v.set_sensitive(value.is_sensitive());
-            headers.append(name.clone(), v);
-        }
-    }
-    parts.headers = headers;
-    axum::extract::Request::from_parts(parts, body)
+    req
 }
 
 /// [`run`] on a store the caller opened (tests pass each backend).

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use engineioxide_core::{ProtocolVersion, Sid, TransportType};
-use http::request::Parts;
+use http::{HeaderMap, header, request::Parts};
 use parking_lot::RwLock;
 
 use crate::{
@@ -39,6 +39,7 @@ impl<H: EngineIoHandler> EngineIo<H> {
         req: Parts,
     ) -> Arc<Socket<H::Data>> {
         let closer: Arc<dyn SessionCloser> = self.clone();
+        let req = session_head(req);
         let socket = Arc::new(Socket::new(protocol, transport, &self.config, req, closer));
         self.sockets.write().insert(socket.id, socket.clone());
         self.handler.clone().on_connect(socket.clone());
@@ -61,6 +62,44 @@ impl<H: EngineIoHandler> EngineIo<H> {
         let handler = self.handler.clone();
         tokio::spawn(async move { handler.on_disconnect(socket, reason) });
     }
+}
+
+/// Headers that served only the request's own hop or the WebSocket
+/// handshake: nothing a session's handler could use later.
+const HANDSHAKE_HEADERS: [http::HeaderName; 9] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::HeaderName::from_static("keep-alive"),
+];
+
+/// What a session keeps of the request that opened it, for its whole life.
+///
+/// hyper parses a request head out of one read buffer of 8 KiB or more and
+/// hands out the URI and header values as views into it: kept as they are,
+/// they would keep that whole buffer alive as long as the session, more than
+/// everything else an idle connection holds. So the session gets its own
+/// copies, without the hop-by-hop and handshake headers.
+fn session_head(mut req: Parts) -> Parts {
+    if let Ok(uri) = http::Uri::try_from(req.uri.to_string()) {
+        req.uri = uri;
+    }
+    let old = std::mem::take(&mut req.headers);
+    let kept = |name: &http::HeaderName| !HANDSHAKE_HEADERS.contains(name);
+    let mut headers = HeaderMap::with_capacity(old.keys().filter(|n| kept(n)).count());
+    for (name, value) in old.iter().filter(|(name, _)| kept(name)) {
+        if let Ok(mut copy) = http::HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            headers.append(name.clone(), copy);
+        }
+    }
+    req.headers = headers;
+    req
 }
 
 impl<H: EngineIoHandler> SessionCloser for EngineIo<H> {

@@ -185,6 +185,10 @@ async fn run<H: EngineIoHandler>(
         pending: (!prefix.is_empty()).then(|| BytesMut::from(&prefix[..])),
         wire,
     };
+    // `prefix` is a view into hyper's 8 KiB read buffer: an argument of an
+    // async fn lives as long as its future, so keeping it would hold that
+    // buffer for the connection's whole life.
+    drop(prefix);
     let socket = match sid {
         None => {
             let socket = engine.create_session(protocol, TransportType::Websocket, parts);
