@@ -65,7 +65,16 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     jobs: mpsc::Sender<Job>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Bounds the large reads (sync pages) running at once.
+    large_reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many large reads run at once. Each materialises up to a page
+/// (`sync_page_bytes`, 1 MiB by default): unbounded, a thousand readers
+/// asking at once would hold a thousand pages on a thousand blocking
+/// threads before the first one is sent. A handful keeps the disk busy
+/// while the pages already read go out.
+const LARGE_READS_AT_ONCE: usize = 4;
 
 impl Drop for EmbeddedStore {
     /// Waits for the writer to finish what was queued, so the file is closed
@@ -131,6 +140,7 @@ impl EmbeddedStore {
             db,
             jobs: tx,
             writer: Some(writer),
+            large_reads: Arc::new(tokio::sync::Semaphore::new(LARGE_READS_AT_ONCE)),
         })
     }
 
@@ -156,6 +166,12 @@ impl EmbeddedStore {
         f: impl FnOnce(&redb::ReadTransaction) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let db = self.db.clone();
+        let _permit = self
+            .large_reads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || f(&db.begin_read().map_err(err)?))
             .await
             .map_err(StoreError::backend)?
