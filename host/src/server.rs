@@ -92,7 +92,7 @@ pub async fn run(
 /// the session's whole life (the engine copies its URI and headers for that
 /// reason), and its extensions with it: socket.io requests never reach an
 /// axum route, so the extension is only dropped.
-async fn detach_request_head(mut req: axum::extract::Request) -> axum::extract::Request {
+async fn drop_original_uri(mut req: axum::extract::Request) -> axum::extract::Request {
     if req.uri().path().starts_with("/socket.io") {
         req.extensions_mut().remove::<axum::extract::OriginalUri>();
     }
@@ -178,7 +178,7 @@ pub async fn serve(
     if let Some(cors) = crate::http::cors(&state.config.cors_allowed_origins) {
         app = app.layer(cors);
     }
-    let app = app.layer(axum::middleware::map_request(detach_request_head));
+    let app = app.layer(axum::middleware::map_request(drop_original_uri));
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, store = state.store.kind(), "hookwire listening on {scheme}://{addr}");

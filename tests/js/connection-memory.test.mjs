@@ -21,14 +21,12 @@ const BOUND_BYTES_PER_CONNECTION = 10 * 1024;
 
 const rssBytes = (pid) => 1024 * Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
-/** Resolves the next text frame for which `pick` returns something. */
+/** Resolves what `pick` returns for the next text frame it returns something for (pings are answered by the listener `openJoined` adds). */
 function next(ws, pick) {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => { ws.off('message', on); reject(new Error('no answer within WAIT_MS')); }, WAIT_MS);
     const on = (data) => {
-      const text = data.toString();
-      if (text === '2') { ws.send('3'); return; }
-      const got = pick(text);
+      const got = pick(data.toString());
       if (got !== undefined) { clearTimeout(t); ws.off('message', on); resolve(got); }
     };
     ws.on('message', on);

@@ -66,7 +66,7 @@ pub struct EmbeddedStore {
     jobs: mpsc::Sender<Job>,
     writer: Option<std::thread::JoinHandle<()>>,
     /// Bounds the large reads (sync pages) running at once.
-    large_reads: Arc<tokio::sync::Semaphore>,
+    large_reads: tokio::sync::Semaphore,
 }
 
 /// How many large reads run at once. Each materialises up to a page
@@ -140,7 +140,7 @@ impl EmbeddedStore {
             db,
             jobs: tx,
             writer: Some(writer),
-            large_reads: Arc::new(tokio::sync::Semaphore::new(LARGE_READS_AT_ONCE)),
+            large_reads: tokio::sync::Semaphore::new(LARGE_READS_AT_ONCE),
         })
     }
 
@@ -168,8 +168,7 @@ impl EmbeddedStore {
         let db = self.db.clone();
         let _permit = self
             .large_reads
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || f(&db.begin_read().map_err(err)?))
