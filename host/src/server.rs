@@ -87,14 +87,29 @@ pub async fn run(
     serve(config, store, listener, shutdown).await
 }
 
-/// axum adds the request's URI as an `OriginalUri` extension, a view into
-/// hyper's read buffer. engine.io keeps the request that opened a session for
-/// the session's whole life (the engine copies its URI and headers for that
-/// reason), and its extensions with it: socket.io requests never reach an
-/// axum route, so the extension is only dropped.
-async fn drop_original_uri(mut req: axum::extract::Request) -> axum::extract::Request {
+/// The headers a socket.io session reads after its request: `Origin`, checked
+/// when a namespace is joined. The URI (its query) is kept by the engine.
+static SESSION_HEADERS: [axum::http::HeaderName; 1] = [axum::http::header::ORIGIN];
+
+/// engine.io keeps the request that opened a session for the session's whole
+/// life, with its headers and extensions. socket.io requests never reach an
+/// axum route, so of the extensions they keep only the two that are read
+/// later: hyper's upgrade handle (taken by the engine for a WebSocket) and
+/// the client's address (the login limiter counts per address). axum's
+/// `OriginalUri`, a view into hyper's 8 KiB read buffer, would keep that
+/// whole buffer alive. Of the headers, the session keeps [`SESSION_HEADERS`].
+async fn trim_session_request(mut req: axum::extract::Request) -> axum::extract::Request {
     if req.uri().path().starts_with("/socket.io") {
-        req.extensions_mut().remove::<axum::extract::OriginalUri>();
+        let old = req.extensions_mut();
+        let mut kept = axum::http::Extensions::new();
+        if let Some(upgrade) = old.remove::<hyper::upgrade::OnUpgrade>() {
+            kept.insert(upgrade);
+        }
+        if let Some(addr) = old.remove::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+            kept.insert(addr);
+        }
+        kept.insert(engineioxide::SessionHeaders(&SESSION_HEADERS));
+        *old = kept;
     }
     req
 }
@@ -178,7 +193,7 @@ pub async fn serve(
     if let Some(cors) = crate::http::cors(&state.config.cors_allowed_origins) {
         app = app.layer(cors);
     }
-    let app = app.layer(axum::middleware::map_request(drop_original_uri));
+    let app = app.layer(axum::middleware::map_request(trim_session_request));
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, store = state.store.kind(), "hookwire listening on {scheme}://{addr}");

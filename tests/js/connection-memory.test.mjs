@@ -17,7 +17,7 @@ import { WAIT_MS, rid, startServer } from './harness.mjs';
 const CONNECTIONS = 5000;
 const AT_ONCE = 100;
 /** Documented bound (docs/transport.md): server RSS per idle joined connection. */
-const BOUND_BYTES_PER_CONNECTION = 10 * 1024;
+const BOUND_BYTES_PER_CONNECTION = 8.5 * 1024;
 
 const rssBytes = (pid) => 1024 * Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 

@@ -78,6 +78,14 @@ const HANDSHAKE_HEADERS: [http::HeaderName; 9] = [
     header::HeaderName::from_static("keep-alive"),
 ];
 
+/// A request extension naming the only headers of the request that a
+/// session opened by it keeps (in `Socket::req_parts`). Without it, a
+/// session keeps every header but the hop-by-hop and handshake ones. A
+/// header's copy costs a few hundred bytes per connection for its whole
+/// life, most of an idle connection's memory after its task.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionHeaders(pub &'static [http::HeaderName]);
+
 /// What a session keeps of the request that opened it, for its whole life.
 ///
 /// hyper parses a request head out of one read buffer of 8 KiB or more and
@@ -85,12 +93,20 @@ const HANDSHAKE_HEADERS: [http::HeaderName; 9] = [
 /// they would keep that whole buffer alive as long as the session, more than
 /// everything else an idle connection holds. So the session gets its own
 /// copies, without the hop-by-hop and handshake headers.
+///
+/// An application that reads only a few headers of that request says which
+/// with a [`SessionHeaders`] extension on it; the session then keeps only
+/// those.
 fn session_head(mut req: Parts) -> Parts {
     if let Ok(uri) = http::Uri::try_from(req.uri.to_string()) {
         req.uri = uri;
     }
+    let only = req.extensions.remove::<SessionHeaders>();
     let old = std::mem::take(&mut req.headers);
-    let kept = |name: &http::HeaderName| !HANDSHAKE_HEADERS.contains(name);
+    let kept = |name: &http::HeaderName| match &only {
+        Some(SessionHeaders(names)) => names.contains(name),
+        None => !HANDSHAKE_HEADERS.contains(name),
+    };
     let mut headers = HeaderMap::with_capacity(old.keys().filter(|n| kept(n)).count());
     for (name, value) in old.iter().filter(|(name, _)| kept(name)) {
         if let Ok(mut copy) = http::HeaderValue::from_bytes(value.as_bytes()) {

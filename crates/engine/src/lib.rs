@@ -41,4 +41,5 @@ mod errors;
 mod polling;
 mod ws;
 
+pub use engine::SessionHeaders;
 pub use errors::Error;

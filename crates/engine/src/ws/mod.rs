@@ -96,34 +96,13 @@ pub(crate) fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         }
     }
     let accept = accept_key(key.as_bytes());
-    tokio::spawn(async move {
-        let mut req = req;
-        // Takes hyper's upgrade handle out of the request's extensions: the
-        // session keeps only the request head.
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        let (parts, body) = req.into_parts();
-        drop(body);
-        let Ok(upgraded) = on_upgrade.await else {
-            if let (Some(sid), false) = (sid, duplicate)
-                && let Some(s) = engine.get_socket(sid)
-            {
-                s.set_upgrading(false);
-            }
-            return;
-        };
-        if duplicate {
-            drop(upgraded);
-            return;
-        }
-        let (wire, prefix) = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(p) => (Wire::Tcp(p.io.into_inner()), p.read_buf),
-            Err(upgraded) => match bridge(TokioIo::new(upgraded)) {
-                Ok(w) => (w, Bytes::new()),
-                Err(_) => return,
-            },
-        };
-        run(engine, Arc::new(wire), prefix, protocol, sid, parts).await;
-    });
+    tokio::spawn(connection(Box::new(Start {
+        engine,
+        protocol,
+        sid,
+        duplicate,
+        req,
+    })));
     Ok(Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(http::header::UPGRADE, "websocket")
@@ -131,6 +110,68 @@ pub(crate) fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .header(http::header::SEC_WEBSOCKET_ACCEPT, accept)
         .body(ResponseBody::empty())
         .expect("static headers"))
+}
+
+/// What a WebSocket connection's task starts from.
+struct Start<H: EngineIoHandler, R> {
+    engine: Arc<EngineIo<H>>,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    /// A second WebSocket for a session: accepted, then closed.
+    duplicate: bool,
+    req: Request<R>,
+}
+
+/// A WebSocket connection's task, from hyper's upgrade to the close frame.
+///
+/// Everything before the session's life (hyper's upgrade, the request head,
+/// the handshake and its timers) and everything after (the last flush, the
+/// close frame) runs in futures of their own, boxed and freed once they
+/// return: inline, their states would be part of every connection's task
+/// for its whole life. The start is boxed too: the argument of an async fn
+/// keeps its place in the future as long as the future lives.
+async fn connection<H: EngineIoHandler, R: Send + 'static>(start: Box<Start<H, R>>) {
+    if let Some((conn, engine, socket)) = Box::pin(upgraded(start)).await {
+        live(conn, engine, socket).await;
+    }
+}
+
+/// Waits for hyper's upgrade, then opens (or upgrades) the session on it.
+async fn upgraded<H: EngineIoHandler, R: Send + 'static>(
+    start: Box<Start<H, R>>,
+) -> Option<(Conn, Arc<EngineIo<H>>, Arc<Socket<H::Data>>)> {
+    let Start {
+        engine,
+        protocol,
+        sid,
+        duplicate,
+        mut req,
+    } = *start;
+    // Takes hyper's upgrade handle out of the request's extensions: the
+    // session keeps only the request head.
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, body) = req.into_parts();
+    drop(body);
+    let Ok(upgraded) = on_upgrade.await else {
+        if let (Some(sid), false) = (sid, duplicate)
+            && let Some(s) = engine.get_socket(sid)
+        {
+            s.set_upgrading(false);
+        }
+        return None;
+    };
+    if duplicate {
+        drop(upgraded);
+        return None;
+    }
+    let (wire, prefix) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(p) => (Wire::Tcp(p.io.into_inner()), p.read_buf),
+        Err(upgraded) => match bridge(TokioIo::new(upgraded)) {
+            Ok(w) => (w, Bytes::new()),
+            Err(_) => return None,
+        },
+    };
+    open(engine, Arc::new(wire), prefix, protocol, sid, parts).await
 }
 
 /// A socket pair whose far end a task copies to and from `io`: the
@@ -159,7 +200,18 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let wire = bridge(conn).map_err(|_| Error::Upgrade)?;
-    run(engine, Arc::new(wire), Bytes::new(), protocol, sid, parts).await;
+    let opened = Box::pin(open(
+        engine,
+        Arc::new(wire),
+        Bytes::new(),
+        protocol,
+        sid,
+        parts,
+    ))
+    .await;
+    if let Some((conn, engine, socket)) = opened {
+        live(conn, engine, socket).await;
+    }
     Ok(())
 }
 
@@ -169,14 +221,16 @@ struct Ending {
     close: (u16, &'static str),
 }
 
-async fn run<H: EngineIoHandler>(
+/// Opens a session on a new WebSocket (the open packet), or moves an
+/// existing one onto it (the probe handshake).
+async fn open<H: EngineIoHandler>(
     engine: Arc<EngineIo<H>>,
     wire: Arc<Wire>,
     prefix: Bytes,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
     parts: Parts,
-) {
+) -> Option<(Conn, Arc<EngineIo<H>>, Arc<Socket<H::Data>>)> {
     let mut conn = Conn {
         reader: FrameReader::new(
             engine.config.ws_message_limit(),
@@ -195,7 +249,7 @@ async fn run<H: EngineIoHandler>(
             let open: String = Packet::Open(open_packet(&engine, socket.id, false)).into();
             if conn.write_text(open.as_bytes()).await.is_err() {
                 engine.close_session(socket.id, DisconnectReason::TransportError);
-                return;
+                return None;
             }
             socket
         }
@@ -203,7 +257,7 @@ async fn run<H: EngineIoHandler>(
             drop(parts);
             let Some(socket) = engine.get_socket(sid) else {
                 conn.send_close(close_code::POLICY, "unknown session").await;
-                return;
+                return None;
             };
             let timeout = engine.config.upgrade_timeout;
             match tokio::time::timeout(timeout, conn.upgrade(&socket)).await {
@@ -211,23 +265,43 @@ async fn run<H: EngineIoHandler>(
                 Ok(Err(end)) => {
                     socket.set_upgrading(false);
                     conn.send_close(end.close.0, end.close.1).await;
-                    return;
+                    return None;
                 }
                 Err(_) => {
                     socket.set_upgrading(false);
                     conn.send_close(close_code::POLICY, "upgrade timed out")
                         .await;
-                    return;
+                    return None;
                 }
             }
         }
     };
+    Some((conn, engine, socket))
+}
+
+/// The session's life on its WebSocket, then the close.
+async fn live<H: EngineIoHandler>(
+    mut conn: Conn,
+    engine: Arc<EngineIo<H>>,
+    socket: Arc<Socket<H::Data>>,
+) {
     socket.set_transport(TransportType::Websocket);
     socket.out.set_direct(Some(conn.wire.clone()));
     // A polling GET still waiting sees the switch and returns.
     socket.out.attention.notify_waiters();
 
     let end = conn.serve(&engine, &socket).await;
+    Box::pin(close(conn, engine, socket, end)).await;
+}
+
+/// Ends the session if the connection's end did, flushes what it queued
+/// and sends the close frame.
+async fn close<H: EngineIoHandler>(
+    conn: Conn,
+    engine: Arc<EngineIo<H>>,
+    socket: Arc<Socket<H::Data>>,
+    end: Ending,
+) {
     socket.out.set_direct(None);
     if let Some(reason) = end.reason {
         engine.close_session(socket.id, reason);
