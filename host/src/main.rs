@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use hookwire::config::{Config, ServeArgs};
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: hookwire_alloc::ServerAllocator = hookwire_alloc::ServerAllocator;
 
 #[derive(Parser)]
 #[command(

@@ -12,7 +12,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { closeAll, loginJoin, ok, rid, startServer, syncData } from './harness.mjs';
+import { closeAll, loginJoin, ok, rid, sleep, startServer, syncData } from './harness.mjs';
+import { WebSocket, nextFrame, openJoined } from './raw-socket.mjs';
 
 const MSGS = 300;
 const MSG_BYTES = 400_000;
@@ -131,5 +132,76 @@ describe('sync of 300 values of 400 KB to four readers at once', () => {
     } finally {
       ok(await srv.admin('PATCH', '/api/tenants/default', { body: { sync_page_bytes: PAGE_BYTES } }), 'patch back');
     }
+  });
+});
+
+// Many readers asking for a large page at the same moment. Each page is read
+// from the store, encoded and written out; the store reads a few large pages
+// at a time, and a page's memory goes as soon as its frame is written, so
+// the node's peak is bounded however many ask at once, and its RSS comes
+// back near where it was.
+const BURST_READERS = 500;
+/** Two values of 450 KB (a msg is at most 500 KB): one page of about 900 KB. */
+const BURST_VALUE_BYTES = 450_000;
+/** Documented bounds (README): peak RSS growth during the burst, and what is left after it (a share of the RSS before). */
+const BURST_PEAK_BOUND_MB = 48;
+const BURST_AFTER_SHARE = 0.1;
+
+describe(`${BURST_READERS} readers ask for a 900 KB sync page at once`, () => {
+  let srv;
+  const sockets = [];
+  before(async () => {
+    srv = await startServer();
+    ok(await srv.admin('PATCH', '/api/tenants/default', { body: { force_user_auth: false, join_timeout_ms: 0 } }), 'patch');
+  });
+  after(async () => {
+    for (const ws of sockets) ws.terminate();
+    await srv?.destroy();
+  });
+
+  test('every reader gets its page; peak RSS growth and what is left after stay under their bounds', { timeout: 240000 }, async () => {
+    const room = rid('burst');
+    const writer = await loginJoin(srv, room, { label: 'writer' });
+    try {
+      for (const msgId of ['big1', 'big2']) {
+        const a = await writer.emitAck('msg', { data: { pad: 'z'.repeat(BURST_VALUE_BYTES) }, storage: 1, msgId }, 60000);
+        assert.equal(a?.status, 0, JSON.stringify(a));
+      }
+    } finally {
+      writer.close();
+    }
+    for (let i = 0; i < BURST_READERS; i += 100) {
+      const batch = Array.from({ length: 100 }, (_, k) => openJoined(srv, `${room}-r${i + k}`, room));
+      sockets.push(...(await Promise.all(batch)));
+    }
+    // One read first: what the store caches of the room is not the burst's.
+    const page = (ws) => {
+      const got = nextFrame(ws, (t) => (t.startsWith('431[') ? t.length : undefined), 120000);
+      ws.send('421["sync",{"offset":0}]');
+      return got;
+    };
+    await page(sockets[0]);
+    const pid = srv.proc.pid;
+    await sleep(1000);
+    const base = rssMb(pid);
+    let peak = base;
+    const sampler = setInterval(() => { peak = Math.max(peak, rssMb(pid)); }, 20);
+    let sizes;
+    try {
+      sizes = await Promise.all(sockets.map(page));
+    } finally {
+      clearInterval(sampler);
+    }
+    peak = Math.max(peak, rssMb(pid));
+    for (const [i, n] of sizes.entries()) assert.ok(n > 2 * BURST_VALUE_BYTES, `reader ${i} got both values in one page (${n} bytes)`);
+    // The allocator returns freed pages to the system after a short delay.
+    await sleep(3000);
+    const left = rssMb(pid) - base;
+    const growth = peak - base;
+    const leftBound = BURST_AFTER_SHARE * base;
+    console.log(`sync burst: RSS ${base.toFixed(1)} MiB before, peak ${peak.toFixed(1)} MiB (+${growth.toFixed(1)}, bound ${BURST_PEAK_BOUND_MB}), after ${left >= 0 ? '+' : ''}${left.toFixed(1)} MiB (bound ${leftBound.toFixed(1)})`);
+    assert.ok(growth < BURST_PEAK_BOUND_MB, `RSS grew by ${growth.toFixed(1)} MiB during the burst (bound ${BURST_PEAK_BOUND_MB} MiB)`);
+    assert.ok(left < leftBound, `RSS stayed ${left.toFixed(1)} MiB above its level before the burst (bound: ${BURST_AFTER_SHARE * 100}% of it, ${leftBound.toFixed(1)} MiB)`);
+    assert.ok(sockets.every((ws) => ws.readyState === WebSocket.OPEN), 'every reader still connected');
   });
 });
