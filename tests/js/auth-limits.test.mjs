@@ -257,8 +257,13 @@ describe('timeouts, rate limit and limits', () => {
     const b = await t.loginJoin(room);
     const big = await a.emitAck('msg', { data: 'x'.repeat(2000), storage: 0, msgId: 'b' });
     assert.equal(big.status, 1);
+    assert.match(big.data, /^message too large: \d+ bytes, the limit is 1000$/);
     assert.equal((await a.emitAck('msg', { data: 'x'.repeat(500), storage: 0, msgId: 's' })).status, 0);
     assert.equal((await b.waitFor('msg')).msgId, 's');
+    // Counted by its kind, not as any refused msg.
+    const metrics = (await srv.api('GET', '/metrics', { key: srv.adminKey })).text;
+    assert.match(metrics, new RegExp(`^hookwire_refused_total\\{tenant="${t.name}",reason="msg_too_large"\\} 1$`, 'm'));
+    assert.doesNotMatch(metrics, new RegExp(`^hookwire_refused_total\\{tenant="${t.name}",reason="msg"\\}`, 'm'));
   });
 
   test('max_rooms_per_socket: joining one room too many is refused with status 1', T, async () => {

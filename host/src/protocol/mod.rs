@@ -5,6 +5,7 @@
 mod limiter;
 mod presence;
 pub mod push;
+pub mod refusal;
 pub mod relay;
 pub mod room_sync;
 mod session;
@@ -26,6 +27,7 @@ use socketioxide::extract::{Event as EventName, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::Sid;
 
+use self::refusal::Refusal;
 use crate::server::{AppState, now_ms};
 use crate::tenant::Tenant;
 use session::disconnect_soon;
@@ -172,10 +174,10 @@ fn ack_opt(wants: bool, ack: Ack) -> Option<Ack> {
 
 /// Before CONNECT: admit the socket (tenant, connection limit), create its
 /// session and register its event handlers.
-fn setup(mounted: &Arc<MountedNamespace>, socket: &Socket) -> Result<(), String> {
+fn setup(mounted: &Arc<MountedNamespace>, socket: &Socket) -> Result<(), Refusal> {
     let (state, tenant_name) = (&mounted.state, &*mounted.tenant_name);
     let Some(tenant) = state.tenants.get(tenant_name) else {
-        return Err(format!("unknown tenant `{tenant_name}`"));
+        return Err(Refusal::UnknownTenant(tenant_name.to_string()));
     };
     let cfg = tenant.config();
     // First, before the connection takes a quota slot: a page of a site the
@@ -194,15 +196,15 @@ fn setup(mounted: &Arc<MountedNamespace>, socket: &Socket) -> Result<(), String>
             .all(|o| cfg.allows_origin(Some(o.as_bytes()))),
     };
     if !allowed {
-        state.metrics.refuse(tenant_name, "origin");
-        return Err("origin not allowed".into());
+        state.metrics.refuse(tenant_name, Refusal::Origin.kind());
+        return Err(Refusal::Origin);
     }
     if !state.presence.connect(tenant_name, cfg.max_connections) {
-        state.metrics.refuse(tenant_name, "connections");
-        return Err(format!(
-            "too many connections: the tenant allows {}",
-            cfg.max_connections
-        ));
+        let refusal = Refusal::Connections {
+            limit: cfg.max_connections,
+        };
+        state.metrics.refuse(tenant_name, refusal.kind());
+        return Err(refusal);
     }
     state
         .metrics
@@ -262,7 +264,10 @@ fn on_connect(mounted: &MountedNamespace, socket: &Socket, auth: Option<Value>) 
             st.expired
         };
         if pending && let Some(s) = io.of(&sess.ns).and_then(|n| n.get_socket(sess.sid)) {
-            let _ = s.emit("authenticate", &wire::fail("authentication timeout"));
+            let _ = s.emit(
+                "authenticate",
+                &serde_json::Value::from(Refusal::AuthTimeout),
+            );
             disconnect_soon(&io, &sess.ns, sess.sid);
         }
     });

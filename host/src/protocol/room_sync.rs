@@ -11,9 +11,10 @@ use base64::Engine as _;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use super::refusal::{PluginHook, Refusal};
 use super::relay::Relay;
 use super::session::{JoinedRoom, Session, SyncCursor, disconnect_soon};
-use super::wire::{self, fail, id_string, ok};
+use super::wire::{self, id_string, ok};
 use super::{device_room, push, sync_room};
 use crate::error::HookError;
 use crate::policy::{
@@ -28,6 +29,16 @@ pub fn reply<T: serde::Serialize + ?Sized>(socket: &Socket, ack: Option<Ack>, ev
     if let Some(a) = ack {
         let _ = a.send(v);
     }
+}
+
+/// Sync pages compressed at once, process-wide: gzip is CPU work, so more
+/// than the cores would only hold more pages at a time.
+static GZIP_AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// Counts a refusal by its kind and returns its reply.
+fn refused(state: &AppState, sess: &Session, r: Refusal) -> Value {
+    state.metrics.refuse(&sess.tenant_name, r.kind());
+    r.into()
 }
 
 /// A hook failed: count it, then refuse (fail closed) or let the operation
@@ -80,31 +91,28 @@ pub async fn authenticate(
             let v = if same {
                 ok("auth success")
             } else {
-                fail("already authenticated as another uid")
+                refused(state, sess, Refusal::OtherUid)
             };
             return reply(socket, ack, "authenticate", &v);
         }
         if st.expired {
             drop(st);
-            return reply(socket, ack, "authenticate", &fail("authentication timeout"));
+            let v = refused(state, sess, Refusal::AuthTimeout);
+            return reply(socket, ack, "authenticate", &v);
         }
         if st.authenticating {
             drop(st);
-            return reply(
-                socket,
-                ack,
-                "authenticate",
-                &fail("authentication already in progress"),
-            );
+            let v = refused(state, sess, Refusal::AuthInProgress);
+            return reply(socket, ack, "authenticate", &v);
         }
         st.authenticating = true;
     }
     let (uid, rooms, claims) = match decide_auth(state, sess, socket, &req).await {
         Ok((uid, rooms, claims)) => (Arc::<str>::from(uid), rooms, claims),
-        Err(reason) => {
+        Err(refusal) => {
             sess.state.lock().authenticating = false;
-            state.metrics.refuse(&sess.tenant_name, "auth");
-            reply(socket, ack, "authenticate", &fail(reason));
+            let v = refused(state, sess, refusal);
+            reply(socket, ack, "authenticate", &v);
             disconnect_soon(&state.io, &sess.ns, sess.sid);
             return;
         }
@@ -154,7 +162,7 @@ pub async fn authenticate(
                 st.expired
             };
             if expired && let Some(s) = io.of(&sess.ns).and_then(|n| n.get_socket(sess.sid)) {
-                let _ = s.emit("join", &fail("join timeout"));
+                let _ = s.emit("join", &Value::from(Refusal::JoinTimeout));
                 disconnect_soon(&io, &sess.ns, sess.sid);
             }
         });
@@ -204,7 +212,7 @@ async fn decide_auth(
     sess: &Session,
     socket: &Socket,
     req: &AuthRequest,
-) -> Result<(String, Vec<String>, Value), String> {
+) -> Result<(String, Vec<String>, Value), Refusal> {
     let cfg = sess.tenant.config();
     // Attempts count per uid and client address: a client guessing tokens
     // is refused after the limit, while the uid's owner on another address
@@ -230,7 +238,7 @@ async fn decide_auth(
         )
         .await
     {
-        return Err("too many authentication attempts, retry in a minute".into());
+        return Err(Refusal::AuthRateLimited);
     }
     let verdict = match sess
         .tenant
@@ -240,13 +248,16 @@ async fn decide_auth(
     {
         Ok(v) => v,
         Err(e) if hook_failed(state, sess, "authenticate", &e) => AuthVerdict::Defer,
-        Err(e) => AuthVerdict::Deny {
-            reason: format!("authentication unavailable: {e}"),
-        },
+        Err(e) => return Err(Refusal::AuthUnavailable(e.to_string())),
     };
     let allowed = match verdict {
         AuthVerdict::Allow { uid, rooms, claims } => (uid, rooms, claims),
-        AuthVerdict::Deny { reason } => return Err(reason),
+        AuthVerdict::Deny { reason } => {
+            return Err(Refusal::Plugin {
+                hook: PluginHook::Authenticate,
+                reason,
+            });
+        }
         AuthVerdict::Defer => (
             builtin_token_check(state, sess, req).await?,
             Vec::new(),
@@ -254,7 +265,7 @@ async fn decide_auth(
         ),
     };
     if allowed.0.is_empty() {
-        return Err("uid is required".into());
+        return Err(Refusal::UidRequired);
     }
     Ok(allowed)
 }
@@ -264,8 +275,8 @@ async fn builtin_token_check(
     state: &AppState,
     sess: &Session,
     req: &AuthRequest,
-) -> Result<String, String> {
-    let uid = req.uid.clone().ok_or("uid is required")?;
+) -> Result<String, Refusal> {
+    let uid = req.uid.clone().ok_or(Refusal::UidRequired)?;
     if !sess.tenant.config().force_user_auth {
         return Ok(uid);
     }
@@ -273,16 +284,16 @@ async fn builtin_token_check(
         .token
         .as_deref()
         .filter(|t| !t.is_empty())
-        .ok_or("token is required")?;
+        .ok_or(Refusal::TokenRequired)?;
     let user = state
         .metrics
         .timed("get_user", state.store.get_user(&sess.tenant_name, &uid))
         .await
-        .map_err(|e| format!("authentication unavailable: {e}"))?;
+        .map_err(|e| Refusal::AuthUnavailable(e.to_string()))?;
     match user {
         Some(u) if crate::auth::ct_eq(&u.token_hash, &crate::auth::sha256_hex(token)) => Ok(uid),
         // One text for both, so a client cannot probe which uids exist.
-        Some(_) | None => Err("invalid token".into()),
+        Some(_) | None => Err(Refusal::InvalidToken),
     }
 }
 
@@ -293,12 +304,13 @@ pub async fn join(
     data: Value,
     ack: Option<Ack>,
 ) {
+    let refuse = |r| refused(state, sess, r);
     let Some(uid) = sess.uid() else {
-        return reply(socket, ack, "join", &fail("not authenticated"));
+        return reply(socket, ack, "join", &refuse(Refusal::NotAuthenticated));
     };
     let obj = wire::first_object(&data);
     let Some(room) = obj.and_then(|m| id_string(m.get("roomId"))) else {
-        return reply(socket, ack, "join", &fail("roomId is required"));
+        return reply(socket, ack, "join", &refuse(Refusal::RoomIdRequired));
     };
     let dummy = obj
         .and_then(|m| m.get("dummy"))
@@ -312,15 +324,12 @@ pub async fn join(
         }
         if st.rooms.len() >= cfg.max_rooms_per_socket {
             drop(st);
-            state.metrics.refuse(&sess.tenant_name, "rooms_per_socket");
+            let limit = cfg.max_rooms_per_socket;
             return reply(
                 socket,
                 ack,
                 "join",
-                &fail(format!(
-                    "too many rooms: at most {} per socket",
-                    cfg.max_rooms_per_socket
-                )),
+                &refuse(Refusal::TooManyRooms { limit }),
             );
         }
     }
@@ -332,7 +341,7 @@ pub async fn join(
         let mut st = sess.state.lock();
         if st.expired {
             drop(st);
-            return reply(socket, ack, "join", &fail("join timeout"));
+            return reply(socket, ack, "join", &refuse(Refusal::JoinTimeout));
         }
         st.joining = true;
     }
@@ -344,9 +353,20 @@ pub async fn join(
     sess.state.lock().joining = false;
     match verdict {
         Ok(JoinVerdict::Allow) => {}
-        Ok(JoinVerdict::Deny { reason }) => return reply(socket, ack, "join", &fail(reason)),
+        Ok(JoinVerdict::Deny { reason }) => {
+            let hook = PluginHook::OnJoin;
+            return reply(
+                socket,
+                ack,
+                "join",
+                &refuse(Refusal::Plugin { hook, reason }),
+            );
+        }
         Err(e) if hook_failed(state, sess, "on_join", &e) => {}
-        Err(e) => return reply(socket, ack, "join", &fail(format!("join refused: {e}"))),
+        Err(e) => {
+            let r = Refusal::JoinUnavailable(e.to_string());
+            return reply(socket, ack, "join", &refuse(r));
+        }
     }
 
     socket.join(sync_room(&room));
@@ -418,10 +438,9 @@ fn msg_refused(
     socket: &Socket,
     ack: Ack,
     wants_ack: bool,
-    reason: String,
+    refusal: Refusal,
 ) {
-    state.metrics.refuse(&sess.tenant_name, "msg");
-    let v = fail(reason);
+    let v = refused(state, sess, refusal);
     if wants_ack {
         let _ = ack.send(&v);
     } else {
@@ -469,14 +488,7 @@ pub async fn msg(
         }
         Ok(MsgPlan::Store { room, write, relay }) => {
             let Some(ticket) = sess.tenant.begin_write() else {
-                msg_refused(
-                    state,
-                    sess,
-                    socket,
-                    ack,
-                    wants_ack,
-                    "tenant is being deleted".into(),
-                );
+                msg_refused(state, sess, socket, ack, wants_ack, Refusal::TenantDeleting);
                 return None;
             };
             // Hand the write back to the socket's worker, which keeps it in
@@ -513,25 +525,23 @@ async fn plan_msg(
     sess: &Arc<Session>,
     socket: &Socket,
     data: Value,
-) -> Result<MsgPlan, String> {
-    let uid = sess.uid().ok_or("not authenticated")?;
+) -> Result<MsgPlan, Refusal> {
+    let uid = sess.uid().ok_or(Refusal::NotAuthenticated)?;
     let data = match data {
         Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
         other => other,
     };
     if !data.is_object() {
-        return Err("msg must be a JSON object".into());
+        return Err(Refusal::MsgNotObject);
     }
     let cfg = sess.tenant.config();
     // Serialised once: its length is the size checked, and the hooks hand
     // the text to the tenant's plugins as it is.
-    let json = serde_json::to_string(&data).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string(&data).map_err(|_| Refusal::MsgNotObject)?;
     let size = json.len();
     if size > cfg.max_msg_bytes {
-        return Err(format!(
-            "message too large: {size} bytes, the limit is {}",
-            cfg.max_msg_bytes
-        ));
+        let limit = cfg.max_msg_bytes;
+        return Err(Refusal::MsgTooLarge { size, limit });
     }
     let requested = data.get("roomId").and_then(|v| id_string(Some(v)));
     let room = sess
@@ -542,9 +552,9 @@ async fn plan_msg(
                 .then(|| sess.current_room(None))
                 .flatten()
         })
-        .ok_or("join a room before sending msg")?;
+        .ok_or(Refusal::MsgWithoutRoom)?;
     if room.dummy {
-        return Err("a dummy member may not send msg".into());
+        return Err(Refusal::DummySender);
     }
     state
         .metrics
@@ -558,11 +568,12 @@ async fn plan_msg(
     let mut redirect = None;
     match policy.on_msg(&ctx, &ev).await {
         Ok(MsgVerdict::Pass) => {}
-        Ok(MsgVerdict::Drop { reason }) => return Err(reason),
-        Ok(MsgVerdict::Rewrite { msg }) if msg.is_object() => ev.set_msg(msg),
-        Ok(MsgVerdict::Rewrite { .. }) => {
-            return Err("a plugin rewrote the message into a non-object".into());
+        Ok(MsgVerdict::Drop { reason }) => {
+            let hook = PluginHook::OnMsg;
+            return Err(Refusal::Plugin { hook, reason });
         }
+        Ok(MsgVerdict::Rewrite { msg }) if msg.is_object() => ev.set_msg(msg),
+        Ok(MsgVerdict::Rewrite { .. }) => return Err(Refusal::RewriteNotObject),
         Ok(MsgVerdict::Reply { event, data }) => {
             let _ = socket.emit(event, &data);
             return Ok(MsgPlan::Replied);
@@ -581,17 +592,17 @@ async fn plan_msg(
             redirect = Some(targets);
         }
         Err(e) if hook_failed(state, sess, "on_msg", &e) => {}
-        Err(e) => return Err(format!("message refused: {e}")),
+        Err(e) => return Err(Refusal::MsgUnavailable(e.to_string())),
     }
 
-    let form = msg_form(ev.msg().as_object().ok_or("msg must be a JSON object")?);
+    let form = msg_form(ev.msg().as_object().ok_or(Refusal::MsgNotObject)?);
     let mode = match policy.storage_mode(&ctx, &ev, form.storage).await {
         Ok(m) => m,
         Err(e) if hook_failed(state, sess, "storage_mode", &e) => form.storage,
-        Err(e) => return Err(format!("message refused: {e}")),
+        Err(e) => return Err(Refusal::MsgUnavailable(e.to_string())),
     };
     if mode == StorageMode::Update && form.msg_id.is_none() {
-        return Err("msgId is required to update a stored message".into());
+        return Err(Refusal::UpdateWithoutMsgId);
     }
 
     // The relayed object: as sent, with the sender and the time set by the
@@ -693,7 +704,7 @@ impl PendingMsg {
                     socket,
                     self.ack,
                     self.wants_ack,
-                    format!("message not stored, so not relayed: {e}"),
+                    Refusal::NotStored(e.to_string()),
                 );
             }
         }
@@ -749,20 +760,16 @@ pub async fn sync(
     data: Value,
     ack: Option<Ack>,
 ) {
+    let refuse = |r| refused(state, sess, r);
     let Some(uid) = sess.uid() else {
-        return reply(socket, ack, "sync", &fail("not authenticated"));
+        return reply(socket, ack, "sync", &refuse(Refusal::NotAuthenticated));
     };
     let Some(obj) = wire::first_object(&data) else {
-        return reply(
-            socket,
-            ack,
-            "sync",
-            &fail("sync takes an object: {offset, encoding?, epoch?}"),
-        );
+        return reply(socket, ack, "sync", &refuse(Refusal::SyncNotObject));
     };
     let requested = id_string(obj.get("roomId"));
     let Some(room) = sess.current_room(requested.as_deref()) else {
-        return reply(socket, ack, "sync", &fail("join a room before sync"));
+        return reply(socket, ack, "sync", &refuse(Refusal::SyncWithoutRoom));
     };
     let mut offset = obj.get("offset").and_then(Value::as_u64).unwrap_or(0);
     let gzip = obj.get("encoding").and_then(Value::as_str) == Some("gzip");
@@ -777,7 +784,10 @@ pub async fn sync(
                 reset = 1;
             }
             Ok(_) => {}
-            Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
+            Err(e) => {
+                let r = Refusal::SyncUnavailable(e.to_string());
+                return reply(socket, ack, "sync", &refuse(r));
+            }
         }
     }
     // Where the update values continue: the client's `cursor`, else where
@@ -802,14 +812,20 @@ pub async fn sync(
     };
     let mut page = match read(req.clone()).await {
         Ok(p) => p,
-        Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
+        Err(e) => {
+            let r = Refusal::SyncUnavailable(e.to_string());
+            return reply(socket, ack, "sync", &refuse(r));
+        }
     };
     if remembered_epoch.is_some_and(|e| e != page.epoch) {
         // The room was cleared since: its update values start over.
         req.updates_after = None;
         page = match read(req.clone()).await {
             Ok(p) => p,
-            Err(e) => return reply(socket, ack, "sync", &fail(format!("sync unavailable: {e}"))),
+            Err(e) => {
+                let r = Refusal::SyncUnavailable(e.to_string());
+                return reply(socket, ack, "sync", &refuse(r));
+            }
         };
     }
     let cursor = page.next_cursor(req.updates_after.as_deref());
@@ -832,10 +848,16 @@ pub async fn sync(
         .chain(page.updates.into_iter().map(|e| e.msg))
         .collect();
     let data = if gzip {
-        // Up to a page of bytes to compress: off the async workers.
+        // Up to a page of bytes to compress: off the async workers, and a few
+        // at a time, so many readers asking at once do not hold a page each
+        // on blocking threads of their own.
+        let _permit = GZIP_AT_ONCE.acquire().await;
         match tokio::task::spawn_blocking(move || SyncData::Gzip(gzip_array(&stored))).await {
             Ok(d) => d,
-            Err(e) => return reply(socket, ack, "sync", &fail(format!("sync failed: {e}"))),
+            Err(e) => {
+                let r = Refusal::SyncFailed(e.to_string());
+                return reply(socket, ack, "sync", &refuse(r));
+            }
         }
     } else {
         SyncData::Plain(

@@ -27,6 +27,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use serde_json::Value;
 
+use super::refusal::Refusal;
 use super::room_sync::{self, PendingMsg};
 use super::session::Session;
 use super::wire;
@@ -50,8 +51,8 @@ pub enum Event {
 impl Event {
     /// Refuses the event without handling it: through its ack when the
     /// client gave one, else as an `error` event.
-    pub fn refuse(self, socket: &Socket, reason: &str) {
-        let v = wire::fail(reason);
+    pub fn refuse(self, socket: &Socket, refusal: Refusal) {
+        let v = serde_json::Value::from(refusal);
         let ack = match self {
             Event::Authenticate(_, a) | Event::Join(_, a) | Event::Sync(_, a) | Event::Leave(a) => {
                 a
@@ -134,12 +135,9 @@ pub fn queue(state: &AppState, sess: &Arc<Session>, socket: &Socket, event: Even
     if q.events.len() >= QUEUE && !matches!(event, Event::Disconnected) {
         drop(q);
         tracing::warn!(tenant = %sess.tenant_name, sid = %sess.sid, "socket sends faster than it is served; event refused");
-        event.refuse(
-            socket,
-            &format!(
-                "server busy: too many events in flight on this socket (at most {QUEUE}), retry"
-            ),
-        );
+        let refusal = Refusal::Busy { limit: QUEUE };
+        state.metrics.refuse(&sess.tenant_name, refusal.kind());
+        event.refuse(socket, refusal);
         return;
     }
     let start = q.push(event);
