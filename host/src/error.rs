@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-/// A storage backend failed. Callers map it to always-online status 3
+/// A storage backend failed. Callers map it to the API's status 3
 /// ("server error") and HTTP 503; nothing is acknowledged that was not stored.
 #[derive(Debug, Error)]
 pub enum StoreError {

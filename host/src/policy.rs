@@ -2,8 +2,8 @@
 //!
 //! Every tenant has one [`Policy`]. The host calls it at four places:
 //! `authenticate`, `on_join`, `on_msg` (+ `storage_mode`) and `route_push`.
-//! The trait's default bodies *are* the built-in behaviour of the seed
-//! services, so [`BuiltinPolicy`] is just the empty impl; the wasm
+//! The trait's default bodies *are* the built-in behaviour, so
+//! [`BuiltinPolicy`] is just the empty impl; the wasm
 //! `PluginChain` (see `runtime/`) overrides the hooks its plugins export.
 //!
 //! Hooks return `Result<_, HookError>`: the pipeline turns an error into a
@@ -17,6 +17,81 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::HookError;
+
+/// The hooks of the `hookwire:policy` world (declared in `wit/policy.wit`).
+/// Their names are written once, in [`Hook::TABLE`]: the WIT name (the
+/// admin API's, `describe`'s) and the metrics label. A new hook is one row
+/// here, its variant, its semantics and the SDK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    Describe,
+    Authenticate,
+    OnJoin,
+    OnMsg,
+    StorageMode,
+    RoutePush,
+}
+
+/// One row of [`Hook::TABLE`].
+pub struct HookNames {
+    pub hook: Hook,
+    /// As in the WIT world: `on-msg`.
+    pub wit: &'static str,
+    /// The `hook` label of the plugin metrics: `on_msg`.
+    pub label: &'static str,
+}
+
+impl Hook {
+    /// Every hook, in `Hook as usize` order.
+    pub const TABLE: [HookNames; 6] = [
+        HookNames {
+            hook: Hook::Describe,
+            wit: "describe",
+            label: "describe",
+        },
+        HookNames {
+            hook: Hook::Authenticate,
+            wit: "authenticate",
+            label: "authenticate",
+        },
+        HookNames {
+            hook: Hook::OnJoin,
+            wit: "on-join",
+            label: "on_join",
+        },
+        HookNames {
+            hook: Hook::OnMsg,
+            wit: "on-msg",
+            label: "on_msg",
+        },
+        HookNames {
+            hook: Hook::StorageMode,
+            wit: "storage-mode",
+            label: "storage_mode",
+        },
+        HookNames {
+            hook: Hook::RoutePush,
+            wit: "route-push",
+            label: "route_push",
+        },
+    ];
+    /// How many hooks there are: the size of per-hook arrays.
+    pub const COUNT: usize = Self::TABLE.len();
+
+    pub fn wit_name(self) -> &'static str {
+        Self::TABLE[self as usize].wit
+    }
+    pub fn label(self) -> &'static str {
+        Self::TABLE[self as usize].label
+    }
+    /// Parses a WIT name or a metrics label (`on-msg` or `on_msg`).
+    pub fn parse(s: &str) -> Option<Hook> {
+        Self::TABLE
+            .iter()
+            .find(|n| n.wit == s || n.label == s)
+            .map(|n| n.hook)
+    }
+}
 
 /// Who is calling a hook. Tenant-scoped: a policy never sees another tenant.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -248,3 +323,18 @@ pub trait Policy: Send + Sync + 'static {
 pub struct BuiltinPolicy;
 
 impl Policy for BuiltinPolicy {}
+
+#[cfg(test)]
+mod hook_tests {
+    use super::Hook;
+
+    #[test]
+    fn the_table_is_in_variant_order_and_parses_both_names() {
+        for (i, n) in Hook::TABLE.iter().enumerate() {
+            assert_eq!(n.hook as usize, i, "{} out of order", n.wit);
+            assert_eq!(Hook::parse(n.wit), Some(n.hook));
+            assert_eq!(Hook::parse(n.label), Some(n.hook));
+        }
+        assert_eq!(Hook::parse("on-nothing"), None);
+    }
+}

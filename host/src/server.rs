@@ -43,13 +43,6 @@ pub struct AppState {
 /// Meta key of the admin key's hash.
 const ADMIN_KEY_META: &str = "admin_key_sha256";
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Serves one hookwire node on `listener` until `shutdown` completes, then
 /// closes every connection and flushes the store.
 pub async fn run(
@@ -394,7 +387,7 @@ async fn bootstrap(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
                     name: DEFAULT_TENANT.into(),
                     config: config.tenant_defaults.clone(),
                     api_key_hashes: vec![auth::sha256_hex(&key)],
-                    created_ms: now_ms(),
+                    created_ms: crate::clock::now_ms(),
                     version: 1,
                 },
                 None,

@@ -1286,7 +1286,7 @@ async fn kv_prefix_delete_and_purge(s: Arc<dyn Store>) -> Result<()> {
     s.kv_set(&t, "gone", b"x", 50).await?;
     s.kv_set(&t, "stays", b"x", 600_000).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let purged = s.kv_purge_expired(hookwire::server::now_ms()).await?;
+    let purged = s.kv_purge_expired(hookwire::clock::now_ms()).await?;
     // Redis expires keys itself; the others must have removed at least ours.
     ensure!(s.kind() == "redis" || purged >= 1, "purged {purged} keys");
     ensure!(s.kv_get(&t, "gone").await?.is_none(), "expired key gone");
@@ -1296,7 +1296,7 @@ async fn kv_prefix_delete_and_purge(s: Arc<dyn Store>) -> Result<()> {
         "key without TTL kept"
     );
     // Purging again finds nothing of this tenant left to purge.
-    s.kv_purge_expired(hookwire::server::now_ms()).await?;
+    s.kv_purge_expired(hookwire::clock::now_ms()).await?;
     ensure!(s.kv_get(&t, "stays").await?.is_some());
     Ok(())
 }

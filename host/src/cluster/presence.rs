@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::hub::RedisHub;
-use crate::server::now_ms;
+use crate::clock::now_ms;
 
 /// How often a node says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);

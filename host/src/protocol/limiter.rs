@@ -31,7 +31,7 @@ impl AuthLimiter {
 
     /// Counts an attempt; false when it is over `per_minute`.
     pub async fn allow(&self, tenant: &str, key: &str, per_minute: u32) -> bool {
-        let window = crate::server::now_ms() / 1000 / WINDOW_SECS;
+        let window = crate::clock::now_ms() / 1000 / WINDOW_SECS;
         if let Some(hub) = &self.shared {
             let k = format!("hw:{tenant}:authrl:{window}:{key}");
             let mut pipe = redis::pipe();
@@ -63,7 +63,7 @@ impl AuthLimiter {
 
     /// Drops finished windows (housekeeping).
     pub fn sweep(&self) {
-        let window = crate::server::now_ms() / 1000 / WINDOW_SECS;
+        let window = crate::clock::now_ms() / 1000 / WINDOW_SECS;
         self.windows.lock().retain(|_, (w, _)| *w == window);
     }
 }

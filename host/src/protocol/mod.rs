@@ -28,7 +28,8 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::Sid;
 
 use self::refusal::Refusal;
-use crate::server::{AppState, now_ms};
+use crate::clock::now_ms;
+use crate::server::AppState;
 use crate::tenant::Tenant;
 use session::disconnect_soon;
 use wire::WantsAck;

@@ -21,9 +21,10 @@ use serde_json::{Value, json};
 use super::device_room;
 use super::session::Session;
 use super::wire::Args;
+use crate::clock::now_ms;
 use crate::error::StoreError;
 use crate::policy::{HookContext, PushRequest, PushRoute};
-use crate::server::{AppState, now_ms};
+use crate::server::AppState;
 use crate::store::PushEntry;
 use crate::tenant::Tenant;
 

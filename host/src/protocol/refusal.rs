@@ -4,7 +4,7 @@
 //! the `reason` label of `hookwire_refused`, so a dashboard tells a flood
 //! of oversized messages from a plugin that denies them.
 
-use std::fmt;
+use crate::policy::Hook;
 
 /// A refused connection, `authenticate`, `join` or `msg`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,15 +88,7 @@ pub enum Refusal {
 
     /// A plugin's verdict: its own reason, sent as it gave it.
     #[error("{reason}")]
-    Plugin { hook: PluginHook, reason: String },
-}
-
-/// The hook whose plugin refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PluginHook {
-    Authenticate,
-    OnJoin,
-    OnMsg,
+    Plugin { hook: Hook, reason: String },
 }
 
 impl Refusal {
@@ -133,28 +125,13 @@ impl Refusal {
             Refusal::SyncUnavailable(_) => "sync_unavailable",
             Refusal::SyncFailed(_) => "sync_failed",
             Refusal::Busy { .. } => "busy",
-            Refusal::Plugin { hook, .. } => hook.denied_kind(),
+            Refusal::Plugin { hook, .. } => match hook {
+                Hook::Authenticate => "auth_denied_by_plugin",
+                Hook::OnJoin => "join_denied_by_plugin",
+                Hook::OnMsg => "msg_denied_by_plugin",
+                _ => "denied_by_plugin",
+            },
         }
-    }
-}
-
-impl PluginHook {
-    fn denied_kind(self) -> &'static str {
-        match self {
-            PluginHook::Authenticate => "auth_denied_by_plugin",
-            PluginHook::OnJoin => "join_denied_by_plugin",
-            PluginHook::OnMsg => "msg_denied_by_plugin",
-        }
-    }
-}
-
-impl fmt::Display for PluginHook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PluginHook::Authenticate => "authenticate",
-            PluginHook::OnJoin => "on_join",
-            PluginHook::OnMsg => "on_msg",
-        })
     }
 }
 
@@ -204,15 +181,15 @@ mod tests {
             Refusal::SyncFailed("x".into()),
             Refusal::Busy { limit: 1024 },
             Refusal::Plugin {
-                hook: PluginHook::Authenticate,
+                hook: Hook::Authenticate,
                 reason: "no".into(),
             },
             Refusal::Plugin {
-                hook: PluginHook::OnJoin,
+                hook: Hook::OnJoin,
                 reason: "no".into(),
             },
             Refusal::Plugin {
-                hook: PluginHook::OnMsg,
+                hook: Hook::OnMsg,
                 reason: "banned word".into(),
             },
         ];
@@ -232,7 +209,7 @@ mod tests {
         );
         assert_eq!(
             Refusal::Plugin {
-                hook: PluginHook::OnMsg,
+                hook: Hook::OnMsg,
                 reason: "banned word".into()
             }
             .to_string(),

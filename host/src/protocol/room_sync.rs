@@ -11,16 +11,17 @@ use base64::Engine as _;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::refusal::{PluginHook, Refusal};
+use super::refusal::Refusal;
 use super::relay::Relay;
 use super::session::{JoinedRoom, Session, SyncCursor, disconnect_soon};
 use super::wire::{self, id_string, ok};
 use super::{device_room, push, sync_room};
+use crate::clock::now_ms;
 use crate::error::HookError;
 use crate::policy::{
-    AuthRequest, AuthVerdict, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict, StorageMode,
+    AuthRequest, AuthVerdict, Hook, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict, StorageMode,
 };
-use crate::server::{AppState, now_ms};
+use crate::server::AppState;
 use crate::store::{PageRequest, RoomEntry, RoomWrite};
 
 /// Sends a reply on `event` and, when the client passed a callback, to it.
@@ -43,9 +44,9 @@ fn refused(state: &AppState, sess: &Session, r: Refusal) -> Value {
 
 /// A hook failed: count it, then refuse (fail closed) or let the operation
 /// through (fail open), as the tenant configured.
-fn hook_failed(state: &AppState, sess: &Session, hook: &str, e: &HookError) -> bool {
+fn hook_failed(state: &AppState, sess: &Session, hook: Hook, e: &HookError) -> bool {
     state.metrics.refuse(&sess.tenant_name, "plugin_fault");
-    tracing::warn!(tenant = %sess.tenant_name, hook, error = %e, "plugin hook failed");
+    tracing::warn!(tenant = %sess.tenant_name, hook = hook.label(), error = %e, "plugin hook failed");
     sess.tenant.config().plugin_fail_open
 }
 
@@ -247,14 +248,14 @@ async fn decide_auth(
         .await
     {
         Ok(v) => v,
-        Err(e) if hook_failed(state, sess, "authenticate", &e) => AuthVerdict::Defer,
+        Err(e) if hook_failed(state, sess, Hook::Authenticate, &e) => AuthVerdict::Defer,
         Err(e) => return Err(Refusal::AuthUnavailable(e.to_string())),
     };
     let allowed = match verdict {
         AuthVerdict::Allow { uid, rooms, claims } => (uid, rooms, claims),
         AuthVerdict::Deny { reason } => {
             return Err(Refusal::Plugin {
-                hook: PluginHook::Authenticate,
+                hook: Hook::Authenticate,
                 reason,
             });
         }
@@ -354,7 +355,7 @@ pub async fn join(
     match verdict {
         Ok(JoinVerdict::Allow) => {}
         Ok(JoinVerdict::Deny { reason }) => {
-            let hook = PluginHook::OnJoin;
+            let hook = Hook::OnJoin;
             return reply(
                 socket,
                 ack,
@@ -362,7 +363,7 @@ pub async fn join(
                 &refuse(Refusal::Plugin { hook, reason }),
             );
         }
-        Err(e) if hook_failed(state, sess, "on_join", &e) => {}
+        Err(e) if hook_failed(state, sess, Hook::OnJoin, &e) => {}
         Err(e) => {
             let r = Refusal::JoinUnavailable(e.to_string());
             return reply(socket, ack, "join", &refuse(r));
@@ -569,7 +570,7 @@ async fn plan_msg(
     match policy.on_msg(&ctx, &ev).await {
         Ok(MsgVerdict::Pass) => {}
         Ok(MsgVerdict::Drop { reason }) => {
-            let hook = PluginHook::OnMsg;
+            let hook = Hook::OnMsg;
             return Err(Refusal::Plugin { hook, reason });
         }
         Ok(MsgVerdict::Rewrite { msg }) if msg.is_object() => ev.set_msg(msg),
@@ -591,14 +592,14 @@ async fn plan_msg(
             );
             redirect = Some(targets);
         }
-        Err(e) if hook_failed(state, sess, "on_msg", &e) => {}
+        Err(e) if hook_failed(state, sess, Hook::OnMsg, &e) => {}
         Err(e) => return Err(Refusal::MsgUnavailable(e.to_string())),
     }
 
     let form = msg_form(ev.msg().as_object().ok_or(Refusal::MsgNotObject)?);
     let mode = match policy.storage_mode(&ctx, &ev, form.storage).await {
         Ok(m) => m,
-        Err(e) if hook_failed(state, sess, "storage_mode", &e) => form.storage,
+        Err(e) if hook_failed(state, sess, Hook::StorageMode, &e) => form.storage,
         Err(e) => return Err(Refusal::MsgUnavailable(e.to_string())),
     };
     if mode == StorageMode::Update && form.msg_id.is_none() {

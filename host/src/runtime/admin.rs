@@ -8,9 +8,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::chain::{Hook, PluginInfo};
+use super::chain::PluginInfo;
 use super::limits::PluginManifest;
 use super::{PluginError, PluginRuntime, sha256_hex};
+use crate::policy::Hook;
 use crate::policy::{AuthRequest, HookContext, JoinRequest, MsgEvent, PushRequest, StorageMode};
 use crate::store::{ChainEntry, PluginChainRecord, PluginRecord};
 
@@ -160,7 +161,7 @@ impl PluginRuntime {
             hash: sha256_hex(wasm),
             size: wasm.len() as u64,
             manifest: manifest.to_value(),
-            created_ms: crate::server::now_ms(),
+            created_ms: crate::clock::now_ms(),
         };
         self.store.put_plugin(tenant, &rec, wasm).await?;
         let chain = self.point_chain_to(tenant, name, version).await?;
@@ -227,7 +228,7 @@ impl PluginRuntime {
             hash: base.hash.clone(),
             size: base.size,
             manifest: manifest.to_value(),
-            created_ms: crate::server::now_ms(),
+            created_ms: crate::clock::now_ms(),
         };
         self.store.put_plugin(tenant, &rec, &wasm).await?;
         let chain = self.point_chain_to(tenant, name, version).await?;

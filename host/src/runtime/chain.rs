@@ -21,8 +21,8 @@ use super::bindings as b;
 use super::host::{CpuReading, HostState, PluginScope};
 use crate::error::HookError;
 use crate::policy::{
-    AuthRequest, AuthVerdict, HookContext, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict, Policy,
-    PushRequest, PushRoute, StorageMode, json_text,
+    AuthRequest, AuthVerdict, Hook, HookContext, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict,
+    Policy, PushRequest, PushRoute, StorageMode, json_text,
 };
 
 /// One instance and its store.
@@ -42,17 +42,10 @@ pub struct PluginInfo {
 
 impl PluginInfo {
     fn from_guest(info: b::PluginInfo) -> Self {
-        let all = [
-            (b::Hooks::AUTHENTICATE, "authenticate"),
-            (b::Hooks::ON_JOIN, "on-join"),
-            (b::Hooks::ON_MSG, "on-msg"),
-            (b::Hooks::STORAGE_MODE, "storage-mode"),
-            (b::Hooks::ROUTE_PUSH, "route-push"),
-        ];
-        let hooks = all
+        let hooks = Hook::TABLE
             .iter()
-            .filter(|(f, _)| info.hooks.contains(*f))
-            .map(|(_, n)| *n)
+            .filter(|n| describe_flag(n.hook).is_some_and(|f| info.hooks.contains(f)))
+            .map(|n| n.wit)
             .collect();
         PluginInfo {
             name: info.name,
@@ -65,58 +58,16 @@ impl PluginInfo {
     }
 }
 
-/// The hooks, for metrics labels and `describe` flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    Describe,
-    Authenticate,
-    OnJoin,
-    OnMsg,
-    StorageMode,
-    RoutePush,
-}
-
-impl Hook {
-    const ALL: [Hook; 6] = [
-        Hook::Describe,
-        Hook::Authenticate,
-        Hook::OnJoin,
-        Hook::OnMsg,
-        Hook::StorageMode,
-        Hook::RoutePush,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Hook::Describe => "describe",
-            Hook::Authenticate => "authenticate",
-            Hook::OnJoin => "on_join",
-            Hook::OnMsg => "on_msg",
-            Hook::StorageMode => "storage_mode",
-            Hook::RoutePush => "route_push",
-        }
-    }
-    pub fn wit_name(self) -> &'static str {
-        match self {
-            Hook::Describe => "describe",
-            Hook::Authenticate => "authenticate",
-            Hook::OnJoin => "on-join",
-            Hook::OnMsg => "on-msg",
-            Hook::StorageMode => "storage-mode",
-            Hook::RoutePush => "route-push",
-        }
-    }
-    /// Parses a WIT or Rust hook name (`on-msg` or `on_msg`).
-    pub fn parse(s: &str) -> Option<Hook> {
-        Some(match s.replace('_', "-").as_str() {
-            "describe" => Hook::Describe,
-            "authenticate" => Hook::Authenticate,
-            "on-join" => Hook::OnJoin,
-            "on-msg" => Hook::OnMsg,
-            "storage-mode" => Hook::StorageMode,
-            "route-push" => Hook::RoutePush,
-            _ => return None,
-        })
+/// The flag of `describe`'s `hooks` that says a plugin implements `hook`
+/// (`describe` itself is always implemented).
+fn describe_flag(hook: Hook) -> Option<b::Hooks> {
+    match hook {
+        Hook::Describe => None,
+        Hook::Authenticate => Some(b::Hooks::AUTHENTICATE),
+        Hook::OnJoin => Some(b::Hooks::ON_JOIN),
+        Hook::OnMsg => Some(b::Hooks::ON_MSG),
+        Hook::StorageMode => Some(b::Hooks::STORAGE_MODE),
+        Hook::RoutePush => Some(b::Hooks::ROUTE_PUSH),
     }
 }
 
@@ -158,26 +109,26 @@ impl Call<'_> {
 /// then counts itself without hashing labels or allocating.
 struct CallMetrics {
     /// `plugin_calls{tenant, plugin, hook}`, indexed by `Hook as usize`.
-    calls: [Counter; 6],
+    calls: [Counter; Hook::COUNT],
     /// `plugin_call_seconds{hook}`, indexed the same way.
-    seconds: [Histogram; 6],
+    seconds: [Histogram; Hook::COUNT],
 }
 
 impl CallMetrics {
     fn new(m: &crate::telemetry::Metrics, tenant: &str, plugin: &str) -> Self {
         CallMetrics {
-            calls: Hook::ALL.map(|h| {
+            calls: Hook::TABLE.each_ref().map(|n| {
                 m.plugin_calls
                     .get_or_create(&vec![
                         ("tenant", tenant.to_string()),
                         ("plugin", plugin.to_string()),
-                        ("hook", h.label().into()),
+                        ("hook", n.label.into()),
                     ])
                     .clone()
             }),
-            seconds: Hook::ALL.map(|h| {
+            seconds: Hook::TABLE.each_ref().map(|n| {
                 m.plugin_call_seconds
-                    .get_or_create(&vec![("hook", h.label().into())])
+                    .get_or_create(&vec![("hook", n.label.into())])
                     .clone()
             }),
         }

@@ -468,7 +468,7 @@ impl HostImports for HostState {
     }
 
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(crate::server::now_ms())
+        Ok(crate::clock::now_ms())
     }
 
     async fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {

@@ -31,7 +31,8 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, CacheConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use chain::{Hook, LoadedPlugin, PluginChain, PluginInfo, UnloadableChain};
+pub use crate::policy::Hook;
+pub use chain::{LoadedPlugin, PluginChain, PluginInfo, UnloadableChain};
 pub use limits::{CallLimits, EngineLimits, ManifestLimitError, PluginManifest};
 
 use crate::error::{HookError, StoreError};

@@ -162,9 +162,7 @@ fn i(n: u64) -> i64 {
     n as i64
 }
 
-fn now_ms() -> u64 {
-    crate::server::now_ms()
-}
+use crate::clock::now_ms;
 
 pub struct MongoStore {
     db: Database,
