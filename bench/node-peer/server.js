@@ -1,7 +1,7 @@
 'use strict';
 // Reference Node peer for hookwire's benchmarks.
 //
-// Written the way the seed services (always-online and friends) are written:
+// Written the way a typical Node socket.io server is written:
 // socket.io 4, node-redis v4 for storage, and @socket.io/redis-adapter for the
 // cluster. It implements the room-sync rows of the protocol table in README.md
 // (authenticate / join / msg / sync / leave / disconnect) so the same load
@@ -10,8 +10,8 @@
 // Environment:
 //   PORT             listening port (default 3000)
 //   HOST             listening address (default 127.0.0.1)
-//   REDIS_URL        when set: messages are stored in Redis lists/hashes (as
-//                    always-online did) and the Redis adapter is used, so
+//   REDIS_URL        when set: messages are stored in Redis lists/hashes
+//                    (layout below) and the Redis adapter is used, so
 //                    several processes form one cluster. When unset: one
 //                    process, in-memory storage, default in-memory adapter.
 //   FORCE_USER_AUTH  "1" = tokens are checked against the Redis hash
@@ -35,7 +35,7 @@ const MAX_MSG_BYTES = 512000;
 const AUTH_LIMIT_PER_MIN = 30;
 
 // ---------------------------------------------------------------- storage
-// Redis layout (always-online style):
+// Redis layout:
 //   aol:room:<roomId>:msgs     list of JSON {data, ts, uid} (insert log)
 //   aol:room:<roomId>:updates  hash msgId -> JSON {data, ts, uid} (current value)
 //   aol:room:<roomId>:history  list of JSON update history

@@ -107,7 +107,7 @@ pub struct HookContext {
 
 /// Input of `authenticate`: the `authenticate` event payload or the socket.io
 /// handshake `auth` object, plus the handshake query string (for
-/// socket.io-webservice style `?token=` clients).
+/// clients that send `?token=`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthRequest {
     pub uid: Option<String>,
@@ -145,7 +145,7 @@ pub enum JoinVerdict {
     Deny { reason: String },
 }
 
-/// Storage mode of a `msg` (always-online: 0 insert, 1 update, 2 ignore).
+/// Storage mode of a `msg` (on the wire: 0 insert, 1 update, 2 ignore).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StorageMode {
     Insert,
@@ -154,7 +154,7 @@ pub enum StorageMode {
 }
 
 impl StorageMode {
-    /// Unknown values map to insert, as always-online did.
+    /// Unknown values map to insert, as docs/protocol.md pins.
     pub fn from_wire(v: Option<&Value>) -> Self {
         match v.and_then(Value::as_i64) {
             Some(1) => StorageMode::Update,
@@ -317,7 +317,7 @@ pub trait Policy: Send + Sync + 'static {
     }
 }
 
-/// The seed services' hard-coded behaviour: token check, relay everything,
+/// The built-in behaviour, with no plugin: token check, relay everything,
 /// storage as the client asks, pushes where the sender says.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BuiltinPolicy;

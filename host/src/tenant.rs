@@ -23,10 +23,10 @@ pub const DEFAULT_TENANT: &str = "default";
 #[serde(default, deny_unknown_fields)]
 pub struct TenantConfig {
     /// When false, `authenticate` accepts any uid without a token check
-    /// (always-online's `forceUserAuth`; development only).
+    /// (`forceUserAuth` of `POST /admin/system/config`; development only).
     pub force_user_auth: bool,
-    /// Every authenticated socket joins `<prefix><uid>` (socket.io-webservice's
-    /// `userRoomPrefix`); pushes to such rooms are delivered reliably.
+    /// Every authenticated socket joins `<prefix><uid>` (its user room);
+    /// pushes to such rooms are delivered reliably.
     pub user_room_prefix: String,
     /// A socket that has not authenticated within this time is disconnected.
     pub auth_timeout_ms: u64,

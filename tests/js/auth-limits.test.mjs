@@ -1,5 +1,5 @@
 // Timeouts, the auth rate limit, kickout config, and per-tenant limits
-// (PROTOCOL.md pinned details). Each test configures its own tenant through
+// (docs/protocol.md, "Tenant settings"). Each test configures its own tenant through
 // the tenants REST API, so the limits are short and tests do not interfere.
 
 import assert from 'node:assert/strict';

@@ -82,7 +82,7 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
     return c;
   };
 
-  /** POST /send on `node` the socket.io-webservice way (?site=default&apiKey=). */
+  /** POST /send on `node` with the key in the query (?site=default&apiKey=). */
   const send = async (node, body) => ok(await node.api('POST', '/send', { body, keyVia: 'query', query: { site: 'default' } }), `/send on ${node.label}`);
 
   /** The first non-empty `_batch` a fresh connection gets: {events, ack} (events [] when none within ms). */

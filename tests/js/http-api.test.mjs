@@ -180,7 +180,7 @@ describe('HTTP API', () => {
     assert.equal(m.next, 0);
   });
 
-  test('admin API with ?uid=&token= of a user the tenant marks as admin (always-online style)', T, async () => {
+  test('admin API with ?uid=&token= of a user the tenant marks as admin (admin_uids)', T, async () => {
     const adminUid = rid('boss');
     const token = await tokenFor(srv, adminUid);
     const plainUid = rid('u');
@@ -211,7 +211,7 @@ describe('HTTP API', () => {
   });
 
   test('uid 0 is like any other id (login works end to end)', T, async () => {
-    // always-online notes "uid can not be 0"; hookwire compares string forms, so 0 is a valid id
+    // uid 0 is not special: hookwire compares string forms, so 0 is a valid id
     await srv.api('POST', '/user/create_token', { body: { uid: 0 } }); // may exist from an earlier run of this test
     const r = await srv.api('POST', '/user/refresh_token', { body: { uid: 0 } });
     const { uid, token } = ok(r, 'refresh_token uid 0');

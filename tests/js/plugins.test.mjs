@@ -494,7 +494,7 @@ describe('plugins end-to-end (websocket)', () => {
         },
       });
 
-      // ?token=good in the handshake query (socket.io-webservice style)
+      // ?token=good in the handshake query
       const q = track(await connect(srv, { ns, transports, query: { token: 'good' }, label: 'query-token' }));
       assert.deepEqual(await q.waitFor('authenticate'), { status: 0, data: 'auth success' });
       // {token:'good2'} in the authenticate event

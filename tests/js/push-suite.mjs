@@ -1,4 +1,4 @@
-// Business-server push (socket.io-webservice contract, PROTOCOL.md "Business-server push"):
+// Business-server push (docs/protocol.md section 7, "Pushes from a business server"):
 // POST /send, per-user rooms, acknowledged delivery, _batch, _resync, _settings,
 // per-device queues and device_ttl. Run per transport by push.*.test.mjs.
 
@@ -50,7 +50,7 @@ export function pushSuite(transport) {
       return s.online_user_count === 0;
     }, 20000, 'every socket closed on the server');
 
-    /** POST /send the socket.io-webservice way: ?site=default&apiKey=<key> */
+    /** POST /send with the key in the query: ?site=default&apiKey=<key> */
     const send = async (body, { query = {} } = {}) => {
       const r = await srv.api('POST', '/send', { body, keyVia: 'query', query: { site: 'default', ...query } });
       return ok(r, `/send ${JSON.stringify(body)}`);
@@ -300,10 +300,10 @@ export function pushSuite(transport) {
     });
 
     /**
-     * The client acks in the order it received, but the server waits for each
-     * ack in its own task; acks that arrive together used to be handled in
-     * whatever order those tasks woke, and an ack handled before an older one
-     * looked out of order: a `_resync` the client did not deserve.
+     * The client acks in the order it received, and the server must handle
+     * acks that arrive together in that order too: were they handled in
+     * whatever order their tasks woke, an ack handled before an older one
+     * would look out of order: a `_resync` the client did not deserve.
      */
     const noResyncAfter = async (N, sendAll, ackAll) => {
       const uid = rid('u');
@@ -398,7 +398,7 @@ export function pushSuite(transport) {
       await nothingPendingFor(uid, { deviceId: 'phone' });
     });
 
-    test('two devices online at once (tenant kickout:false, join_timeout_ms:0 = socket.io-webservice style): each gets the live push and acks its own copy', T, async () => {
+    test('two devices online at once (tenant kickout:false, join_timeout_ms:0 = push-only clients): each gets the live push and acks its own copy', T, async () => {
       const name = rid('t');
       const key = ok(await srv.admin('POST', '/api/tenants', { body: { name, config: { kickout: false, join_timeout_ms: 0 } } }), 'create tenant').api_key;
       const uid = rid('u');
@@ -426,7 +426,7 @@ export function pushSuite(transport) {
       await srv.admin('DELETE', `/api/tenants/${name}`);
     });
 
-    test('socket.io-webservice style query auth ?uid=&token=&deviceId= gets its _batch', T, async () => {
+    test('query auth ?uid=&token=&deviceId= gets its _batch', T, async () => {
       const uid = rid('u');
       const token = await tokenFor(srv, uid);
       const first = track(await connect(srv, { transports, query: { uid, token, deviceId: 'tab1' } }));

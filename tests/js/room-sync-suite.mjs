@@ -1,7 +1,7 @@
-// The always-online room-sync contract (PROTOCOL.md "Room-sync events" and the
-// "Pinned details"), written once and run per transport by
-// room-sync.websocket.test.mjs and room-sync.polling.test.mjs (embedded store),
-// and per store by room-sync.redis.test.mjs and room-sync.mongo.test.mjs.
+// The room-sync contract (docs/protocol.md sections 2 to 6), written once
+// and run per transport by room-sync.websocket.test.mjs and
+// room-sync.polling.test.mjs (embedded store), and per store by
+// room-sync.redis.test.mjs and room-sync.mongo.test.mjs.
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -52,7 +52,7 @@ export function roomSyncSuite(transport, opts = {}) {
       assert.deepEqual(ev, { status: 0, data: 'auth success' });
     });
 
-    test('authenticate emitted the moment `connect` fires is never lost (40 sockets, as always-online clients do)', T, async () => {
+    test('authenticate emitted the moment `connect` fires is never lost (40 sockets, each emitting it from its `connect` handler)', T, async () => {
       const uid = rid('u');
       const { io } = await import('socket.io-client');
       const lost = [];

@@ -3,8 +3,8 @@
 //
 // 300 msgs of 400 KB stored with `storage: 1` (distinct msgIds, so they are
 // the room's update values: about 120 MB), then four readers sync the room
-// at once from offset 0, paging with `offset` only as always-online clients
-// do (one of them with gzip). Each page holds at most `sync_page_bytes`
+// at once from offset 0, paging with `offset` only, without `cursor`
+// (one of them with gzip). Each page holds at most `sync_page_bytes`
 // (1 MiB by default) or one message; every reader gets all 300 values; the
 // server's VmRSS, sampled every 20 ms, grows by less than RSS_BOUND_MB over
 // its level before the syncs.

@@ -1,6 +1,6 @@
 //! Redis pub/sub between nodes and business servers (when `--redis` is set).
 //!
-//! - channel `notification` (the push-server article's, PROTOCOL.md):
+//! - channel `notification` (docs/protocol.md, "Pushes from a business server"):
 //!   `{toWho:[uid...], needStore:bool, ...}` is delivered as the event
 //!   `notification` to those users, queued until acked when `needStore`,
 //!   exactly like `POST /send`. The payload is the published text, as the

@@ -1,4 +1,4 @@
-//! always-online's account API: tokens for users, created by the tenant's
+//! The account API: tokens for users, created by the tenant's
 //! business server. Only the SHA-256 of a token is stored.
 
 use std::collections::HashMap;

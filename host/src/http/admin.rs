@@ -1,4 +1,4 @@
-//! always-online's admin API: monitor and system calls of one tenant.
+//! The admin API: monitor and system calls of one tenant.
 
 use std::collections::HashMap;
 

@@ -13,7 +13,7 @@ use crate::error::StoreError;
 use crate::server::{AppState, is_admin_key};
 use crate::tenant::{DEFAULT_TENANT, Tenant};
 
-/// always-online's status codes.
+/// The API's status codes (docs/protocol.md, section 6.1).
 pub mod status {
     pub const SUCCESS: u8 = 0;
     pub const USER_EXISTS: u8 = 1;
@@ -34,8 +34,8 @@ impl IntoResponse for Reply {
 }
 
 /// A refused or failed call. Protocol-level outcomes (user exists, ...)
-/// answer HTTP 200 like always-online did, so old business servers keep
-/// reading `meta.status`; a refused key is 401 as PROTOCOL.md pins.
+/// answer HTTP 200, so business servers written for this contract keep
+/// reading `meta.status`; a refused key is 401 as docs/protocol.md pins.
 #[derive(Debug)]
 pub struct ApiError {
     pub http: StatusCode,
@@ -136,7 +136,7 @@ const KEY_REFUSED: &str = "API key refused: send `Authorization: Bearer <key>` o
 
 /// Resolves the tenant (`?tenant=` or `?site=`, default `default`) and checks
 /// the caller's key: the tenant's API key, the admin key, or `uid`+`token`
-/// of one of the tenant's `admin_uids` (always-online's admin login).
+/// of one of the tenant's `admin_uids` (a tenant admin user).
 pub async fn caller(
     state: &AppState,
     headers: &HeaderMap,
@@ -191,7 +191,7 @@ pub async fn caller(
 }
 
 /// A request body as a JSON object: JSON, or `application/x-www-form-urlencoded`
-/// (as old business servers post). Form fields named `a[]` or `a[0]`
+/// (as many business servers post). Form fields named `a[]` or `a[0]`
 /// collect into arrays; values that parse as JSON are taken as JSON.
 pub fn body_object(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     let ctype = headers

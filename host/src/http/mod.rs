@@ -1,13 +1,14 @@
 //! HTTP API on the same port as socket.io.
 //!
-//! - [`account`]: always-online's `/user/create_token` and `/user/refresh_token`.
-//! - [`admin`]: always-online's `/admin/monitor/*` and `/admin/system/*`.
-//! - [`send`]: socket.io-webservice's `POST /send`.
+//! - [`account`]: `/user/create_token` and `/user/refresh_token`.
+//! - [`admin`]: `/admin/monitor/*` and `/admin/system/*`.
+//! - [`send`]: the business server's `POST /send`.
 //! - [`tenants`]: the admin REST API for tenants and their keys.
 //! - [`plugins`]: the admin REST API for tenants' plugin chains.
 //! - [`ops`]: `/healthz`, `/metrics`, `/demo`.
 //!
-//! Every answer is always-online's envelope `{meta:{status,msg}, data}`.
+//! Every answer is the envelope `{meta:{status,msg}, data}` (docs/protocol.md,
+//! section 6.1).
 
 pub mod account;
 pub mod admin;

@@ -1,4 +1,4 @@
-//! socket.io-webservice's `POST /send?site=&apiKey=&resync=`.
+//! The business server's `POST /send?site=&apiKey=&resync=`.
 
 use std::collections::HashMap;
 

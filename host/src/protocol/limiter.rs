@@ -1,5 +1,5 @@
-//! `authenticate` attempts per uid in a fixed 60 s window (always-online's
-//! 30 per minute by default). Every attempt counts, successful or not.
+//! `authenticate` attempts per uid in a fixed 60 s window (30 per minute by
+//! default). Every attempt counts, successful or not.
 //!
 //! With `--redis` the count is cluster-wide (one `INCR` per attempt), so
 //! spreading attempts over nodes does not multiply the budget; while Redis

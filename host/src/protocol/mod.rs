@@ -1,6 +1,6 @@
 //! socket.io side of hookwire: one namespace per tenant, the room-sync
-//! events of always-online ([`room_sync`]), reliable pushes of
-//! socket.io-webservice ([`push`]) and who is online ([`Presence`]).
+//! events ([`room_sync`]), reliable pushes from business servers
+//! ([`push`]) and who is online ([`Presence`]).
 
 mod limiter;
 mod presence;
@@ -228,7 +228,7 @@ fn setup(mounted: &Arc<MountedNamespace>, socket: &Socket) -> Result<(), Refusal
 }
 
 /// The handshake `auth` object, when it carries credentials (or the query
-/// string does: `?uid=&token=`, socket.io-webservice's `?token=`).
+/// string does: `?uid=&token=`, or `?token=` alone).
 fn handshake_credentials(auth: Option<&Value>, query: &str) -> Option<Value> {
     match auth.filter(|a| a.as_object().is_some_and(|m| !m.is_empty())) {
         Some(a) => Some(a.clone()),

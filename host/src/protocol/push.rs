@@ -1,4 +1,4 @@
-//! Reliable pushes (socket.io-webservice): a push to a user room is queued
+//! Reliable pushes from a business server: a push to a user room is queued
 //! per device of that user until the device acks it; a device that
 //! reconnects gets everything still pending as `_batch`, in pages of
 //! [`BATCH_PAGE`].

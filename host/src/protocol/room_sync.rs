@@ -1,5 +1,5 @@
-//! always-online's room-sync events: `authenticate`, `join`, `msg`, `sync`,
-//! `leave` and the disconnect announcements. See PROTOCOL.md for the wire
+//! The room-sync events: `authenticate`, `join`, `msg`, `sync`, `leave`
+//! and the disconnect announcements. See docs/protocol.md for the wire
 //! contract each handler implements.
 
 use std::io::Write;
@@ -271,7 +271,7 @@ async fn decide_auth(
     Ok(allowed)
 }
 
-/// always-online's token check (or any uid when `force_user_auth` is off).
+/// The built-in token check (or any uid when `force_user_auth` is off).
 async fn builtin_token_check(
     state: &AppState,
     sess: &Session,
@@ -407,8 +407,8 @@ pub async fn join(
     }
 }
 
-/// The two shapes of a `msg`: always-online's `{data, storage, msgId}` and
-/// the later short form `{"1": msgId, "s": storage, ...}`.
+/// The two shapes of a `msg`: the long form `{data, storage, msgId}` and
+/// the short form `{"1": msgId, "s": storage, ...}`.
 struct MsgForm {
     short: bool,
     storage: StorageMode,
@@ -750,7 +750,7 @@ fn gzip_array(stored: &[String]) -> String {
 #[serde(untagged)]
 enum SyncData {
     Plain(Vec<Box<RawValue>>),
-    /// base64 of the gzip of the JSON array, as always-online sent it.
+    /// base64 of the gzip of the JSON array (`encoding: 'gzip'`).
     Gzip(String),
 }
 

@@ -33,7 +33,7 @@ impl Serialize for Args<'_> {
     }
 }
 
-/// The always-online reply shape, `{status, data}`.
+/// The reply shape of the socket events, `{status, data}`.
 pub fn status(code: u8, data: impl Into<Value>) -> Value {
     json!({ "status": code, "data": data.into() })
 }

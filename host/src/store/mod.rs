@@ -74,7 +74,7 @@ pub struct TenantRecord {
     pub version: u64,
 }
 
-/// A user of a tenant (always-online's `create_token`).
+/// A user of a tenant (made by `POST /user/create_token`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UserRecord {
     pub uid: String,
@@ -88,7 +88,7 @@ pub struct UserRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RoomEntry {
     pub uid: String,
-    /// Unix seconds, like always-online's `room_msgs`.
+    /// Unix seconds, as the admin API's `room_msgs` shows it.
     pub ts: u64,
     /// The relayed message, as JSON text.
     pub msg: String,

@@ -1,5 +1,5 @@
 //! `auth-url`: asks the tenant's web app who the user is and which rooms
-//! they belong to, like socket.io-webservice's `authUrl`.
+//! they belong to.
 //!
 //! Config: `{"url": "http://127.0.0.1:8080/rooms", "scheme": "Bearer"}`
 //! (`scheme` defaults to `Bearer`; `user_room_prefix`, default `user_`, is
@@ -10,8 +10,8 @@
 //! `GET <url>` with `Authorization: <scheme> <token>` and expects:
 //!
 //! - 2xx with `{"uid": ..., "rooms": [...]}` → allow as `uid`, joining
-//!   `rooms`. socket.io-webservice's bare array of rooms is accepted too:
-//!   the uid is then taken from the room that starts with `user_room_prefix`
+//!   `rooms`. A bare array of rooms is accepted too: the uid is then
+//!   taken from the room that starts with `user_room_prefix`
 //!   (e.g. `user_42` → `42`). An answer that names no user is a deny: the
 //!   uid the client claims is never trusted on its own.
 //! - 401 or 403 → deny, "token refused".
@@ -191,7 +191,7 @@ mod tests {
             verdict(&c, &resp),
             Allow::new("42").rooms(["user_42", "staff", "7"]).into()
         );
-        // socket.io-webservice: a bare list of rooms, the user room names the user.
+        // A bare list of rooms: the user room names the user.
         let resp = Response::new(200, r#"["staff", "user_1"]"#);
         assert_eq!(
             verdict(&c, &resp),
