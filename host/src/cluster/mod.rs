@@ -105,7 +105,7 @@ impl Bus {
             e.0
         };
         let r: redis::RedisResult<Option<String>> = redis::cmd("SET")
-            .arg(format!("hw:claim:notification:{digest}:{n}"))
+            .arg(crate::store::redis_keys::notification_claim(&digest, n))
             .arg(1)
             .arg("NX")
             .arg("PX")

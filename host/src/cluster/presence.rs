@@ -2,13 +2,14 @@
 //! [`Presence`](crate::protocol::Presence), so `remote_join`, kickout,
 //! `room_users` and `stat` see the users of all nodes.
 //!
-//! Layout (`{t}` is the tenant; a field is `{node}|{sid}`):
-//! - `hwp:{t}:room:{room}` hash field → uid: visible members of a room;
-//! - `hwp:{t}:user:{uid}` hash field → "": authenticated sockets of a uid;
-//! - `hwp:{t}:rooms`, `hwp:{t}:users` sets: rooms with members, online uids;
-//! - `hwp:{t}:conns` hash node → connections of that node;
-//! - `hwp:node:{node}` set: what a node wrote, so it can be swept;
-//! - `hwp:nodes` sorted set node → last heartbeat (ms).
+//! Layout (keys of tenant `T` under `hw:{T}:`, the one scheme of
+//! `store::redis_keys`; a field is `{node}|{sid}`):
+//! - `presence:room:R` hash field → uid: visible members of a room;
+//! - `presence:user:U` hash field → "": authenticated sockets of a uid;
+//! - `presence:rooms`, `presence:users` sets: rooms with members, online uids;
+//! - `presence:conns` hash node → connections of that node;
+//! - `hw:node:N` set: what a node wrote, so it can be swept;
+//! - `hw:nodes` sorted set node → last heartbeat (ms).
 //!
 //! Each node writes only its own fields, in order, through one queue
 //! (pipelined: one round trip per batch). A node whose heartbeat is older
@@ -35,26 +36,10 @@ pub const NODE_EXPIRY: Duration = Duration::from_secs(10);
 /// from this node's own view.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
-const NODES_KEY: &str = "hwp:nodes";
-
-fn room_key(t: &str, room: &str) -> String {
-    format!("hwp:{t}:room:{room}")
-}
-fn rooms_key(t: &str) -> String {
-    format!("hwp:{t}:rooms")
-}
-fn user_key(t: &str, uid: &str) -> String {
-    format!("hwp:{t}:user:{uid}")
-}
-fn users_key(t: &str) -> String {
-    format!("hwp:{t}:users")
-}
-fn conns_key(t: &str) -> String {
-    format!("hwp:{t}:conns")
-}
-fn index_key(node: &str) -> String {
-    format!("hwp:node:{node}")
-}
+use crate::store::redis_keys::{
+    NODES_KEY, node_index as index_key, presence_conns as conns_key, presence_room as room_key,
+    presence_rooms as rooms_key, presence_user as user_key, presence_users as users_key,
+};
 
 /// Adds a field; answers the hash's values from before (who was there).
 const ADD: &str = r"

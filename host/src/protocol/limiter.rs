@@ -33,7 +33,7 @@ impl AuthLimiter {
     pub async fn allow(&self, tenant: &str, key: &str, per_minute: u32) -> bool {
         let window = crate::clock::now_ms() / 1000 / WINDOW_SECS;
         if let Some(hub) = &self.shared {
-            let k = format!("hw:{tenant}:authrl:{window}:{key}");
+            let k = crate::store::redis_keys::auth_attempts(tenant, window, key);
             let mut pipe = redis::pipe();
             pipe.incr(&k, 1u32)
                 .expire(&k, (WINDOW_SECS * 2) as i64)

@@ -9,6 +9,7 @@
 pub mod embedded;
 pub mod mongo;
 pub mod redis;
+pub mod redis_keys;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

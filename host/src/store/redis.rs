@@ -61,104 +61,13 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{RedisError, Script};
 use async_trait::async_trait;
 
+use super::redis_keys::*;
 use super::*;
 
 /// Keys `UNLINK`ed per round trip by `delete_tenant`.
 const DELETE_BATCH: usize = 500;
 /// Candidates handed to one device-expiry script call.
 const EXPIRE_BATCH: usize = 200;
-
-/// Appends `s` to `out` with `%`, `:`, braces and glob characters escaped.
-fn enc_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '%' | ':' | '{' | '}' | '*' | '?' | '[' | ']' | '\\' => {
-                out.push_str(&format!("%{:02X}", c as u32));
-            }
-            _ => out.push(c),
-        }
-    }
-}
-
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    enc_into(&mut out, s);
-    out
-}
-
-/// Inverse of [`enc`] (only `%XX` of the escaped set ever appears).
-fn dec(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 3 <= bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `hw:{T}:` followed by the encoded components joined by `:`.
-fn tkey(tenant: &str, parts: &[&str]) -> String {
-    let mut k = String::from("hw:{");
-    enc_into(&mut k, tenant);
-    k.push('}');
-    for p in parts {
-        k.push(':');
-        k.push_str(p);
-    }
-    k
-}
-
-struct RoomKeys {
-    meta: String,
-    log: String,
-    upd: String,
-    updlog: String,
-}
-
-fn room_keys(tenant: &str, room: &str) -> RoomKeys {
-    let r = enc(room);
-    RoomKeys {
-        meta: tkey(tenant, &["room", &r, "meta"]),
-        log: tkey(tenant, &["room", &r, "log"]),
-        upd: tkey(tenant, &["room", &r, "upd"]),
-        updlog: tkey(tenant, &["room", &r, "updlog"]),
-    }
-}
-
-fn queue_key(tenant: &str, uid: &str, device: &str) -> String {
-    tkey(tenant, &["q", &enc(uid), &enc(device)])
-}
-
-fn dev_key(tenant: &str, uid: &str) -> String {
-    tkey(tenant, &["dev", &enc(uid)])
-}
-
-fn devices_key(tenant: &str) -> String {
-    tkey(tenant, &["devices"])
-}
-
-fn plugin_field(name: &str, version: u64) -> String {
-    format!("{}:{version}", enc(name))
-}
-
-fn wasm_key(tenant: &str, name: &str, version: u64) -> String {
-    tkey(tenant, &["wasm", &enc(name), &version.to_string()])
-}
-
-const META_KEY: &str = "hw:meta";
-const TENANTS_KEY: &str = "hw:tenants";
 
 /// Connection-level failures (Redis down, restarting, loading its dataset,
 /// failing over) are `Unavailable`: callers answer 503 and retry later.
@@ -919,6 +828,5 @@ mod tests {
             assert!(!enc(s).contains(':'));
         }
         assert_ne!(queue_key("t", "a:b", "c"), queue_key("t", "a", "b:c"));
-        assert_eq!(tkey("t", &["users"]), "hw:{t}:users");
     }
 }
