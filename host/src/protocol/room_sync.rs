@@ -449,6 +449,11 @@ fn msg_refused(
     }
 }
 
+/// JSON text that `serde_json` wrote, as a value the encoder copies as it is.
+fn raw_json(text: String) -> Box<RawValue> {
+    RawValue::from_string(text).expect("serde_json writes valid JSON")
+}
+
 /// What the pipeline made of one `msg`.
 enum MsgPlan {
     /// A plugin answered the sender only.
@@ -623,8 +628,13 @@ async fn plan_msg(
         o.insert("ts".into(), json!(ts_ms));
     }
 
+    // Serialised once more, and only once: the same text is relayed (as a
+    // raw JSON value, which the encoder copies verbatim) and stored.
+    let text = out.to_string();
+    drop(out);
     if let Some(targets) = redirect {
-        let _ = socket.to(targets).emit("msg", &out).await;
+        let raw = raw_json(text);
+        let _ = socket.to(targets).emit("msg", &*raw).await;
         return Ok(MsgPlan::Relayed);
     }
     let n = state
@@ -639,13 +649,14 @@ async fn plan_msg(
     let entry = (mode != StorageMode::Ignore).then(|| RoomEntry {
         uid: uid.to_string(),
         ts: ts_ms / 1000,
-        msg: out.to_string(),
+        msg: text.clone(),
     });
+    let raw = raw_json(text);
     // The relay goes out from the room's line (see `relay`): after the
     // write committed, behind the room's earlier messages on this node.
     let (to, io_room) = (socket.clone(), sync_room(&room.name));
     let relay: Relay = Box::pin(async move {
-        let _ = to.to(io_room).emit("msg", &out).await;
+        let _ = to.to(io_room).emit("msg", &*raw).await;
         counted.inc_by(n as u64);
     });
     let Some(entry) = entry else {
