@@ -22,6 +22,8 @@
 //!   ([`protocol::refusal::Refusal`]) and the per-socket worker.
 //! - [`cluster`]: Redis pub/sub between nodes: the socket.io adapter, the
 //!   `notification` channel, plugin chain and tenant announcements.
+//! - [`lifecycle`]: a tenant brought in or taken out on this node, written
+//!   once for the tenants API, announcements, reconcile and startup.
 //! - [`http`]: account, admin, push and operations endpoints.
 //! - [`tls`]: HTTPS and WSS on the node's listener (`tls_cert` / `tls_key`).
 //! - [`cli`]: the `hookwire plugin` commands (a client of the admin API).
@@ -40,6 +42,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod policy;
 pub mod protocol;
 pub mod runtime;

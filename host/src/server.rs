@@ -167,10 +167,7 @@ pub async fn serve(
         started: Instant::now(),
     };
     for tenant in tenants.all() {
-        // A chain that cannot load fails closed (its hooks fault, unless
-        // the tenant chose fail-open); `activate` installs that and logs it.
-        let _ = state.plugins.activate(&tenant).await;
-        protocol::mount(&state, &tenant).await;
+        crate::lifecycle::start(&state, &tenant).await;
     }
     let housekeeping = protocol::spawn_housekeeping(&state);
     let heartbeat = state.presence.spawn_heartbeat();

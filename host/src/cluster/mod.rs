@@ -339,21 +339,11 @@ async fn apply_tenant(state: &AppState, name: &str, rec: Option<TenantRecord>) {
             }
         }
         (Some(rec), None) => {
-            // Listed only once its chain is loaded and its namespace mounted:
-            // when this node shows the tenant (HTTP API, tokens), clients can
-            // connect to it.
-            let tenant = Arc::new(crate::tenant::Tenant::new(rec));
-            // Fails closed and logs by itself when the chain cannot load.
-            let _ = state.plugins.activate(&tenant).await;
-            crate::protocol::mount(state, &tenant).await;
-            state.tenants.add(tenant);
+            crate::lifecycle::bring_in(state, rec).await;
             tracing::info!(tenant = %name, "tenant mounted from the store");
         }
-        (None, Some(tenant)) => {
-            crate::protocol::unmount(state, name);
-            // Its sockets' writes in flight end before it is gone here.
-            tenant.writes.close_and_drain(Duration::from_secs(10)).await;
-            state.tenants.remove(name);
+        (None, Some(_)) => {
+            crate::lifecycle::take_out(state, name).await;
             tracing::info!(tenant = %name, "tenant removed: the store no longer has it");
         }
         (None, None) => {}

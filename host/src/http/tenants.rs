@@ -126,17 +126,13 @@ async fn create(
             format!("tenant `{name}` exists"),
         ));
     }
-    let tenant = state.tenants.insert(rec.clone());
-    crate::protocol::mount(&state, &tenant).await;
+    crate::lifecycle::bring_in(&state, rec.clone()).await;
     announce(&state, &name);
     tracing::info!(tenant = %name, "tenant created");
     let mut v = view(&rec);
     v["api_key"] = Value::String(key);
     Ok(Reply(v))
 }
-
-/// How long a delete waits for the tenant's room writes in flight.
-const DRAIN_WRITES: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Attempts of a tenant change before it gives up on a record that other
 /// nodes keep changing.
@@ -235,14 +231,10 @@ async fn remove(
     if name == DEFAULT_TENANT {
         return Err(ApiError::param("the default tenant cannot be deleted"));
     }
-    let tenant = tenant_or_404(&state, &name)?;
+    tenant_or_404(&state, &name)?;
     let _lifecycle = state.tenants.lifecycle.lock().await;
-    crate::protocol::unmount(&state, &name);
     // What its closing sockets are still writing lands before the delete.
-    if !tenant.writes.close_and_drain(DRAIN_WRITES).await {
-        tracing::warn!(tenant = %name, "room writes still in flight after {DRAIN_WRITES:?}; deleting anyway");
-    }
-    state.tenants.remove(&name);
+    crate::lifecycle::take_out(&state, &name).await;
     state.store.delete_tenant(&name).await?;
     announce(&state, &name);
     tracing::info!(tenant = %name, "tenant deleted");
