@@ -78,7 +78,7 @@ impl Bench {
             ..EngineLimits::default()
         };
         let _g = rt_handle.enter();
-        let rt = PluginRuntime::new(&limits, store, Arc::new(Metrics::default())).unwrap();
+        let rt = PluginRuntime::new(&limits, store, Metrics::default().plugins).unwrap();
         Bench {
             _dir: dir,
             rt,
@@ -339,7 +339,7 @@ fn compile_times(rt: &tokio::runtime::Runtime, wasm: &[u8]) {
     };
     for label in ["cold compile", "restart, disk cache"] {
         let _g = rt.enter();
-        let prt = PluginRuntime::new(&limits, store.clone(), Arc::new(Metrics::default())).unwrap();
+        let prt = PluginRuntime::new(&limits, store.clone(), Metrics::default().plugins).unwrap();
         let t = Instant::now();
         rt.block_on(prt.compile(wasm)).unwrap();
         println!(

@@ -1,22 +1,26 @@
 //! hookwire: a realtime room-sync and push server speaking socket.io, with
 //! tenant policies as sandboxed WebAssembly components.
 //!
-//! Map of the crate, leaves first (a module uses only those above it, with
-//! two exceptions the architecture notes below name):
-//! - [`clock`]: wall-clock milliseconds, the one time every layer stores.
-//! - [`error`]: the typed errors shared across layers (store, hook).
-//! - [`auth`]: key and token hashing, constant-time comparison.
+//! The workspace's layers, each a crate, so a dependency that points the
+//! wrong way does not compile:
+//! ```text
+//! hookwire-core      clock, keys, typed errors, hooks and policy types,
+//!                    tenants, the Store trait            (depends on no layer)
+//! hookwire-store     embedded / Redis / MongoDB backends, the Redis key scheme
+//! hookwire-runtime   wasmtime components: limits, instance pools, host
+//!                    imports, chain semantics, plugin registry
+//! engineioxide       hookwire's Engine.IO engine (crates/engine), under socketioxide
+//! hookwire           this crate: the server
+//! ```
+//! `core ← {store, runtime} ← hookwire`. The layers are re-exported here
+//! under the names the server's modules use: [`clock`], [`error`],
+//! [`auth`], [`policy`], [`tenant`] (from core), [`store`] and [`runtime`].
+//!
+//! Map of this crate, leaves first (a module uses only those above it, with
+//! the exceptions the architecture notes below name):
 //! - [`config`]: node configuration (flags, `HOOKWIRE_*`, TOML).
-//! - [`policy`]: the hooks ([`policy::Hook`], named once) and the
-//!   [`policy::Policy`] trait of the event pipeline; its defaults are the
-//!   built-in behaviour.
-//! - [`tenant`]: tenants (one namespace each), their config and policy.
-//! - [`store`]: the durable state traits and their backends (embedded,
-//!   Redis, MongoDB), one conformance suite for all.
-//! - [`runtime`]: the wasmtime component host that implements
-//!   [`policy::Policy`] with a tenant's plugin chain; limits and the
-//!   plugin registry.
-//! - [`telemetry`]: logs and Prometheus metrics.
+//! - [`telemetry`]: logs and Prometheus metrics (the runtime's families
+//!   registered beside the server's).
 //! - [`protocol`]: the session protocol on socket.io (authenticate, join,
 //!   msg, sync, presence, reliable push), its typed refusals
 //!   ([`protocol::refusal::Refusal`]) and the per-socket worker.
@@ -27,30 +31,40 @@
 //! - [`http`]: account, admin, push and operations endpoints.
 //! - [`tls`]: HTTPS and WSS on the node's listener (`tls_cert` / `tls_key`).
 //! - [`cli`]: the `hookwire plugin` commands (a client of the admin API).
-//! - [`server`]: the composition root: builds [`AppState`] and serves a node.
+//! - [`app`]: the application context ([`AppState`]) the protocol, HTTP
+//!   API and lifecycle are handed, and how it answers the cluster bus.
+//! - [`server`]: the composition root: builds [`AppState`] and serves a node;
+//!   nothing imports it.
 //!
-//! Known inversions still to remove: [`server::AppState`] is the context
-//! most of `protocol`, `http` and `cluster` receive, so they import the
-//! composition root; and `cluster` and `protocol` call into each other.
+//! `protocol` uses `cluster`'s transport types (the socket.io adapter, the
+//! Redis hub, the presence mirror); `cluster` never calls `protocol`: what
+//! the bus hears reaches the application through [`cluster::BusEvents`],
+//! which the composition root implements.
+//!
+//! Still to narrow: [`AppState`] is one wide context (store, tenants,
+//! runtime, metrics, presence, bus) that `protocol`, `http` and `lifecycle`
+//! all receive and that `app` assembles from them, so those modules and
+//! `app` name each other; a context per concern would make the protocol
+//! testable without the rest.
 //!
 //! [`run`] serves one node on a bound listener until `shutdown` resolves.
 
-pub mod auth;
+pub mod app;
 pub mod cli;
-pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod error;
 pub mod http;
 pub mod lifecycle;
-pub mod policy;
 pub mod protocol;
-pub mod runtime;
 pub mod server;
-pub mod store;
 pub mod telemetry;
-pub mod tenant;
 pub mod tls;
 
+// The layers below the server, under the names the server's modules use.
+pub use hookwire_core::{auth, clock, error, policy, tenant};
+pub use hookwire_runtime as runtime;
+pub use hookwire_store as store;
+
+pub use app::AppState;
 pub use config::Config;
-pub use server::{AppState, run};
+pub use server::run;

@@ -6,10 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cluster::adapter::Io;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::app::AppState;
 use crate::auth;
 use crate::config::Config;
 use crate::protocol::{self, AuthLimiter, Presence};
@@ -19,29 +19,6 @@ use crate::store::{
 };
 use crate::telemetry::Metrics;
 use crate::tenant::{DEFAULT_TENANT, TenantRegistry};
-
-/// Everything a handler may need, passed explicitly (no globals).
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub tenants: Arc<TenantRegistry>,
-    pub io: Io,
-    pub metrics: Arc<Metrics>,
-    pub presence: Arc<Presence>,
-    pub auth_limiter: Arc<AuthLimiter>,
-    pub plugins: Arc<PluginRuntime>,
-    /// Redis pub/sub, when `--redis` is set.
-    pub bus: Option<Arc<crate::cluster::Bus>>,
-    /// Puts each device's push acks in order (node-local).
-    pub push_order: Arc<crate::protocol::push::AckOrder>,
-    /// Relays each room's stored `msg`s after their commit, in order.
-    pub relays: Arc<crate::protocol::relay::RoomRelays>,
-    pub started: Instant,
-}
-
-/// Meta key of the admin key's hash.
-const ADMIN_KEY_META: &str = "admin_key_sha256";
 
 /// Serves one hookwire node on `listener` until `shutdown` completes, then
 /// closes every connection and flushes the store.
@@ -148,7 +125,7 @@ pub async fn serve(
         let dir = config.data_dir.join("plugin-cache");
         limits.cache_dir = Some(std::path::absolute(&dir).unwrap_or(dir));
     }
-    let plugins = PluginRuntime::new(&limits, store.clone(), metrics.clone())?;
+    let plugins = PluginRuntime::new(&limits, store.clone(), metrics.plugins.clone())?;
     let bus = hub.clone().map(crate::cluster::Bus::new);
     let auth_limiter = Arc::new(AuthLimiter::new(hub.clone()));
     let mirror = hub.map(crate::cluster::presence::PresenceMirror::new);
@@ -171,10 +148,13 @@ pub async fn serve(
     }
     let housekeeping = protocol::spawn_housekeeping(&state);
     let heartbeat = state.presence.spawn_heartbeat();
-    let listener_task = state.bus.as_ref().map(|b| b.spawn_listener(state.clone()));
+    let listener_task = state
+        .bus
+        .as_ref()
+        .map(|b| b.spawn_listener(Arc::new(state.clone())));
     // A store shared with other nodes can change under this one.
-    let reconcile =
-        (state.store.kind() != "embedded").then(|| crate::cluster::spawn_tenant_reconcile(&state));
+    let reconcile = (state.store.kind() != "embedded")
+        .then(|| crate::lifecycle::spawn_tenant_reconcile(&state));
 
     let mut app = crate::http::router(state.clone()).layer(layer);
     // CORS wraps socket.io too, so a browser page of a listed origin can
@@ -348,16 +328,16 @@ async fn bootstrap(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
     match &config.admin_key {
         Some(key) => {
             store
-                .set_meta(ADMIN_KEY_META, &auth::sha256_hex(key))
+                .set_meta(crate::app::ADMIN_KEY_META, &auth::sha256_hex(key))
                 .await?
         }
         None => {
-            if store.get_meta(ADMIN_KEY_META).await?.is_none() {
+            if store.get_meta(crate::app::ADMIN_KEY_META).await?.is_none() {
                 let key = auth::random_secret();
                 let path = config.data_dir.join("admin.key");
                 write_secret(&path, &key)?;
                 store
-                    .set_meta(ADMIN_KEY_META, &auth::sha256_hex(&key))
+                    .set_meta(crate::app::ADMIN_KEY_META, &auth::sha256_hex(&key))
                     .await?;
                 tracing::warn!(path = %path.display(), "first start: generated the admin key");
                 println!("hookwire: admin key written to {}", path.display());
@@ -407,12 +387,4 @@ fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     writeln!(f, "{secret}")?;
     Ok(())
-}
-
-/// Is `key` the admin key?
-pub async fn is_admin_key(state: &AppState, key: &str) -> bool {
-    match state.store.get_meta(ADMIN_KEY_META).await {
-        Ok(Some(h)) => auth::ct_eq(&h, &auth::sha256_hex(key)),
-        _ => false,
-    }
 }

@@ -7,12 +7,12 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::config::LogFormat;
+use hookwire_runtime::metrics::{Labels, PluginMetrics, latency_histogram};
 
-type Labels = Vec<(&'static str, String)>;
+use crate::config::LogFormat;
 
 pub struct Metrics {
     registry: Registry,
@@ -26,18 +26,12 @@ pub struct Metrics {
     pub refused: Family<Labels, Counter>,
     pub store_latency: Family<Labels, Histogram>,
     pub store_errors: Family<Labels, Counter>,
-    pub plugin_calls: Family<Labels, Counter>,
-    pub plugin_faults: Family<Labels, Counter>,
-    pub plugin_call_seconds: Family<Labels, Histogram>,
+    /// The plugin runtime's families (it counts into these clones).
+    pub plugins: PluginMetrics,
     pub dependency_up: Family<Labels, Gauge>,
     /// Cross-node publishes lost while Redis was away (a gauge mirroring
     /// the hub's counter, set at scrape time).
     pub cluster_publish_dropped: Gauge,
-}
-
-fn latency_histogram() -> Histogram {
-    // 10 µs .. ~5 s
-    Histogram::new(exponential_buckets(0.00001, 2.5, 15))
 }
 
 impl Default for Metrics {
@@ -54,11 +48,7 @@ impl Default for Metrics {
             latency_histogram as fn() -> Histogram,
         );
         let store_errors = Family::<Labels, Counter>::default();
-        let plugin_calls = Family::<Labels, Counter>::default();
-        let plugin_faults = Family::<Labels, Counter>::default();
-        let plugin_call_seconds = Family::<Labels, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
+        let plugins = PluginMetrics::default();
         let dependency_up = Family::<Labels, Gauge>::default();
         let cluster_publish_dropped = Gauge::default();
         registry.register(
@@ -111,21 +101,7 @@ impl Default for Metrics {
             "Store operation failures, per operation",
             store_errors.clone(),
         );
-        registry.register(
-            "plugin_calls",
-            "Plugin hook calls, per tenant, plugin and hook",
-            plugin_calls.clone(),
-        );
-        registry.register(
-            "plugin_faults",
-            "Plugin hook faults, per tenant, plugin and kind",
-            plugin_faults.clone(),
-        );
-        registry.register(
-            "plugin_call_seconds",
-            "Plugin hook call time, per hook",
-            plugin_call_seconds.clone(),
-        );
+        plugins.register(&mut registry);
         registry.register(
             "dependency_up",
             "1 when a dependency (store, redis) answers",
@@ -143,9 +119,7 @@ impl Default for Metrics {
             refused,
             store_latency,
             store_errors,
-            plugin_calls,
-            plugin_faults,
-            plugin_call_seconds,
+            plugins,
             cluster_publish_dropped,
             dependency_up,
         }

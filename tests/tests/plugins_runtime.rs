@@ -55,7 +55,7 @@ async fn env_with(tune: impl FnOnce(EngineLimits) -> EngineLimits) -> Env {
     let rt = PluginRuntime::new(
         &tune(limits(&dir.path().join("plugin-cache"))),
         store.clone(),
-        metrics.clone(),
+        metrics.plugins.clone(),
     )
     .unwrap();
     Env {
@@ -589,8 +589,8 @@ async fn a_restart_loads_compiled_components_from_the_disk_cache() {
     };
     {
         store.put_tenant(&rec).await.unwrap();
-        let rt = PluginRuntime::new(&limits(&cache), store.clone(), Arc::new(Metrics::default()))
-            .unwrap();
+        let rt =
+            PluginRuntime::new(&limits(&cache), store.clone(), Metrics::default().plugins).unwrap();
         // A generous deadline: the upload's first call must not miss the
         // engine's default deadline on a loaded machine (seen as Describe(Timeout)).
         let m: PluginManifest = serde_json::from_value(relaxed(json!({}))).unwrap();
@@ -602,7 +602,7 @@ async fn a_restart_loads_compiled_components_from_the_disk_cache() {
     }
     // Restart: a new engine on the same cache dir.
     let rt =
-        PluginRuntime::new(&limits(&cache), store.clone(), Arc::new(Metrics::default())).unwrap();
+        PluginRuntime::new(&limits(&cache), store.clone(), Metrics::default().plugins).unwrap();
     let t = Arc::new(Tenant::new(rec));
     let started = std::time::Instant::now();
     rt.activate(&t).await.unwrap();

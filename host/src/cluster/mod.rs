@@ -16,6 +16,11 @@
 //! - the socket.io adapter's channels (`hookwire-request#...`), through
 //!   [`adapter::HubDriver`], and the presence mirror ([`presence`]).
 //!
+//! Nothing here acts on the server: what the bus hears goes to the
+//! [`BusEvents`] the application implements (the push protocol delivers a
+//! `notification`, the tenant lifecycle follows tenant and chain changes),
+//! so this layer never calls the protocol above it.
+//!
 //! All of it runs on one [`hub::RedisHub`], which reconnects with backoff
 //! and resubscribes when Redis goes away; while it is away, `/healthz`
 //! reports it (`dependency_up{dependency="redis_pubsub"}`).
@@ -28,15 +33,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use futures::StreamExt;
 use parking_lot::Mutex;
-use serde_json::Value;
 
-use crate::policy::PushRequest;
-use crate::protocol::{push, wire};
-use crate::server::AppState;
-use crate::store::TenantRecord;
-use crate::tenant::DEFAULT_TENANT;
 use hub::RedisHub;
 
 pub const NOTIFICATION_CHANNEL: &str = "notification";
@@ -45,6 +45,18 @@ pub const TENANT_CHANNEL: &str = "hookwire:tenant";
 
 /// How long a `notification` claim is remembered; see [`Bus::claim`].
 const CLAIM_WINDOW: Duration = Duration::from_secs(60);
+
+/// What the bus hears, handed to the application: the cluster layer
+/// decodes and de-duplicates, and never acts on the server itself.
+#[async_trait]
+pub trait BusEvents: Send + Sync + 'static {
+    /// A `notification` publish this node claimed (its text as published).
+    async fn notification(&self, text: &str);
+    /// `tenant`'s plugin chain changed on some node.
+    async fn chain_changed(&self, tenant: &str);
+    /// `tenant` was created, changed or deleted on some node.
+    async fn tenant_changed(&self, tenant: &str);
+}
 
 /// The node's Redis pub/sub: announcements and the `notification` channel.
 pub struct Bus {
@@ -125,7 +137,10 @@ impl Bus {
     /// Subscribes (retrying until Redis answers) and handles announcements
     /// and notifications until the process ends. Resubscribing after a
     /// Redis restart is the hub's business.
-    pub fn spawn_listener(self: &Arc<Self>, state: AppState) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_listener(
+        self: &Arc<Self>,
+        events: Arc<dyn BusEvents>,
+    ) -> tokio::task::JoinHandle<()> {
         let bus = self.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -151,13 +166,13 @@ impl Bus {
                 match chan.as_str() {
                     // Every node hears it; the one that claims it delivers it.
                     NOTIFICATION_CHANNEL if bus.claim(&text).await => {
-                        notification(&state, &text).await
+                        events.notification(&text).await
                     }
                     // A reload compiles (seconds for a big component), so it
                     // runs beside this loop: tenant changes and notifications
                     // are never queued behind a compile.
-                    CHAIN_CHANNEL => bus.reload_chain(&state, text),
-                    TENANT_CHANNEL => tenant_changed(&state, &text).await,
+                    CHAIN_CHANNEL => bus.reload_chain(&events, text),
+                    TENANT_CHANNEL => events.tenant_changed(&text).await,
                     _ => {}
                 }
             }
@@ -167,7 +182,7 @@ impl Bus {
     /// Reloads `tenant`'s chain in a task of its own. Announcements that
     /// arrive during a reload coalesce into one more reload, which reads the
     /// store's latest chain, so a burst of uploads costs at most two.
-    fn reload_chain(self: &Arc<Self>, state: &AppState, tenant: String) {
+    fn reload_chain(self: &Arc<Self>, events: &Arc<dyn BusEvents>, tenant: String) {
         {
             let mut reloading = self.reloading.lock();
             if let Some(again) = reloading.get_mut(&tenant) {
@@ -176,10 +191,10 @@ impl Bus {
             }
             reloading.insert(tenant.clone(), false);
         }
-        let (bus, state) = (self.clone(), state.clone());
+        let (bus, events) = (self.clone(), events.clone());
         tokio::spawn(async move {
             loop {
-                chain_changed(&state, &tenant).await;
+                events.chain_changed(&tenant).await;
                 let mut reloading = bus.reloading.lock();
                 match reloading.get_mut(&tenant) {
                     Some(again) if *again => *again = false,
@@ -203,149 +218,5 @@ impl Bus {
             streams.push(self.hub.subscribe(chan.to_string(), 1024).await?);
         }
         Ok(streams)
-    }
-}
-
-/// A publish on `notification`: deliver to each uid of `toWho`.
-pub async fn notification(state: &AppState, text: &str) {
-    let v: Value = match serde_json::from_str(text) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            tracing::warn!("ignoring a `notification` that is not a JSON object");
-            return;
-        }
-    };
-    let tenant_name = v
-        .get("site")
-        .or_else(|| v.get("tenant"))
-        .and_then(Value::as_str)
-        .unwrap_or(DEFAULT_TENANT);
-    let Some(tenant) = state.tenants.get(tenant_name) else {
-        tracing::warn!(tenant = %tenant_name, "`notification` for an unknown tenant ignored");
-        return;
-    };
-    let users: Vec<String> = match v.get("toWho") {
-        Some(Value::Array(a)) => a.iter().filter_map(|u| wire::id_string(Some(u))).collect(),
-        other => wire::id_string(other).into_iter().collect(),
-    };
-    if users.is_empty() {
-        tracing::warn!("ignoring a `notification` without `toWho`");
-        return;
-    }
-    let need_store = v
-        .get("needStore")
-        .is_some_and(|n| n.as_bool() == Some(true) || n.as_i64() == Some(1));
-    let prefix = tenant.config().user_room_prefix.clone();
-    let req = PushRequest {
-        rooms: users.iter().map(|u| format!("{prefix}{u}")).collect(),
-        event: "notification".into(),
-        // The Node service emitted the published text itself.
-        args: vec![Value::String(text.to_string())],
-    };
-    if let Err(e) = push::send_with(state, &tenant, req, false, need_store).await {
-        tracing::warn!(tenant = %tenant_name, error = %e, "a `notification` could not be delivered");
-    }
-}
-
-async fn chain_changed(state: &AppState, tenant_name: &str) {
-    let Some(tenant) = state.tenants.get(tenant_name) else {
-        return;
-    };
-    // On failure `activate` has logged it and left the tenant failing closed.
-    if state.plugins.activate(&tenant).await.is_ok() {
-        tracing::info!(tenant = %tenant_name, "plugin chain reloaded after an announcement");
-    }
-}
-
-/// How often every node re-reads all tenant records from the shared store.
-/// An announcement lost on the way (Redis down or restarting, a node cut
-/// off) is healed by the next pass: a change made on one node shows on every
-/// node within this period (plus one store read), and a pass also runs as
-/// soon as Redis is back.
-pub const TENANT_RECONCILE: Duration = Duration::from_secs(3);
-
-/// Keeps this node's tenants equal to the shared store's, every
-/// [`TENANT_RECONCILE`] and right after Redis reconnects.
-pub fn spawn_tenant_reconcile(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = tokio::time::Instant::now();
-        let mut was_up = true;
-        loop {
-            tick.tick().await;
-            let up = state.bus.as_ref().is_none_or(|b| b.hub().is_up());
-            let reconnected = up && !was_up;
-            was_up = up;
-            if !reconnected && last.elapsed() < TENANT_RECONCILE {
-                continue;
-            }
-            last = tokio::time::Instant::now();
-            reconcile_tenants(&state).await;
-        }
-    })
-}
-
-/// One pass: every stored tenant applied (new ones mounted, changed ones
-/// followed), and local tenants the store no longer has removed.
-async fn reconcile_tenants(state: &AppState) {
-    let stored = match state.store.list_tenants().await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::debug!(error = %e, "tenant reconcile skipped: store unavailable");
-            return;
-        }
-    };
-    let names: std::collections::HashSet<&str> = stored.iter().map(|r| r.name.as_str()).collect();
-    for local in state.tenants.all() {
-        let name = local.name();
-        if !names.contains(&*name) && &*name != DEFAULT_TENANT {
-            tenant_changed(state, &name).await;
-        }
-    }
-    for rec in &stored {
-        if state
-            .tenants
-            .get(&rec.name)
-            .is_none_or(|t| t.is_behind(rec))
-        {
-            tenant_changed(state, &rec.name).await;
-        }
-    }
-}
-
-/// Another node created, changed or deleted a tenant: follow the store
-/// (read under the lifecycle lock, so what is applied is what the store
-/// holds after any local create or delete).
-async fn tenant_changed(state: &AppState, name: &str) {
-    let _lifecycle = state.tenants.lifecycle.lock().await;
-    let rec = match state.store.get_tenant(name).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(tenant = %name, error = %e, "cannot reload an announced tenant change");
-            return;
-        }
-    };
-    apply_tenant(state, name, rec).await;
-}
-
-/// Makes this node's tenant `name` what the store holds (`None`: deleted).
-async fn apply_tenant(state: &AppState, name: &str, rec: Option<TenantRecord>) {
-    match (rec, state.tenants.get(name)) {
-        (Some(rec), Some(tenant)) => {
-            if tenant.follow(rec) {
-                tracing::info!(tenant = %name, "tenant reloaded from the store");
-            }
-        }
-        (Some(rec), None) => {
-            crate::lifecycle::bring_in(state, rec).await;
-            tracing::info!(tenant = %name, "tenant mounted from the store");
-        }
-        (None, Some(_)) => {
-            crate::lifecycle::take_out(state, name).await;
-            tracing::info!(tenant = %name, "tenant removed: the store no longer has it");
-        }
-        (None, None) => {}
     }
 }

@@ -10,10 +10,10 @@ use serde_json::json;
 
 use super::envelope::status;
 use super::{ApiError, ApiResult, Reply, body_object, caller};
+use crate::app::AppState;
 use crate::auth;
 use crate::clock::now_ms;
 use crate::protocol::wire::id_string;
-use crate::server::AppState;
 use crate::store::UserRecord;
 
 async fn issue(

@@ -8,8 +8,8 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Reply, body_object, caller};
+use crate::app::AppState;
 use crate::protocol::wire::id_string;
-use crate::server::AppState;
 use crate::store::PageRequest;
 
 type Q = Query<HashMap<String, String>>;

@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::app::{AppState, is_admin_key};
 use crate::error::StoreError;
-use crate::server::{AppState, is_admin_key};
 use crate::tenant::{DEFAULT_TENANT, Tenant};
 
 /// The API's status codes (docs/protocol.md, section 6.1).

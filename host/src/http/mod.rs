@@ -23,7 +23,7 @@ pub use envelope::{ApiError, ApiResult, Caller, Reply, body_object, caller};
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::server::AppState;
+use crate::app::AppState;
 
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::server::AppState;
+use crate::app::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -93,7 +93,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         let allowed = match given.as_deref() {
             Some(k) => {
                 crate::auth::ct_eq(&crate::auth::sha256_hex(k), &crate::auth::sha256_hex(want))
-                    || crate::server::is_admin_key(&state, k).await
+                    || crate::app::is_admin_key(&state, k).await
             }
             None => false,
         };

@@ -26,9 +26,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Reply};
+use crate::app::AppState;
 use crate::policy::HookContext;
 use crate::runtime::{Hook, PluginError, PluginManifest};
-use crate::server::AppState;
 use crate::tenant::Tenant;
 
 /// Header carrying a JSON [`PluginManifest`] on upload.

@@ -8,10 +8,10 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use super::{ApiError, ApiResult, Reply, body_object, caller};
+use crate::app::AppState;
 use crate::policy::PushRequest;
 use crate::protocol::push::{self, PushError};
 use crate::protocol::wire::id_string;
-use crate::server::AppState;
 
 /// A field that may be one value or a list (form posts send one `rooms=x`).
 fn list(v: Option<Value>) -> Vec<Value> {

@@ -20,9 +20,9 @@ use serde_json::{Map, Value, json};
 
 use super::envelope::require_admin;
 use super::{ApiError, ApiResult, Reply, body_object};
+use crate::app::AppState;
 use crate::auth;
 use crate::clock::now_ms;
-use crate::server::AppState;
 use crate::store::TenantRecord;
 use crate::tenant::{DEFAULT_TENANT, TenantConfig, valid_tenant_name};
 

@@ -28,8 +28,8 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::Sid;
 
 use self::refusal::Refusal;
+use crate::app::AppState;
 use crate::clock::now_ms;
-use crate::server::AppState;
 use crate::tenant::Tenant;
 use session::disconnect_soon;
 use wire::WantsAck;

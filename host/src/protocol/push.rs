@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 use super::device_room;
 use super::session::Session;
 use super::wire::Args;
+use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::error::StoreError;
 use crate::policy::{HookContext, PushRequest, PushRoute};
-use crate::server::AppState;
 use crate::store::PushEntry;
 use crate::tenant::Tenant;
 
@@ -147,6 +147,51 @@ pub async fn send_with(
         .get_or_create(&crate::telemetry::Metrics::tenant(&name))
         .inc();
     Ok(report)
+}
+
+/// A publish on the cluster's `notification` channel (claimed by this
+/// node): deliver to each uid of `toWho`, exactly like `POST /send`.
+pub async fn notification(state: &AppState, text: &str) {
+    let v: Value = match serde_json::from_str(text) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            tracing::warn!("ignoring a `notification` that is not a JSON object");
+            return;
+        }
+    };
+    let tenant_name = v
+        .get("site")
+        .or_else(|| v.get("tenant"))
+        .and_then(Value::as_str)
+        .unwrap_or(crate::tenant::DEFAULT_TENANT);
+    let Some(tenant) = state.tenants.get(tenant_name) else {
+        tracing::warn!(tenant = %tenant_name, "`notification` for an unknown tenant ignored");
+        return;
+    };
+    let users: Vec<String> = match v.get("toWho") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|u| super::wire::id_string(Some(u)))
+            .collect(),
+        other => super::wire::id_string(other).into_iter().collect(),
+    };
+    if users.is_empty() {
+        tracing::warn!("ignoring a `notification` without `toWho`");
+        return;
+    }
+    let need_store = v
+        .get("needStore")
+        .is_some_and(|n| n.as_bool() == Some(true) || n.as_i64() == Some(1));
+    let prefix = tenant.config().user_room_prefix.clone();
+    let req = PushRequest {
+        rooms: users.iter().map(|u| format!("{prefix}{u}")).collect(),
+        event: "notification".into(),
+        // The Node service emitted the published text itself.
+        args: vec![Value::String(text.to_string())],
+    };
+    if let Err(e) = send_with(state, &tenant, req, false, need_store).await {
+        tracing::warn!(tenant = %tenant_name, error = %e, "a `notification` could not be delivered");
+    }
 }
 
 /// The queue of a user with no known device: what is pushed to it goes to

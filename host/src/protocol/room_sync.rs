@@ -16,12 +16,12 @@ use super::relay::Relay;
 use super::session::{JoinedRoom, Session, SyncCursor, disconnect_soon};
 use super::wire::{self, id_string, ok};
 use super::{device_room, push, sync_room};
+use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::error::HookError;
 use crate::policy::{
     AuthRequest, AuthVerdict, Hook, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict, StorageMode,
 };
-use crate::server::AppState;
 use crate::store::{PageRequest, RoomEntry, RoomWrite};
 
 /// Sends a reply on `event` and, when the client passed a callback, to it.

@@ -31,7 +31,7 @@ use super::refusal::Refusal;
 use super::room_sync::{self, PendingMsg};
 use super::session::Session;
 use super::wire;
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::store::{RoomWriteAck, StoreResult};
 
 /// Events queued per socket before the worker takes them.

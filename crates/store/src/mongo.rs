@@ -162,7 +162,7 @@ fn i(n: u64) -> i64 {
     n as i64
 }
 
-use crate::clock::now_ms;
+use hookwire_core::clock::now_ms;
 
 pub struct MongoStore {
     db: Database,

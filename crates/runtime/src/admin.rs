@@ -1,6 +1,6 @@
 //! Plugin administration: the operations behind the admin REST API
 //! (`http/plugins.rs`) with typed errors. Each change is persisted through
-//! the [`Store`](crate::store::Store) first; the caller then re-activates the
+//! the [`Store`](hookwire_core::store::Store) first; the caller then re-activates the
 //! tenant (`http::plugins::on_chain_changed`).
 
 use std::time::Instant;
@@ -11,9 +11,11 @@ use serde_json::Value;
 use super::chain::PluginInfo;
 use super::limits::PluginManifest;
 use super::{PluginError, PluginRuntime, sha256_hex};
-use crate::policy::Hook;
-use crate::policy::{AuthRequest, HookContext, JoinRequest, MsgEvent, PushRequest, StorageMode};
-use crate::store::{ChainEntry, PluginChainRecord, PluginRecord};
+use hookwire_core::policy::Hook;
+use hookwire_core::policy::{
+    AuthRequest, HookContext, JoinRequest, MsgEvent, PushRequest, StorageMode,
+};
+use hookwire_core::store::{ChainEntry, PluginChainRecord, PluginRecord};
 
 /// Plugin names are URL segments and metric labels: keep them plain.
 pub fn valid_plugin_name(name: &str) -> bool {
@@ -161,7 +163,7 @@ impl PluginRuntime {
             hash: sha256_hex(wasm),
             size: wasm.len() as u64,
             manifest: manifest.to_value(),
-            created_ms: crate::clock::now_ms(),
+            created_ms: hookwire_core::clock::now_ms(),
         };
         self.store.put_plugin(tenant, &rec, wasm).await?;
         let chain = self.point_chain_to(tenant, name, version).await?;
@@ -228,7 +230,7 @@ impl PluginRuntime {
             hash: base.hash.clone(),
             size: base.size,
             manifest: manifest.to_value(),
-            created_ms: crate::clock::now_ms(),
+            created_ms: hookwire_core::clock::now_ms(),
         };
         self.store.put_plugin(tenant, &rec, &wasm).await?;
         let chain = self.point_chain_to(tenant, name, version).await?;
@@ -406,7 +408,7 @@ impl PluginRuntime {
         let mut ctx = ctx.unwrap_or_default();
         ctx.tenant = tenant.to_string();
         let started = Instant::now();
-        let r: Result<Value, crate::error::HookError> = match hook {
+        let r: Result<Value, hookwire_core::error::HookError> = match hook {
             Hook::Describe => Ok(serde_json::to_value(&plugin.info).unwrap_or_default()),
             Hook::Authenticate => {
                 let req = AuthRequest {

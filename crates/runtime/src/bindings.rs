@@ -1,7 +1,7 @@
 //! Host bindings of the `hookwire:policy` world, generated from `wit/` (the
 //! single source of truth; the guest SDK is generated from the same files).
 //! The generated code stays private; only what the runtime needs is
-//! re-exported, under names that do not clash with [`crate::policy`].
+//! re-exported, under names that do not clash with [`hookwire_core::policy`].
 //!
 //! Hook inputs are generated borrowing (`Context<'a>` holds `&'a str`s): a
 //! call lowers them straight from the caller's strings, without cloning
@@ -9,7 +9,7 @@
 
 mod generated {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "policy",
         // Every import may await the store or the network, and may trap
         // (a kv failure aborts the call instead of lying to the plugin).

@@ -1,5 +1,5 @@
 //! A loaded plugin (compiled component + its warm instances) and a tenant's
-//! [`PluginChain`], which implements [`crate::policy::Policy`].
+//! [`PluginChain`], which implements [`hookwire_core::policy::Policy`].
 //!
 //! Every call runs in its own instance: a warm one from the plugin's idle
 //! pool when there is one (see BENCHMARKS.md ("Plugin runtime") for why), a fresh one
@@ -19,8 +19,9 @@ use wasmtime::{Trap, UpdateDeadline};
 use super::Shared;
 use super::bindings as b;
 use super::host::{CpuReading, HostState, PluginScope};
-use crate::error::HookError;
-use crate::policy::{
+use crate::metrics::PluginMetrics;
+use hookwire_core::error::HookError;
+use hookwire_core::policy::{
     AuthRequest, AuthVerdict, Hook, HookContext, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict,
     Policy, PushRequest, PushRoute, StorageMode, json_text,
 };
@@ -115,10 +116,10 @@ struct CallMetrics {
 }
 
 impl CallMetrics {
-    fn new(m: &crate::telemetry::Metrics, tenant: &str, plugin: &str) -> Self {
+    fn new(m: &PluginMetrics, tenant: &str, plugin: &str) -> Self {
         CallMetrics {
             calls: Hook::TABLE.each_ref().map(|n| {
-                m.plugin_calls
+                m.calls
                     .get_or_create(&vec![
                         ("tenant", tenant.to_string()),
                         ("plugin", plugin.to_string()),
@@ -127,7 +128,7 @@ impl CallMetrics {
                     .clone()
             }),
             seconds: Hook::TABLE.each_ref().map(|n| {
-                m.plugin_call_seconds
+                m.call_seconds
                     .get_or_create(&vec![("hook", n.label.into())])
                     .clone()
             }),
@@ -331,7 +332,7 @@ impl LoadedPlugin {
             let tenant = self.scope.tenant.to_string();
             self.shared
                 .metrics
-                .plugin_faults
+                .faults
                 .get_or_create(&vec![
                     ("tenant", tenant.clone()),
                     ("plugin", self.name.clone()),
@@ -879,7 +880,7 @@ pub struct UnloadableChain {
     pub tenant: String,
     pub plugin: String,
     pub detail: String,
-    pub metrics: Arc<crate::telemetry::Metrics>,
+    pub metrics: PluginMetrics,
 }
 
 impl UnloadableChain {
@@ -891,7 +892,7 @@ impl UnloadableChain {
         let plugin = ("plugin", self.plugin.clone());
         let tenant = ("tenant", self.tenant.clone());
         self.metrics
-            .plugin_calls
+            .calls
             .get_or_create(&vec![
                 tenant.clone(),
                 plugin.clone(),
@@ -899,7 +900,7 @@ impl UnloadableChain {
             ])
             .inc();
         self.metrics
-            .plugin_faults
+            .faults
             .get_or_create(&vec![tenant, plugin, ("kind", e.kind().into())])
             .inc();
         e

@@ -20,7 +20,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{HostImports, HttpRequest, HttpResponse, Level};
 use super::limits::CallLimits;
-use crate::store::Store;
+use hookwire_core::store::Store;
 
 /// Largest `random-bytes` request: randomness is for nonces and ids, not bulk.
 const MAX_RANDOM_BYTES: u32 = 64 * 1024;
@@ -468,7 +468,7 @@ impl HostImports for HostState {
     }
 
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(crate::clock::now_ms())
+        Ok(hookwire_core::clock::now_ms())
     }
 
     async fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
@@ -566,7 +566,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::{CpuReading, GuestClock, host_allowed};
-    use crate::runtime::limits::{EngineLimits, PluginManifest};
+    use crate::limits::{EngineLimits, PluginManifest};
 
     fn ms(n: f64) -> Duration {
         Duration::from_micros((n * 1000.0).round() as u64)
@@ -708,7 +708,7 @@ mod tests {
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
         let store =
-            crate::store::embedded::EmbeddedStore::open(&dir.path().join("db"), Duration::ZERO)
+            hookwire_store::embedded::EmbeddedStore::open(&dir.path().join("db"), Duration::ZERO)
                 .unwrap();
         let scope = Arc::new(super::PluginScope {
             tenant: "t".into(),
@@ -719,7 +719,7 @@ mod tests {
             allowed_hosts: vec!["127.0.0.1".into()],
             limits: PluginManifest::default().resolve(&EngineLimits::default()),
             store: Arc::new(store),
-            http: crate::runtime::outbound::client().unwrap(),
+            http: crate::outbound::client().unwrap(),
         });
         let req = |headers: Vec<(String, String)>| HttpRequest {
             method: "GET".into(),

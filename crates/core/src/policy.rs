@@ -174,7 +174,7 @@ impl StorageMode {
 /// JSON text of a value, for the hooks. `serde_json::to_string` writes
 /// straight into a byte buffer; `Value::to_string` goes through `fmt` and
 /// costs twice as much, which shows on a hook call of 1–2 µs.
-pub(crate) fn json_text<T: Serialize + ?Sized>(v: &T) -> String {
+pub fn json_text<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 

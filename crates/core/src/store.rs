@@ -1,15 +1,10 @@
-//! Durable state behind one trait, [`Store`], with one implementation per
-//! backend: [`embedded`] (redb, the default), and in the cluster issue Redis
-//! and MongoDB. One conformance suite (`tests/store_conformance.rs`) runs
-//! against every backend.
+//! Durable state behind one trait, [`Store`], and the records it keeps. The
+//! backends (embedded redb, the default; Redis; MongoDB) live in the
+//! `hookwire-store` crate, and one conformance suite
+//! (`tests/store_conformance.rs`) runs against every one.
 //!
 //! Payloads are kept as JSON text (`String`) so the room log never
 //! re-serialises what a client sent.
-
-pub mod embedded;
-pub mod mongo;
-pub mod redis;
-pub mod redis_keys;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -19,42 +14,6 @@ use crate::error::StoreError;
 use crate::tenant::TenantConfig;
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// Records as JSON text (the Redis and MongoDB backends store them so).
-pub(crate) fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("store records always serialise")
-}
-
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// Writes to one room, one at a time, in the order they first asked: a
-/// fair (FIFO) lock per room. A backend that spreads concurrent commands
-/// over a pool (MongoDB) or a bounded queue (Redis) would otherwise let a
-/// socket's pipelined `msg`s reach the server, and take their sequence
-/// numbers, out of order. Striped, so unrelated rooms rarely wait for each
-/// other and the set never grows.
-pub(crate) struct RoomLocks(Vec<tokio::sync::Mutex<()>>);
-
-impl RoomLocks {
-    const STRIPES: usize = 256;
-
-    pub(crate) fn new() -> Self {
-        RoomLocks(
-            (0..Self::STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
-        )
-    }
-
-    pub(crate) async fn lock(&self, tenant: &str, room: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (tenant, room).hash(&mut h);
-        self.0[h.finish() as usize % Self::STRIPES].lock().await
-    }
-}
 
 /// A room write in flight (the socket worker pipelines these in order).
 pub type PendingWrite = std::pin::Pin<Box<dyn Future<Output = StoreResult<RoomWriteAck>> + Send>>;
@@ -398,18 +357,4 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes kv keys expired at `now_ms`, where the backend does not
     /// expire them by itself. Returns how many.
     async fn kv_purge_expired(&self, now_ms: u64) -> StoreResult<u64>;
-}
-
-/// The smallest string above every string that starts with `prefix` (the
-/// end of a prefix range); `None` when there is none (all chars maximal).
-pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(c) = chars.pop() {
-        let next = (c as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
-        if let Some(n) = next {
-            chars.push(n);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
 }

@@ -100,7 +100,7 @@ fn from_json<T: DeserializeOwned>(b: &[u8]) -> StoreResult<T> {
     serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-use crate::clock::now_ms;
+use hookwire_core::clock::now_ms;
 
 impl EmbeddedStore {
     /// Opens (or creates) the database file and starts the writer thread.

@@ -1,5 +1,7 @@
-//! Plugin runtime: tenant policies as WebAssembly components (wasmtime
-//! component model, world `hookwire:policy` in `wit/`).
+//! hookwire-runtime: tenant policies as WebAssembly components (wasmtime
+//! component model, world `hookwire:policy` in `wit/`). It builds on
+//! `hookwire-core` alone (the hooks, the `Policy` trait it implements, the
+//! `Store` it keeps plugins and kv in) and knows nothing of the server.
 //!
 //! - [`limits`]: engine defaults and the per-plugin manifest, as data.
 //! - `bindings`: the one `bindgen!` over `wit/`.
@@ -7,7 +9,9 @@
 //! - [`admin`]: upload, list, chain order, rollback, config, delete, dry
 //!   run: what the admin REST API calls.
 //! - [`chain`]: a loaded plugin with its warm instances, and the tenant's
-//!   [`PluginChain`] that implements [`crate::policy::Policy`].
+//!   [`PluginChain`] that implements [`hookwire_core::policy::Policy`].
+//! - [`metrics`]: the runtime's metric families, registered by the node.
+//! - [`outbound`]: the HTTP client of the `http-fetch` import.
 //!
 //! One [`wasmtime::Engine`] per node: pooling allocator, epoch interruption
 //! driven by one ticker thread, fuel only when configured. Components are
@@ -19,6 +23,7 @@ mod bindings;
 pub mod chain;
 mod host;
 pub mod limits;
+pub mod metrics;
 pub mod outbound;
 
 use std::collections::HashMap;
@@ -31,15 +36,15 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, CacheConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use crate::policy::Hook;
 pub use chain::{LoadedPlugin, PluginChain, PluginInfo, UnloadableChain};
+pub use hookwire_core::policy::Hook;
 pub use limits::{CallLimits, EngineLimits, ManifestLimitError, PluginManifest};
+pub use metrics::PluginMetrics;
 
-use crate::error::{HookError, StoreError};
-use crate::policy::BuiltinPolicy;
-use crate::store::{PluginRecord, Store};
-use crate::telemetry::Metrics;
-use crate::tenant::Tenant;
+use hookwire_core::error::{HookError, StoreError};
+use hookwire_core::policy::BuiltinPolicy;
+use hookwire_core::store::{PluginRecord, Store};
+use hookwire_core::tenant::Tenant;
 use host::{HostState, PluginScope};
 
 /// Why a component or a manifest was refused, or a plugin could not load.
@@ -73,7 +78,7 @@ pub enum PluginError {
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) limits: EngineLimits,
-    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) metrics: PluginMetrics,
     /// One permit per hook call (or upload check) in flight.
     pub(crate) calls: Semaphore,
     /// Idle warm instances over all plugins.
@@ -134,7 +139,7 @@ impl PluginRuntime {
     pub fn new(
         limits: &EngineLimits,
         store: Arc<dyn Store>,
-        metrics: Arc<Metrics>,
+        metrics: PluginMetrics,
     ) -> anyhow::Result<Arc<Self>> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
@@ -422,7 +427,7 @@ impl PluginRuntime {
         match self.build_chain(&name).await {
             Ok(chain) if chain.plugins().is_empty() => tenant.set_policy(Box::new(BuiltinPolicy)),
             Ok(chain) => {
-                tracing::info!(tenant = %name, chain = %crate::policy::Policy::describe(&chain), "plugin chain activated");
+                tracing::info!(tenant = %name, chain = %hookwire_core::policy::Policy::describe(&chain), "plugin chain activated");
                 tenant.set_policy(Box::new(chain));
             }
             Err((plugin, e)) => {
