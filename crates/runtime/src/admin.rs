@@ -81,6 +81,10 @@ pub struct DryRun {
     /// `{kind, message}` when the plugin faulted.
     pub fault: Option<Value>,
     pub elapsed_us: u64,
+    /// What the plugin logged during the call, in order.
+    pub logs: Vec<crate::probe::LogLine>,
+    /// Fuel the call burnt, when the node meters fuel (`plugins.fuel`).
+    pub fuel_used: Option<u64>,
 }
 
 /// Dry-run input of one hook; fields may be left out.
@@ -408,59 +412,63 @@ impl PluginRuntime {
         let mut ctx = ctx.unwrap_or_default();
         ctx.tenant = tenant.to_string();
         let started = Instant::now();
-        let r: Result<Value, hookwire_core::error::HookError> = match hook {
-            Hook::Describe => Ok(serde_json::to_value(&plugin.info).unwrap_or_default()),
-            Hook::Authenticate => {
-                let req = AuthRequest {
-                    uid: input.uid,
-                    token: input.token,
-                    payload: input
-                        .payload
-                        .unwrap_or_else(|| Value::Object(Default::default())),
-                    query: input.query,
-                };
-                plugin.authenticate(&ctx, &req).await.map(to_json)
-            }
-            Hook::OnJoin => plugin
-                .on_join(
-                    &ctx,
-                    &JoinRequest {
-                        room: input.room,
-                        dummy: input.dummy,
-                    },
-                )
-                .await
-                .map(to_json),
-            Hook::OnMsg => plugin
-                .on_msg(&ctx, &MsgEvent::new(input.room, input.msg))
-                .await
-                .map(to_json),
-            Hook::StorageMode => {
-                let proposed = match input.proposed {
-                    Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
-                        "update" => StorageMode::Update,
-                        "ignore" => StorageMode::Ignore,
-                        _ => StorageMode::Insert,
-                    },
-                    other => StorageMode::from_wire(other.as_ref()),
-                };
-                plugin
-                    .storage_mode(&ctx, &MsgEvent::new(input.room, input.msg), proposed)
+        let call = async {
+            match hook {
+                Hook::Describe => Ok(serde_json::to_value(&plugin.info).unwrap_or_default()),
+                Hook::Authenticate => {
+                    let req = AuthRequest {
+                        uid: input.uid,
+                        token: input.token,
+                        payload: input
+                            .payload
+                            .unwrap_or_else(|| Value::Object(Default::default())),
+                        query: input.query,
+                    };
+                    plugin.authenticate(&ctx, &req).await.map(to_json)
+                }
+                Hook::OnJoin => plugin
+                    .on_join(
+                        &ctx,
+                        &JoinRequest {
+                            room: input.room,
+                            dummy: input.dummy,
+                        },
+                    )
                     .await
-                    .map(to_json)
+                    .map(to_json),
+                Hook::OnMsg => plugin
+                    .on_msg(&ctx, &MsgEvent::new(input.room, input.msg))
+                    .await
+                    .map(to_json),
+                Hook::StorageMode => {
+                    let proposed = match input.proposed {
+                        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                            "update" => StorageMode::Update,
+                            "ignore" => StorageMode::Ignore,
+                            _ => StorageMode::Insert,
+                        },
+                        other => StorageMode::from_wire(other.as_ref()),
+                    };
+                    plugin
+                        .storage_mode(&ctx, &MsgEvent::new(input.room, input.msg), proposed)
+                        .await
+                        .map(to_json)
+                }
+                Hook::RoutePush => plugin
+                    .route_push(
+                        &ctx,
+                        &PushRequest {
+                            rooms: input.rooms,
+                            event: input.event,
+                            args: input.args,
+                        },
+                    )
+                    .await
+                    .map(to_json),
             }
-            Hook::RoutePush => plugin
-                .route_push(
-                    &ctx,
-                    &PushRequest {
-                        rooms: input.rooms,
-                        event: input.event,
-                        args: input.args,
-                    },
-                )
-                .await
-                .map(to_json),
         };
+        let (r, observed): (Result<Value, hookwire_core::error::HookError>, _) =
+            crate::probe::observe(call).await;
         let elapsed_us = started.elapsed().as_micros() as u64;
         let (ok, verdict, fault) = match r {
             Ok(v) => (true, Some(v), None),
@@ -478,6 +486,8 @@ impl PluginRuntime {
             verdict,
             fault,
             elapsed_us,
+            logs: observed.logs,
+            fuel_used: observed.fuel_used,
         })
     }
 }

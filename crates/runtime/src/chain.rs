@@ -398,6 +398,10 @@ impl LoadedPlugin {
         // the call's future unwinds the guest's fiber.
         match tokio::time::timeout_at(deadline, Self::invoke(&mut warm, call)).await {
             Ok(Ok(out)) => {
+                if let Some(fuel) = self.scope.limits.fuel {
+                    let left = warm.store.get_fuel().unwrap_or(fuel);
+                    crate::probe::record_fuel(fuel.saturating_sub(left));
+                }
                 let checked = self.check(out);
                 self.release(warm);
                 checked

@@ -405,11 +405,22 @@ fn split_host_port(entry: &str) -> (&str, Option<u16>) {
     }
 }
 
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+}
+
 impl HostImports for HostState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let (tenant, plugin, version) = self.tag();
         // Bounded: a plugin must not flood the node's logs with megabytes.
         let message: String = message.chars().take(4096).collect();
+        crate::probe::record_log(level_name(level), &message);
         match level {
             Level::Trace => {
                 tracing::trace!(target: "hookwire::plugin", tenant, plugin, version, "{message}")

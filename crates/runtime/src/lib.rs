@@ -12,6 +12,7 @@
 //!   [`PluginChain`] that implements [`hookwire_core::policy::Policy`].
 //! - [`metrics`]: the runtime's metric families, registered by the node.
 //! - [`outbound`]: the HTTP client of the `http-fetch` import.
+//! - [`probe`]: the logs and fuel of one observed (dry-run) call.
 //!
 //! One [`wasmtime::Engine`] per node: pooling allocator, epoch interruption
 //! driven by one ticker thread, fuel only when configured. Components are
@@ -25,6 +26,7 @@ mod host;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;
+pub mod probe;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -46,6 +48,16 @@ use hookwire_core::policy::BuiltinPolicy;
 use hookwire_core::store::{PluginRecord, Store};
 use hookwire_core::tenant::Tenant;
 use host::{HostState, PluginScope};
+
+/// The imports and exports of a component, by name.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentInterface {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// Why this host cannot link it (an import it does not provide, an
+    /// export of the wrong type); `None` when it links.
+    pub link_error: Option<String>,
+}
 
 /// Why a component or a manifest was refused, or a plugin could not load.
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +245,26 @@ impl PluginRuntime {
     /// Components compiled (or loaded from disk) by this process.
     pub fn compiled_components(&self) -> usize {
         self.components.lock().len()
+    }
+
+    /// The import and export names of a component (what `hookwire plugin
+    /// check` prints), compiled with this node's engine, and whether this
+    /// host links it.
+    pub async fn interface(&self, wasm: &[u8]) -> Result<ComponentInterface, PluginError> {
+        let (_, component) = self.compile(wasm).await?;
+        let ty = component.component_type();
+        let engine = &self.shared.engine;
+        let link_error = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(bindings::GuestPre::new)
+            .err()
+            .map(short);
+        Ok(ComponentInterface {
+            imports: ty.imports(engine).map(|(n, _)| n.to_string()).collect(),
+            exports: ty.exports(engine).map(|(n, _)| n.to_string()).collect(),
+            link_error,
+        })
     }
 
     /// Refuses what is not a component, before any compilation.

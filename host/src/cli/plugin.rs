@@ -1,11 +1,14 @@
 //! `hookwire plugin push|list|rollback|rm|test|chain|config`: a thin client
 //! of the plugin admin REST API (`http/plugins.rs`). It prints the `data` of
 //! each answer as pretty JSON, and fails with the server's `meta.msg`.
+//! `hookwire plugin check|run|new` need no server (`toolbox.rs`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
+
+use super::toolbox::{self, Lang, NodeArgs};
 
 /// Where the server is and who is asking.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,6 +26,58 @@ pub struct ClientArgs {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum PluginCmd {
+    /// Without a server: what a component is (world, imports, exports, size,
+    /// hooks) and whether a node's limits accept it, with the reasons.
+    Check {
+        /// The `.wasm` component.
+        file: PathBuf,
+        /// A JSON manifest file to check against the node's limits.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Without a server: run one hook of a component in the node's runtime
+    /// and limits; prints the verdict, time, fuel and logs as JSON (exit 2
+    /// when the plugin faults).
+    Run {
+        /// The `.wasm` component.
+        file: PathBuf,
+        /// describe, authenticate, on-join, on-msg, storage-mode, route-push.
+        #[arg(long)]
+        hook: String,
+        /// The hook input as JSON text, or `@file.json` (fields as for
+        /// `plugin test`, e.g. `{"room":"r","msg":{"data":"hi"}}`).
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// The plugin's config as JSON text (replaces the manifest's).
+        #[arg(long)]
+        config: Option<String>,
+        /// A JSON manifest file (limits, permissions, config).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Keep the plugin's kv in this file between runs (created if
+        /// missing); without it every run starts empty.
+        #[arg(long)]
+        kv: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Without a server: create a plugin project that builds and passes its
+    /// test.
+    New {
+        /// Plugin name (a-z, 0-9, `-`, `_`); also the directory created.
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The guest SDK directory (default: this checkout's `guest-sdk/`,
+        /// or HOOKWIRE_GUEST_SDK).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Upload a component (a new version; appended to the chain if new).
     Push {
         #[command(flatten)]
@@ -150,6 +205,39 @@ impl Client {
 pub async fn run(cmd: PluginCmd) -> anyhow::Result<()> {
     use reqwest::Method;
     let data = match cmd {
+        PluginCmd::Check {
+            file,
+            manifest,
+            node,
+        } => return toolbox::check(&file, manifest.as_deref(), &node).await,
+        PluginCmd::Run {
+            file,
+            hook,
+            input,
+            config,
+            manifest,
+            kv,
+            node,
+        } => {
+            let input: Value =
+                serde_json::from_str(&text_or_file(&input)?).context("--input is not JSON")?;
+            return toolbox::run(toolbox::RunRequest {
+                file: &file,
+                hook: &hook,
+                input,
+                config: config.as_deref(),
+                manifest: manifest.as_deref(),
+                kv: kv.as_deref(),
+                node: &node,
+            })
+            .await;
+        }
+        PluginCmd::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => return toolbox::new(&name, lang, &dir, sdk.as_deref()),
         PluginCmd::Push {
             client,
             name,
