@@ -191,6 +191,10 @@ pub async fn serve(
     for t in state.tenants.all() {
         protocol::unmount(&state, &t.name());
     }
+    // Plugin kv written behind from memory lands before the store closes.
+    if let Err(e) = state.plugins.flush_kv().await {
+        tracing::error!(error = %e, "writing plugin kv at shutdown failed");
+    }
     state
         .store
         .flush()

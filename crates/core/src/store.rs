@@ -357,4 +357,33 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes kv keys expired at `now_ms`, where the backend does not
     /// expire them by itself. Returns how many.
     async fn kv_purge_expired(&self, now_ms: u64) -> StoreResult<u64>;
+
+    /// The kv entries of a store this node alone writes (the embedded one):
+    /// the plugin runtime then serves kv from memory and writes behind
+    /// through it. `None` for a store shared with other nodes, whose kv
+    /// must be read where every node writes it.
+    fn kv_entries(&self) -> Option<&dyn KvEntries> {
+        None
+    }
+}
+
+/// A kv write the plugin runtime's memory tier hands back to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvWrite {
+    pub tenant: String,
+    pub key: String,
+    /// `None`: the key is gone.
+    pub value: Option<Vec<u8>>,
+    /// Absolute expiry in ms since the epoch; 0 = none.
+    pub expiry_ms: u64,
+}
+
+/// Plugin kv by entry, with absolute expiries, for the runtime's memory
+/// tier (see [`Store::kv_entries`]).
+#[async_trait]
+pub trait KvEntries: Send + Sync {
+    /// The live value of a key and its absolute expiry (0 = none).
+    async fn kv_get_entry(&self, tenant: &str, key: &str) -> StoreResult<Option<(Vec<u8>, u64)>>;
+    /// Writes `writes` in one commit, in order.
+    async fn kv_put_entries(&self, writes: Vec<KvWrite>) -> StoreResult<()>;
 }

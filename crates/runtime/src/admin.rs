@@ -371,8 +371,8 @@ impl PluginRuntime {
         }
         self.store.delete_plugin(tenant, name).await?;
         // A new plugin of the same name starts with an empty kv.
-        self.store
-            .kv_delete_prefix(tenant, &super::host::kv_prefix(name))
+        self.kv
+            .delete_prefix(tenant, &super::host::kv_prefix(name))
             .await?;
         Ok(())
     }

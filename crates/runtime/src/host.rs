@@ -20,7 +20,6 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{HostImports, HttpRequest, HttpResponse, Level};
 use super::limits::CallLimits;
-use hookwire_core::store::Store;
 
 /// Largest `random-bytes` request: randomness is for nonces and ids, not bulk.
 const MAX_RANDOM_BYTES: u32 = 64 * 1024;
@@ -35,7 +34,8 @@ pub struct PluginScope {
     pub config_json: Arc<str>,
     pub allowed_hosts: Vec<String>,
     pub limits: CallLimits,
-    pub store: Arc<dyn Store>,
+    /// The plugin kv (in memory over a store of this node's alone).
+    pub kv: Arc<crate::kv::PluginKv>,
     pub http: reqwest::Client,
 }
 
@@ -449,8 +449,8 @@ impl HostImports for HostState {
         self.host_call_starts();
         let r = self
             .scope
-            .store
-            .kv_get(&self.scope.tenant, &self.kv_key(&key))
+            .kv
+            .get(&self.scope.tenant, &self.kv_key(&key))
             .await;
         self.host_call_ends();
         r.map_err(|e| wasmtime::Error::msg(format!("kv-get failed: {e}")))
@@ -460,8 +460,8 @@ impl HostImports for HostState {
         self.host_call_starts();
         let r = self
             .scope
-            .store
-            .kv_set(&self.scope.tenant, &self.kv_key(&key), &value, ttl_ms)
+            .kv
+            .set(&self.scope.tenant, &self.kv_key(&key), &value, ttl_ms)
             .await;
         self.host_call_ends();
         r.map_err(|e| wasmtime::Error::msg(format!("kv-set failed: {e}")))
@@ -471,8 +471,8 @@ impl HostImports for HostState {
         self.host_call_starts();
         let r = self
             .scope
-            .store
-            .kv_incr(&self.scope.tenant, &self.kv_key(&key), delta, ttl_ms)
+            .kv
+            .incr(&self.scope.tenant, &self.kv_key(&key), delta, ttl_ms)
             .await;
         self.host_call_ends();
         r.map_err(|e| wasmtime::Error::msg(format!("kv-incr failed: {e}")))
@@ -729,7 +729,7 @@ mod tests {
             config_json: "{}".into(),
             allowed_hosts: vec!["127.0.0.1".into()],
             limits: PluginManifest::default().resolve(&EngineLimits::default()),
-            store: Arc::new(store),
+            kv: crate::kv::PluginKv::new(Arc::new(store)),
             http: crate::outbound::client().unwrap(),
         });
         let req = |headers: Vec<(String, String)>| HttpRequest {

@@ -10,6 +10,8 @@
 //!   run: what the admin REST API calls.
 //! - [`chain`]: a loaded plugin with its warm instances, and the tenant's
 //!   [`PluginChain`] that implements [`hookwire_core::policy::Policy`].
+//! - [`kv`]: plugin kv, in memory with write-behind over a store of this
+//!   node's alone.
 //! - [`metrics`]: the runtime's metric families, registered by the node.
 //! - [`outbound`]: the HTTP client of the `http-fetch` import.
 //! - [`probe`]: the logs and fuel of one observed (dry-run) call.
@@ -23,6 +25,7 @@ pub mod admin;
 mod bindings;
 pub mod chain;
 mod host;
+pub mod kv;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;
@@ -119,6 +122,7 @@ pub struct PluginRuntime {
     shared: Arc<Shared>,
     linker: Linker<HostState>,
     store: Arc<dyn Store>,
+    kv: Arc<kv::PluginKv>,
     http: reqwest::Client,
     cache: Option<Cache>,
     /// Compiled components by content hash (shared by tenants).
@@ -218,6 +222,7 @@ impl PluginRuntime {
                 tenant_calls: Mutex::default(),
             }),
             linker,
+            kv: kv::PluginKv::new(store.clone()),
             store,
             http,
             cache: Some(cache),
@@ -229,6 +234,11 @@ impl PluginRuntime {
 
     pub fn limits(&self) -> &EngineLimits {
         &self.shared.limits
+    }
+
+    /// Writes the plugin kv's pending changes to the store (at shutdown).
+    pub async fn flush_kv(&self) -> Result<(), StoreError> {
+        self.kv.flush().await
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -333,7 +343,7 @@ impl PluginRuntime {
             config_json: manifest.config_json().into(),
             allowed_hosts: manifest.allowed_hosts.clone(),
             limits: manifest.resolve(&self.shared.limits),
-            store: self.store.clone(),
+            kv: self.kv.clone(),
             http: self.http.clone(),
         })
     }

@@ -273,6 +273,10 @@ impl Store for EmbeddedStore {
         "embedded"
     }
 
+    fn kv_entries(&self) -> Option<&dyn KvEntries> {
+        Some(self)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.read(|_| Ok(()))
     }
@@ -948,6 +952,48 @@ impl Store for EmbeddedStore {
 }
 
 /// The value part of a KV record, or `None` when it has expired.
+#[async_trait]
+impl KvEntries for EmbeddedStore {
+    async fn kv_get_entry(&self, tenant: &str, key: &str) -> StoreResult<Option<(Vec<u8>, u64)>> {
+        let now = now_ms();
+        self.read(|txn| {
+            let t = txn.open_table(KV).map_err(err)?;
+            Ok(t.get((tenant, key)).map_err(err)?.and_then(|v| {
+                let raw = v.value();
+                let value = live_value(raw, now)?;
+                Some((
+                    value.to_vec(),
+                    u64::from_be_bytes(raw[..8].try_into().ok()?),
+                ))
+            }))
+        })
+    }
+
+    async fn kv_put_entries(&self, writes: Vec<KvWrite>) -> StoreResult<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.write(move |txn| {
+            let mut t = txn.open_table(KV).map_err(err)?;
+            for w in &writes {
+                let key = (w.tenant.as_str(), w.key.as_str());
+                match &w.value {
+                    Some(value) => {
+                        let mut v = w.expiry_ms.to_be_bytes().to_vec();
+                        v.extend_from_slice(value);
+                        t.insert(key, v.as_slice()).map_err(err)?;
+                    }
+                    None => {
+                        t.remove(key).map_err(err)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
 fn live_value(raw: &[u8], now: u64) -> Option<&[u8]> {
     if raw.len() < 8 {
         return None;

@@ -292,6 +292,8 @@ pub async fn run(req: RunRequest<'_>) -> anyhow::Result<()> {
     let out = rt
         .dry_run(LOCAL_TENANT, &name, None, hook, req.input, None)
         .await?;
+    // The kv file holds what the call wrote before the process ends.
+    rt.flush_kv().await?;
     let ok = out.ok;
     let mut printed = serde_json::to_value(&out)?;
     if local.node.fuel.is_none()
