@@ -736,12 +736,12 @@ describe('plugins end-to-end (websocket)', () => {
       assert.ok(r.status >= 400 && r.status < 500, `truncated component: HTTP ${r.status} ${r.text}`);
       assert.match(errText(r), /does not compile/, r.text);
 
-      // above max_component_bytes (10 MiB): 413
-      const big = Buffer.alloc((10 << 20) + 1024);
+      // above max_component_bytes (64 MiB): 413
+      const big = Buffer.alloc((64 << 20) + 1024);
       Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]).copy(big);
       r = await upload(evil.name, 'too-large', null, { body: big });
       assert.equal(r.status, 413, `too large: HTTP ${r.status} ${r.text}`);
-      assert.match(errText(r), /10485760/, r.text);
+      assert.match(errText(r), /67108864/, r.text);
 
       // a bad plugin name, a manifest that does not parse or asks for more than the engine allows
       r = await upload(evil.name, 'Bad.Name', 'word_filter');

@@ -12,7 +12,9 @@ use hookwire::policy::{
     AuthRequest, AuthVerdict, HookContext, JoinRequest, JoinVerdict, MsgEvent, MsgVerdict,
     PushRequest, PushRoute, StorageMode,
 };
-use hookwire::runtime::{EngineLimits, Hook, PluginError, PluginManifest, PluginRuntime};
+use hookwire::runtime::{
+    EngineLimits, Hook, ManifestError, PluginError, PluginManifest, PluginRuntime,
+};
 use hookwire::store::{Store, TenantRecord};
 use hookwire::telemetry::Metrics;
 use hookwire::tenant::{Tenant, TenantConfig};
@@ -559,7 +561,7 @@ async fn uploads_that_are_not_policy_components_are_refused() {
     let m: PluginManifest = serde_json::from_value(json!({ "timeout_ms": 10_000_000 })).unwrap();
     assert!(matches!(
         env.rt.upload("refuse", "p", &wasm("trap"), Some(m)).await,
-        Err(PluginError::ManifestLimit(_))
+        Err(PluginError::Manifest(ManifestError::AboveLimit { .. }))
     ));
     assert!(matches!(
         env.rt

@@ -43,7 +43,7 @@ use wasmtime::{Cache, CacheConfig, Engine, InstanceAllocationStrategy, PoolingAl
 
 pub use chain::{LoadedPlugin, PluginChain, PluginInfo, UnloadableChain};
 pub use hookwire_core::policy::Hook;
-pub use limits::{CallLimits, EngineLimits, ManifestLimitError, PluginManifest};
+pub use limits::{CallLimits, EngineLimits, ManifestError, PluginManifest};
 pub use metrics::PluginMetrics;
 
 use hookwire_core::error::{HookError, StoreError};
@@ -76,7 +76,7 @@ pub enum PluginError {
     #[error("invalid manifest: {0}")]
     BadManifest(String),
     #[error(transparent)]
-    ManifestLimit(#[from] ManifestLimitError),
+    Manifest(#[from] ManifestError),
     #[error("plugin failed its first call: {0}")]
     Describe(#[from] HookError),
     #[error("unknown plugin `{0}`")]

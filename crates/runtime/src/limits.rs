@@ -94,7 +94,7 @@ impl Default for EngineLimits {
             default_memory_bytes: 32 << 20,
             max_memory_bytes: 128 << 20,
             fuel: None,
-            max_component_bytes: 10 << 20,
+            max_component_bytes: 64 << 20,
             max_output_bytes: 1 << 20,
             max_concurrent_instances: 64,
             max_instances_per_tenant: 16,
@@ -151,14 +151,23 @@ pub struct PluginManifest {
     pub config: Value,
 }
 
-/// A manifest asks for more than the engine allows.
+/// Why a manifest is refused, naming the field.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
-#[error("manifest {field} = {value} is above the engine limit {max}")]
-pub struct ManifestLimitError {
-    pub field: &'static str,
-    pub value: u64,
-    pub max: u64,
+pub enum ManifestError {
+    /// It asks for more than the engine allows.
+    #[error("manifest {field} = {value} is above the engine limit {max}")]
+    AboveLimit {
+        field: &'static str,
+        value: u64,
+        max: u64,
+    },
+    /// A value no plugin could run with.
+    #[error("manifest {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
 }
+
+/// The smallest linear memory a component can run in (one wasm page).
+const MIN_MEMORY_BYTES: u64 = 64 << 10;
 
 impl PluginManifest {
     /// Parses a stored manifest (`null` = all defaults).
@@ -174,10 +183,51 @@ impl PluginManifest {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
-    /// Refuses a manifest that asks for more than the engine allows.
-    pub fn check(&self, limits: &EngineLimits) -> Result<(), ManifestLimitError> {
+    /// Refuses a manifest no plugin could run with, or that asks for more
+    /// than the engine allows.
+    pub fn check(&self, limits: &EngineLimits) -> Result<(), ManifestError> {
+        let invalid = |field, reason: &str| {
+            Err(ManifestError::Invalid {
+                field,
+                reason: reason.to_string(),
+            })
+        };
+        if self.timeout_ms == Some(0) {
+            return invalid(
+                "timeout_ms",
+                "must be at least 1 (leave it out for the node's default)",
+            );
+        }
+        if self.http_timeout_ms == Some(0) {
+            return invalid(
+                "http_timeout_ms",
+                "must be at least 1 (leave it out for the node's default)",
+            );
+        }
+        if self.fuel == Some(0) {
+            return invalid(
+                "fuel",
+                "must be at least 1 (leave it out for the node's default)",
+            );
+        }
+        if let Some(m) = self.memory_bytes
+            && m < MIN_MEMORY_BYTES
+        {
+            return invalid(
+                "memory_bytes",
+                &format!("{m} is below one wasm page ({MIN_MEMORY_BYTES} bytes)"),
+            );
+        }
+        for h in &self.allowed_hosts {
+            if let Some(reason) = host_entry_problem(h) {
+                return invalid("allowed_hosts", &format!("{h:?}: {reason}"));
+            }
+        }
+        if !(self.config.is_null() || self.config.is_object()) {
+            return invalid("config", "must be a JSON object");
+        }
         let over = |field, value: Option<u64>, max: u64| match value {
-            Some(v) if v > max => Err(ManifestLimitError {
+            Some(v) if v > max => Err(ManifestError::AboveLimit {
                 field,
                 value: v,
                 max,
@@ -232,6 +282,24 @@ impl PluginManifest {
     }
 }
 
+/// Why an `allowed_hosts` entry can never match, if it cannot: entries are
+/// `host` or `host:port`, never URLs.
+fn host_entry_problem(entry: &str) -> Option<&'static str> {
+    if entry.trim().is_empty() {
+        return Some("empty");
+    }
+    if entry.contains("://") {
+        return Some("a host or host:port, not a URL (leave out the scheme)");
+    }
+    if entry.contains('/') || entry.contains('?') || entry.contains('@') {
+        return Some("a host or host:port, without a path, query or user");
+    }
+    if entry.chars().any(char::is_whitespace) {
+        return Some("contains whitespace");
+    }
+    None
+}
+
 /// Effective limits of one plugin, resolved once at load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallLimits {
@@ -257,10 +325,14 @@ mod tests {
     fn manifest_rejects_unknown_fields_and_over_limit() {
         assert!(serde_json::from_str::<PluginManifest>(r#"{"timeout":5}"#).is_err());
         let m: PluginManifest = serde_json::from_str(r#"{"timeout_ms":50000}"#).unwrap();
-        assert_eq!(
-            m.check(&EngineLimits::default()).unwrap_err().field,
-            "timeout_ms"
-        );
+        assert!(matches!(
+            m.check(&EngineLimits::default()),
+            Err(ManifestError::AboveLimit {
+                field: "timeout_ms",
+                value: 50000,
+                max: 10000
+            })
+        ));
         let m = PluginManifest::from_value(&Value::Null).unwrap();
         assert_eq!(m.config_json(), "{}");
         let call = m.resolve(&EngineLimits::default());
@@ -269,5 +341,31 @@ mod tests {
         let m: PluginManifest = serde_json::from_str(r#"{"timeout_ms":2000}"#).unwrap();
         let call = m.resolve(&EngineLimits::default());
         assert_eq!(call.wall_ceiling, Duration::from_millis(8000));
+    }
+
+    #[test]
+    fn manifest_values_no_plugin_could_use_are_refused_by_field() {
+        let refused = |json: &str| -> String {
+            let m: PluginManifest = serde_json::from_str(json).unwrap();
+            m.check(&EngineLimits::default()).unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused(r#"{"allowed_hosts":["https://auth.example.com"]}"#),
+            "manifest allowed_hosts: \"https://auth.example.com\": a host or host:port, not a URL (leave out the scheme)"
+        );
+        assert!(refused(r#"{"allowed_hosts":["a.example/x"]}"#).contains("without a path"));
+        assert!(
+            refused(r#"{"timeout_ms":0}"#).starts_with("manifest timeout_ms: must be at least 1")
+        );
+        assert!(refused(r#"{"memory_bytes":1000}"#).contains("below one wasm page"));
+        assert_eq!(
+            refused(r#"{"config":[1]}"#),
+            "manifest config: must be a JSON object"
+        );
+        let ok: PluginManifest = serde_json::from_str(
+            r#"{"timeout_ms":50,"memory_bytes":1048576,"allowed_hosts":["auth.example.com","127.0.0.1:8080"],"config":{"a":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.check(&EngineLimits::default()), Ok(()));
     }
 }

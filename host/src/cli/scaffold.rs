@@ -54,7 +54,7 @@ pub fn next_steps(name: &str, lang: Lang) -> String {
 }
 
 const MANIFEST: &str = r#"{
-  "timeout_ms": 10,
+  "timeout_ms": 50,
   "memory_bytes": 33554432,
   "fail_open": false,
   "config": { "blocked": ["darn"] }
