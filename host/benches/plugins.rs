@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use hookwire::policy::{AuthRequest, BuiltinPolicy, HookContext, MsgEvent, Policy};
-use hookwire::runtime::{EngineLimits, PluginManifest, PluginRuntime};
+use hookwire::runtime::{EngineLimits, Hook, PluginManifest, PluginRuntime};
 use hookwire::store::{Store, TenantRecord};
 use hookwire::telemetry::Metrics;
 use hookwire::tenant::{Tenant, TenantConfig};
@@ -63,6 +63,15 @@ struct Bench {
 
 impl Bench {
     fn new(rt_handle: &tokio::runtime::Runtime, wasm_dir: &Path, idle: u32) -> Bench {
+        Bench::with_idle(rt_handle, wasm_dir, idle, idle.min(8))
+    }
+
+    fn with_idle(
+        rt_handle: &tokio::runtime::Runtime,
+        wasm_dir: &Path,
+        idle: u32,
+        idle_per_plugin: u32,
+    ) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(
             hookwire::store::embedded::EmbeddedStore::open(
@@ -74,7 +83,7 @@ impl Bench {
         let limits = EngineLimits {
             cache_dir: Some(dir.path().join("cache")),
             max_idle_instances: idle,
-            max_idle_per_plugin: idle.min(8),
+            max_idle_per_plugin: idle_per_plugin,
             ..EngineLimits::default()
         };
         let _g = rt_handle.enter();
@@ -323,11 +332,101 @@ fn benches(c: &mut Criterion) {
 
     // Compile time, cold and from the disk cache, for the record.
     let wasm = std::fs::read(wasm_dir.join("word_filter.wasm")).unwrap();
-    compile_times(&rt, &wasm);
+    compile_times(&rt, "word-filter", &wasm);
+
+    languages(&rt, &wasm_dir);
+}
+
+/// word-filter in each language whose component is built (Rust always;
+/// JavaScript and Python by `plugins/build-guests.sh`, into
+/// `plugins/target/guests/`): size, compile cold and from the cache,
+/// `on_msg` warm and on a fresh instance, and resident memory per warm
+/// instance. Printed as `lang ...` lines for BENCHMARKS.md.
+fn languages(rt: &tokio::runtime::Runtime, wasm_dir: &Path) {
+    let guests = wasm_dir.join("../../guests");
+    let builds = [
+        ("rust", wasm_dir.join("word_filter.wasm")),
+        ("js", guests.join("js-word-filter.wasm")),
+        ("python", guests.join("py-word-filter.wasm")),
+    ];
+    for (lang, path) in builds {
+        let Ok(wasm) = std::fs::read(&path) else {
+            println!(
+                "lang {lang}: {} not built (plugins/build-guests.sh)",
+                path.display()
+            );
+            continue;
+        };
+        println!("lang {lang}: word-filter component {} bytes", wasm.len());
+        compile_times(rt, &format!("{lang} word-filter"), &wasm);
+        // Components this size want more memory and time than the defaults
+        // give a Rust one: the limits their pages recommend.
+        let manifest = |config: Value| PluginManifest {
+            config,
+            timeout_ms: Some(1000),
+            memory_bytes: Some(128 << 20),
+            ..Default::default()
+        };
+        let tenant_of = |bench: &Bench, name: &str| {
+            rt.block_on(async {
+                let rec = TenantRecord {
+                    version: 1,
+                    name: name.into(),
+                    config: TenantConfig::default(),
+                    api_key_hashes: vec![],
+                    created_ms: 0,
+                };
+                bench.rt.store().put_tenant(&rec).await.unwrap();
+                let t = Arc::new(Tenant::new(rec));
+                bench
+                    .rt
+                    .upload(name, "word-filter", &wasm, Some(manifest(words())))
+                    .await
+                    .unwrap();
+                bench.rt.activate(&t).await.unwrap();
+                t
+            })
+        };
+        let c1 = ctx("1");
+        let small = small_msg();
+        let warm = Bench::with_idle(rt, wasm_dir, 64, 32);
+        let t = tenant_of(&warm, &format!("{lang}w"));
+        percentiles(rt, &format!("lang {lang}: on_msg warm"), 2000, || async {
+            t.policy().on_msg(&c1, &small).await.unwrap()
+        });
+        // Linear memory of an instance after a call (what the pooling
+        // allocator must hold per live instance of this plugin).
+        let memory = rt.block_on(async {
+            warm.rt
+                .dry_run(
+                    &format!("{lang}w"),
+                    "word-filter",
+                    None,
+                    Hook::OnMsg,
+                    json!({"room": "r", "msg": small.msg().clone()}),
+                    None,
+                )
+                .await
+                .unwrap()
+                .memory_bytes
+        });
+        println!(
+            "lang {lang}: linear memory per instance {} KiB",
+            memory.unwrap_or(0) / 1024
+        );
+        let fresh = Bench::with_idle(rt, wasm_dir, 0, 0);
+        let tf = tenant_of(&fresh, &format!("{lang}f"));
+        percentiles(
+            rt,
+            &format!("lang {lang}: on_msg fresh instance"),
+            200,
+            || async { tf.policy().on_msg(&c1, &small).await.unwrap() },
+        );
+    }
 }
 
 /// Compiling a component cold vs loading it from the on-disk cache.
-fn compile_times(rt: &tokio::runtime::Runtime, wasm: &[u8]) {
+fn compile_times(rt: &tokio::runtime::Runtime, what: &str, wasm: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
         hookwire::store::embedded::EmbeddedStore::open(&dir.path().join("db.redb"), Duration::ZERO)
@@ -343,7 +442,7 @@ fn compile_times(rt: &tokio::runtime::Runtime, wasm: &[u8]) {
         let t = Instant::now();
         rt.block_on(prt.compile(wasm)).unwrap();
         println!(
-            "compile word-filter ({} KB), {label}: {:?}",
+            "compile {what} ({} KB), {label}: {:?}",
             wasm.len() / 1024,
             t.elapsed()
         );

@@ -161,6 +161,7 @@ fn run_prints_verdict_time_fuel_and_logs() {
     assert_eq!(v["verdict"]["Rewrite"]["msg"]["data"], "oh **** it");
     assert!(v["elapsed_us"].as_u64().is_some());
     assert!(v["fuel_used"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["memory_bytes"].as_u64().unwrap() >= 64 << 10, "{v}");
 
     // What the plugin logs comes back with the verdict.
     let out = plugin(

@@ -85,6 +85,8 @@ pub struct DryRun {
     pub logs: Vec<crate::probe::LogLine>,
     /// Fuel the call burnt, when the node meters fuel (`plugins.fuel`).
     pub fuel_used: Option<u64>,
+    /// Linear memory of the instance that ran it, in bytes.
+    pub memory_bytes: Option<u64>,
 }
 
 /// Dry-run input of one hook; fields may be left out.
@@ -488,6 +490,7 @@ impl PluginRuntime {
             elapsed_us,
             logs: observed.logs,
             fuel_used: observed.fuel_used,
+            memory_bytes: observed.memory_bytes,
         })
     }
 }

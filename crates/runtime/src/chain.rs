@@ -402,6 +402,7 @@ impl LoadedPlugin {
                     let left = warm.store.get_fuel().unwrap_or(fuel);
                     crate::probe::record_fuel(fuel.saturating_sub(left));
                 }
+                crate::probe::record_memory(warm.store.data().limiter.linear_bytes);
                 let checked = self.check(out);
                 self.release(warm);
                 checked

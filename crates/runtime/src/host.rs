@@ -300,6 +300,8 @@ pub struct Limiter {
     inner: StoreLimits,
     max_memory: usize,
     pub hit: bool,
+    /// Linear memory this instance holds, over all its memories.
+    pub linear_bytes: usize,
     scope: Arc<PluginScope>,
 }
 
@@ -318,6 +320,7 @@ impl Limiter {
             inner,
             max_memory,
             hit: false,
+            linear_bytes: 0,
             scope,
         }
     }
@@ -331,7 +334,10 @@ impl ResourceLimiter for Limiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let ok = self.inner.memory_growing(current, desired, maximum)?;
-        if !ok {
+        if ok {
+            // Creation counts as growing from 0.
+            self.linear_bytes += desired.saturating_sub(current);
+        } else {
             if !self.hit {
                 tracing::warn!(
                     tenant = %self.scope.tenant,

@@ -1,5 +1,5 @@
 //! What one observed hook call did, beyond its verdict: the lines it
-//! logged and the fuel it burnt. A dry run (the admin API's playground,
+//! logged, the fuel it burnt and the memory its instance holds. A dry run (the admin API's playground,
 //! `hookwire plugin run`) runs its call inside [`observe`]; the host's
 //! `log` import and the call's end record into it. Live calls run outside
 //! any probe and pay one empty task-local lookup per log line.
@@ -22,6 +22,8 @@ pub struct Observed {
     pub logs: Vec<LogLine>,
     /// Fuel the call burnt, when the engine meters fuel.
     pub fuel_used: Option<u64>,
+    /// Linear memory of the instance after the call, in bytes.
+    pub memory_bytes: Option<u64>,
 }
 
 /// At most this many log lines are kept per observed call.
@@ -53,6 +55,10 @@ pub(crate) fn record_log(level: &'static str, message: &str) {
     });
 }
 
+pub(crate) fn record_memory(bytes: usize) {
+    let _ = PROBE.try_with(|p| p.borrow_mut().memory_bytes = Some(bytes as u64));
+}
+
 pub(crate) fn record_fuel(used: u64) {
     let _ = PROBE.try_with(|p| p.borrow_mut().fuel_used = Some(used));
 }
@@ -77,6 +83,7 @@ mod tests {
                     message: "inside".into()
                 }],
                 fuel_used: Some(42),
+                memory_bytes: None,
             }
         );
     }
