@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::EngineLimits;
 use crate::tenant::TenantConfig;
 
+/// Bytes a socket.io packet adds around a `msg` (namespace, event name,
+/// ack id, framing), with room to spare.
+const MSG_PACKET_OVERHEAD: u64 = 16 << 10;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -226,10 +230,25 @@ impl Config {
         fig.merge(Serialized::defaults(args)).extract()
     }
 
+    /// Refuses a tenant config this node cannot serve: on top of the
+    /// tenant's own rules, a `msg` of `max_msg_bytes` must fit one
+    /// socket.io packet (`max_payload_bytes`), or it would close the
+    /// sender's connection instead of being refused.
+    pub fn tenant_fits(&self, cfg: &TenantConfig) -> Result<(), String> {
+        cfg.validate()?;
+        let room = self.max_payload_bytes.saturating_sub(MSG_PACKET_OVERHEAD);
+        if cfg.max_msg_bytes as u64 > room {
+            return Err(format!(
+                "max_msg_bytes must be at most {room} on this node (its max_payload_bytes {} less {MSG_PACKET_OVERHEAD} for the packet around the msg), got {}",
+                self.max_payload_bytes, cfg.max_msg_bytes
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses settings the node cannot serve with, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
-        self.tenant_defaults
-            .validate()
+        self.tenant_fits(&self.tenant_defaults)
             .map_err(|e| format!("invalid [tenant_defaults]: {e}"))?;
         for entry in &self.cors_allowed_origins {
             if entry != "*" && crate::tenant::normalize_origin(entry).is_none() {

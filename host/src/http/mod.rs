@@ -39,7 +39,14 @@ pub fn router(state: AppState) -> Router {
             post(admin::clear_room_msgs),
         )
         .route("/admin/system/clear_room_msg", post(admin::clear_room_msgs))
-        .route("/send", post(send::send))
+        // A push may be as large as a socket.io packet (docs/cluster.md),
+        // not axum's 2 MB default.
+        .route(
+            "/send",
+            post(send::send).layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(state.config.max_payload_bytes).unwrap_or(usize::MAX),
+            )),
+        )
         .merge(tenants::routes())
         .merge(plugins::routes())
         .merge(ops::routes())

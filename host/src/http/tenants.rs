@@ -49,6 +49,7 @@ fn view(rec: &TenantRecord) -> Value {
 /// Applies a partial config (JSON object) over `base`; unknown fields are
 /// refused with their name.
 fn merged_config(
+    node: &crate::config::Config,
     base: &TenantConfig,
     patch: &Map<String, Value>,
 ) -> Result<TenantConfig, ApiError> {
@@ -60,7 +61,7 @@ fn merged_config(
     }
     let cfg: TenantConfig = serde_json::from_value(v)
         .map_err(|e| ApiError::param(format!("invalid tenant config: {e}")))?;
-    cfg.validate()
+    node.tenant_fits(&cfg)
         .map_err(|e| ApiError::param(format!("invalid tenant config: {e}")))?;
     Ok(cfg)
 }
@@ -108,7 +109,7 @@ async fn create(
         None | Some(Value::Null) => Map::new(),
         Some(_) => return Err(ApiError::param("config must be an object")),
     };
-    let config = merged_config(&state.config.tenant_defaults, &patch)?;
+    let config = merged_config(&state.config, &state.config.tenant_defaults, &patch)?;
     let key = auth::random_secret();
     let rec = TenantRecord {
         name: name.clone(),
@@ -213,7 +214,7 @@ async fn update(
         _ => body,
     };
     let rec = change_tenant(&state, &name, |rec| {
-        rec.config = merged_config(&rec.config, &patch)?;
+        rec.config = merged_config(&state.config, &rec.config, &patch)?;
         Ok(())
     })
     .await?;
