@@ -92,8 +92,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tls = crate::tls::from_config(&config)?;
-    bootstrap(&config, store.as_ref()).await?;
     let metrics = Arc::new(Metrics::default());
+    // Every store operation timed, whichever the backend.
+    let store: Arc<dyn Store> = Arc::new(crate::store::timed::Timed::new(
+        store,
+        Arc::new(crate::telemetry::StoreTimings::new(&metrics)),
+    ));
+    bootstrap(&config, store.as_ref()).await?;
     let tenants = Arc::new(TenantRegistry::load(store.as_ref()).await?);
 
     // With `--redis`, one connection carries the socket.io adapter's

@@ -126,6 +126,44 @@ impl Default for Metrics {
     }
 }
 
+/// The store's operations into `store_latency_seconds{op}` and
+/// `store_errors{op}`: each op's series is found once, then reused without
+/// hashing labels.
+pub struct StoreTimings {
+    latency: Family<Labels, Histogram>,
+    errors: Family<Labels, Counter>,
+    by_op: parking_lot::RwLock<std::collections::HashMap<&'static str, (Histogram, Counter)>>,
+}
+
+impl StoreTimings {
+    pub fn new(m: &Metrics) -> StoreTimings {
+        StoreTimings {
+            latency: m.store_latency.clone(),
+            errors: m.store_errors.clone(),
+            by_op: Default::default(),
+        }
+    }
+}
+
+impl hookwire_store::timed::StoreObserver for StoreTimings {
+    fn observe(&self, op: &'static str, seconds: f64, ok: bool) {
+        let found = self.by_op.read().get(op).cloned();
+        let (latency, errors) = found.unwrap_or_else(|| {
+            let labels = vec![("op", op.to_string())];
+            let pair = (
+                self.latency.get_or_create(&labels).clone(),
+                self.errors.get_or_create(&labels).clone(),
+            );
+            self.by_op.write().insert(op, pair.clone());
+            pair
+        });
+        latency.observe(seconds);
+        if !ok {
+            errors.inc();
+        }
+    }
+}
+
 /// The engine's process-wide transport counters, read at scrape time.
 #[derive(Debug)]
 struct TransportCounters;

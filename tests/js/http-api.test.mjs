@@ -48,6 +48,11 @@ describe('HTTP API', () => {
     assert.ok(samples.some((x) => /msg|message/.test(x.name) && !/bucket|sum|count|bytes/.test(x.name) && x.value >= 1),
       `a message counter counted the msg: ${samples.filter((x) => /msg|message/.test(x.name)).map((x) => `${x.name}=${x.value}`).join(', ')}`);
     assert.ok(samples.some((x) => /connect/.test(x.name) && x.value >= 2), 'a connection metric counts the two clients');
+    // The store latency histogram times real operations: the stored msg's write among them.
+    const writes = r.text.match(/^hookwire_store_latency_seconds_count\{op="room_write"\} (\d+)/m);
+    assert.ok(writes && Number(writes[1]) >= 1, `room writes are timed:\n${r.text.split('\n').filter((l) => /store_/.test(l)).join('\n')}`);
+    const tenants = r.text.match(/^hookwire_store_latency_seconds_count\{op="list_tenants"\} (\d+)/m);
+    assert.ok(tenants && Number(tenants[1]) >= 1, 'startup reads are timed too');
   });
 
   test('POST /user/create_token: envelope {meta:{status:0,msg}, data:{uid, token}}; again -> status 1 (user exists)', T, async () => {

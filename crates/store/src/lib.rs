@@ -8,6 +8,9 @@
 //! - [`mongo`] (`mongo`): durable records in MongoDB, beside Redis for
 //!   fan-out.
 //!
+//! [`timed::Timed`] wraps any of them and times every operation (the
+//! node's store latency and error metrics).
+//!
 //! [`redis_keys`] is the one Redis key scheme (store records, presence,
 //! login attempts, node registry); the cluster bus uses it too, so it is
 //! built whatever the features.
@@ -24,6 +27,7 @@ pub mod mongo;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod redis_keys;
+pub mod timed;
 
 pub use hookwire_core::error::StoreError;
 pub use hookwire_core::store::*;
