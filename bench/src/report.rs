@@ -24,6 +24,10 @@ pub struct ReportArgs {
     /// Markdown appended under "Profile" (hand-written reading of a profile).
     #[arg(long, default_value = "bench/profile.md")]
     pub profile: PathBuf,
+    /// Markdown appended as "Plugin runtime" (the criterion bench of the
+    /// plugin runtime, `cargo bench -p hookwire --bench plugins`, read by hand).
+    #[arg(long, default_value = "bench/plugins.md")]
+    pub plugins: PathBuf,
     /// Markdown appended under "Notes" (run.sh writes what it skipped and why).
     #[arg(long)]
     pub notes: Option<PathBuf>,
@@ -949,6 +953,9 @@ pub fn run(a: ReportArgs) -> Result<()> {
         && !t.trim().is_empty()
     {
         writeln!(w, "## Notes from the run\n\n{}\n", t.trim())?;
+    }
+    if let Ok(t) = std::fs::read_to_string(&a.plugins) {
+        writeln!(w, "## Plugin runtime\n\n{}\n", t.trim())?;
     }
     writeln!(w, "## Profile\n")?;
     match std::fs::read_to_string(&a.profile) {

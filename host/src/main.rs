@@ -29,11 +29,25 @@ enum Command {
     Plugin(hookwire::cli::plugin::PluginCmd),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    // A plugin compile runs on a blocking thread that cannot be stopped; a
+    // shutdown does not wait for it (nothing durable depends on it).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     // The error and its causes on one line, never a backtrace: these are
     // messages for the person at the terminal.
-    match dispatch(Cli::parse()).await {
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
