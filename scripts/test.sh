@@ -6,7 +6,8 @@
 #   the conformance suites install their own in run.sh), the
 #   wasm32-wasip2 Rust target.
 # Then: the sample plugins (built for wasm32-wasip2, their unit tests run
-# natively), the Rust tests (store conformance on all backends, the plugin
+# natively; the JavaScript and Python ones with plugins/build-guests.sh, which
+# installs componentize-js in guest-sdk/js and componentize-py in a venv), the Rust tests (store conformance on all backends, the plugin
 # runtime, the Rust socket.io client), the official Engine.IO and Socket.IO
 # protocol conformance suites against the engine hookwire runs, and the JS
 # suites against the real `hookwire` binary with the official socket.io-client,
@@ -43,6 +44,9 @@ fi
 step "sample plugins: build (wasm32-wasip2) and unit tests"
 plugins/build.sh >/dev/null
 (cd plugins && cargo test --quiet --target "$(rustc -vV | sed -n 's/^host: //p')")
+
+step "JavaScript and Python plugins (componentize-js, componentize-py; installed on first use)"
+plugins/build-guests.sh >/dev/null
 
 step "guest SDK docs and tests"
 (cd guest-sdk && cargo test --quiet --target "$(rustc -vV | sed -n 's/^host: //p')")

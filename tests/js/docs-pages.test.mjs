@@ -22,16 +22,21 @@ export function shBlocks(file) {
 
 /** Runs `script` in `cwd` against `srv`; its output on failure. */
 function runPage(what, script, cwd, srv, env = {}) {
+  // A page's own `node --test` must run as a test runner of its own, not as
+  // a file of this one.
+  const { NODE_TEST_CONTEXT: _, ...outer } = process.env;
   const r = spawnSync('bash', ['-euo', 'pipefail', '-c', script], {
     cwd,
     encoding: 'utf8',
     timeout: 15 * 60 * 1000,
     maxBuffer: 64 << 20,
     env: {
-      ...process.env,
+      ...outer,
       PATH: `${path.dirname(BIN)}:${process.env.PATH}`,
       HOOKWIRE_SERVER: srv.url,
       HOOKWIRE_ADMIN_KEY: srv.adminKey,
+      // The pages' "your checkout" is this one.
+      HOOKWIRE_GUEST_SDK: path.join(REPO_ROOT, 'guest-sdk'),
       ...env,
     },
   });
@@ -53,6 +58,17 @@ describe('the plugin pages, run as written', () => {
     assert.match(out, /"data": "HELLO THERE"/);
     assert.match(out, /"Drop"/, 'the uploaded plugin refuses a blocked word');
   });
+
+  for (const [page, name] of [['docs/plugins/js.md', 'hello-js'], ['docs/plugins/python.md', 'hello-py']]) {
+    test(`${page}: a first plugin, from new to upload`, { timeout: 15 * 60 * 1000 }, async () => {
+      srv ??= await startServer();
+      const dir = await mkdtemp(path.join(tmpdir(), 'hookwire-page-'));
+      const out = runPage(page, shBlocks(page).join('\n'), dir, srv);
+      assert.match(out, /verdict {4}accepted by this node's limits/);
+      assert.match(out, /"data": "HELLO THERE"/);
+      assert.match(out, /"Drop"/, `the uploaded ${name} refuses a blocked word`);
+    });
+  }
 
   test('plugins/README.md: the auth-url example, with its allowed_hosts, authenticates', { timeout: 5 * 60 * 1000 }, async () => {
     srv ??= await startServer();

@@ -8,10 +8,18 @@ use super::toolbox::Lang;
 /// `(relative path, contents)` of a new plugin project.
 pub fn files(name: &str, lang: Lang, sdk: &Path) -> Vec<(String, String)> {
     let sdk = sdk.display().to_string();
+    // An interpreter in the component (JavaScript, Python) starts in about a
+    // millisecond and holds 13-16 MiB; a Rust one in 70 µs and 1 MiB.
+    let (timeout_ms, memory_bytes) = match lang {
+        Lang::Rust => ("50", "33554432"),
+        Lang::Js | Lang::Python => ("500", "67108864"),
+    };
     let fill = |t: &str| {
         t.replace("{{name}}", name)
             .replace("{{sdk}}", &sdk)
             .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{timeout_ms}}", timeout_ms)
+            .replace("{{memory_bytes}}", memory_bytes)
     };
     let templates: &[(&str, &str)] = match lang {
         Lang::Rust => &[
@@ -44,18 +52,18 @@ pub fn next_steps(name: &str, lang: Lang) -> String {
             name.replace('-', "_")
         ),
         Lang::Js => format!(
-            "  cd {name}\n  node --test                                     # the plugin's test, in Node\n  hookwire-js-build plugin.js -o {name}.wasm      # the component (see the SDK's README)\n  hookwire plugin run {name}.wasm --hook on-msg --input '{{\"room\":\"r\",\"msg\":{{\"data\":\"hi\"}}}}'"
+            "  cd {name}\n  node --test                                     # builds it and runs its hook\n  hookwire plugin run {name}.wasm --manifest manifest.json --hook on-msg --input '{{\"room\":\"r\",\"msg\":{{\"data\":\"hi\"}}}}'"
         ),
         Lang::Python => format!(
-            "  cd {name}\n  python3 -m unittest                             # the plugin's test, in CPython\n  hookwire-py-build plugin.py -o {name}.wasm      # the component (see the SDK's README)\n  hookwire plugin run {name}.wasm --hook on-msg --input '{{\"room\":\"r\",\"msg\":{{\"data\":\"hi\"}}}}'"
+            "  cd {name}\n  python3 -m unittest                             # builds it and runs its hook\n  hookwire plugin run {name}.wasm --manifest manifest.json --hook on-msg --input '{{\"room\":\"r\",\"msg\":{{\"data\":\"hi\"}}}}'"
         ),
     };
     format!("{build}\n  hookwire plugin check <the .wasm> --manifest manifest.json")
 }
 
 const MANIFEST: &str = r#"{
-  "timeout_ms": 50,
-  "memory_bytes": 33554432,
+  "timeout_ms": {{timeout_ms}},
+  "memory_bytes": {{memory_bytes}},
   "fail_open": false,
   "config": { "blocked": ["darn"] }
 }
@@ -158,55 +166,58 @@ A hookwire plugin in Rust.
 
 const JS_PLUGIN: &str = r#"// {{name}}: refuses messages whose `data` contains a blocked word and
 // upper-cases the others. Config: {"blocked": ["darn"]}.
-import { config, drop, log, pass, rewrite } from "@hookwire/guest";
+import { config, drop, log, pass, rewrite } from '@hookwire/guest';
 
 export function onMsg(ctx, ev) {
-  const blocked = config().blocked ?? [];
-  const data = ev.msg.data;
-  if (typeof data !== "string") return pass();
+  const blocked = (config() ?? {}).blocked ?? [];
+  const data = ev.msg?.data;
+  if (typeof data !== 'string') return pass();
   const lower = data.toLowerCase();
   if (blocked.some((w) => w && lower.includes(w.toLowerCase()))) {
     log.info(`refused a message in ${ev.room}`);
-    return drop("blocked word");
+    return drop('blocked word');
   }
   return rewrite({ ...ev.msg, data: data.toUpperCase() });
 }
 "#;
 
-const JS_TEST: &str = r#"// Runs the plugin in Node against the SDK's in-memory host.
-import assert from "node:assert/strict";
-import test from "node:test";
-import { testing } from "@hookwire/guest";
-import { onMsg } from "./plugin.js";
+const JS_TEST: &str = r#"// Builds the component and runs its hook in hookwire's own runtime and
+// limits (`hookwire plugin run`): the test of the real thing.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import test from 'node:test';
 
-test("upper-cases and refuses", () => {
-  testing.setConfig({ blocked: ["darn"] });
-  const ev = (data) => ({ room: "r", msg: { data } });
-  assert.deepEqual(onMsg({}, ev("hi")), { tag: "rewrite", val: { data: "HI" } });
-  assert.deepEqual(onMsg({}, ev("oh Darn")), { tag: "drop", val: "blocked word" });
+const SDK = process.env.HOOKWIRE_GUEST_SDK_JS ?? '{{sdk}}';
+const run = (data) => JSON.parse(execFileSync('hookwire', ['plugin', 'run', '{{name}}.wasm', '--manifest', 'manifest.json',
+  '--hook', 'on-msg', '--input', JSON.stringify({ room: 'r', msg: { data } })], { encoding: 'utf8' }));
+
+test('upper-cases and refuses', () => {
+  execFileSync('node', [`${SDK}/build.mjs`, 'plugin.js', '-o', '{{name}}.wasm'], { stdio: 'inherit' });
+  assert.deepEqual(run('hi').verdict, { Rewrite: { msg: { data: 'HI' } } });
+  assert.deepEqual(run('oh Darn').verdict, { Drop: { reason: 'blocked word' } });
 });
 "#;
 
 const JS_README: &str = r#"# {{name}}
 
-A hookwire plugin in JavaScript (SDK: `{{sdk}}`).
+A hookwire plugin in JavaScript (SDK: `{{sdk}}`; run `npm ci` there once).
 
-    npm install {{sdk}}                             # the SDK, once
-    node --test                                     # the test, in Node
-    npx hookwire-js-build plugin.js -o {{name}}.wasm
+    node --test                                     # builds it and runs its hook
+    node {{sdk}}/build.mjs plugin.js -o {{name}}.wasm
     hookwire plugin check {{name}}.wasm --manifest manifest.json
     hookwire plugin run {{name}}.wasm --manifest manifest.json \
         --hook on-msg --input '{"room":"r","msg":{"data":"hi"}}'
+    hookwire plugin push {{name}} {{name}}.wasm --manifest manifest.json
 "#;
 
-const PY_PLUGIN: &str = r#"""{{name}}: refuses messages whose `data` contains a blocked word and
+const PY_PLUGIN: &str = r#""""{{name}}: refuses messages whose `data` contains a blocked word and
 upper-cases the others. Config: {"blocked": ["darn"]}."""
 from hookwire_guest import config, drop, log, pass_, rewrite
 
 
 def on_msg(ctx, ev):
-    blocked = config().get("blocked", [])
-    data = ev.msg.get("data")
+    blocked = (config() or {}).get("blocked", [])
+    data = ev.msg.get("data") if isinstance(ev.msg, dict) else None
     if not isinstance(data, str):
         return pass_()
     lower = data.lower()
@@ -216,19 +227,31 @@ def on_msg(ctx, ev):
     return rewrite({**ev.msg, "data": data.upper()})
 "#;
 
-const PY_TEST: &str = r#"""Runs the plugin in CPython against the SDK's in-memory host."""
+const PY_TEST: &str = r#""""Builds the component and runs its hook in hookwire's own runtime and
+limits (`hookwire plugin run`): the test of the real thing."""
+import json
+import os
+import subprocess
+import sys
 import unittest
 
-from hookwire_guest import testing
-import plugin
+SDK = os.environ.get("HOOKWIRE_GUEST_SDK_PY", "{{sdk}}")
+
+
+def run(data):
+    out = subprocess.run(
+        ["hookwire", "plugin", "run", "{{name}}.wasm", "--manifest", "manifest.json",
+         "--hook", "on-msg", "--input", json.dumps({"room": "r", "msg": {"data": data}})],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out)["verdict"]
 
 
 class PluginTest(unittest.TestCase):
     def test_upper_cases_and_refuses(self):
-        testing.set_config({"blocked": ["darn"]})
-        ev = lambda data: testing.msg_event("r", {"data": data})
-        self.assertEqual(testing.verdict(plugin.on_msg(None, ev("hi"))), ("rewrite", {"data": "HI"}))
-        self.assertEqual(testing.verdict(plugin.on_msg(None, ev("oh Darn"))), ("drop", "blocked word"))
+        subprocess.run([sys.executable, f"{SDK}/build.py", "plugin.py", "-o", "{{name}}.wasm"], check=True)
+        self.assertEqual(run("hi"), {"Rewrite": {"msg": {"data": "HI"}}})
+        self.assertEqual(run("oh Darn"), {"Drop": {"reason": "blocked word"}})
 
 
 if __name__ == "__main__":
@@ -237,11 +260,13 @@ if __name__ == "__main__":
 
 const PY_README: &str = r#"# {{name}}
 
-A hookwire plugin in Python (SDK: `{{sdk}}`).
+A hookwire plugin in Python (SDK: `{{sdk}}`; componentize-py from its
+`.venv`, see its README).
 
-    PYTHONPATH={{sdk}} python3 -m unittest          # the test, in CPython
+    python3 -m unittest                             # builds it and runs its hook
     python3 {{sdk}}/build.py plugin.py -o {{name}}.wasm
     hookwire plugin check {{name}}.wasm --manifest manifest.json
     hookwire plugin run {{name}}.wasm --manifest manifest.json \
         --hook on-msg --input '{"room":"r","msg":{"data":"hi"}}'
+    hookwire plugin push {{name}} {{name}}.wasm --manifest manifest.json
 "#;
