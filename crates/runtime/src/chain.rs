@@ -233,7 +233,10 @@ impl LoadedPlugin {
             ))
         });
         self.arm(&mut store, started)?;
+        store.data_mut().begin_instantiate(started);
         let guest = self.pre.instantiate_async(&mut store).await?;
+        // The hook's own budget and wall ceiling start now.
+        self.arm(&mut store, Instant::now())?;
         Ok(Warm { store, guest })
     }
 
@@ -357,7 +360,7 @@ impl LoadedPlugin {
         // queue for that tenant's share only, so other tenants' calls find
         // the node's permits free. Waiting counts against the call's wall
         // ceiling: a call that cannot start in time ends there.
-        let deadline = tokio::time::Instant::from_std(started + self.scope.limits.wall_ceiling);
+        let mut deadline = tokio::time::Instant::from_std(started + self.scope.limits.wall_ceiling);
         let permits = async {
             let tenant = self.scope.tenant_calls.acquire().await?;
             let node = self.shared.calls.acquire().await?;
@@ -386,7 +389,11 @@ impl LoadedPlugin {
                 w
             }
             None => match self.instantiate(started).await {
-                Ok(w) => w,
+                Ok(w) => {
+                    // Starting the instance had a ceiling of its own.
+                    deadline = tokio::time::Instant::now() + self.scope.limits.wall_ceiling;
+                    w
+                }
                 // The store is gone with the error; its flags are lost, so
                 // a limit hit during instantiation shows as Instantiate.
                 Err(e) => return Err(self.classify(e, None, true)),

@@ -88,6 +88,14 @@ impl HostState {
         self.clock.lock().begin(started);
     }
 
+    /// Before a fresh instance is made: its start runs under the
+    /// instantiation budget; [`begin_call`](Self::begin_call) then starts the
+    /// hook's own.
+    pub fn begin_instantiate(&mut self, started: Instant) {
+        self.begin_call(started);
+        self.clock.lock().begin_instantiate(started);
+    }
+
     /// Before an async host call (kv, http-fetch): the guest stops running
     /// here, and may resume on another thread.
     fn host_call_starts(&self) {
@@ -187,6 +195,9 @@ enum Stretch {
 pub struct GuestClock {
     budget: Duration,
     ceiling: Duration,
+    /// The limits of a call, and of starting a fresh instance.
+    call: (Duration, Duration),
+    start: (Duration, Duration),
     tick: Duration,
     started: Instant,
     /// Wall time of the call not spent in guest code.
@@ -201,6 +212,8 @@ impl GuestClock {
         GuestClock {
             budget: limits.timeout,
             ceiling: limits.wall_ceiling,
+            call: (limits.timeout, limits.wall_ceiling),
+            start: (limits.instantiate_timeout, limits.instantiate_wall_ceiling),
             tick: limits.epoch_tick,
             started: Instant::now(),
             outside: Duration::ZERO,
@@ -214,6 +227,17 @@ impl GuestClock {
 
     /// A call starts at `started` (no clock read: see above).
     pub fn begin(&mut self, started: Instant) {
+        (self.budget, self.ceiling) = self.call;
+        self.restart(started);
+    }
+
+    /// A fresh instance starts at `started`, under its own budget.
+    pub fn begin_instantiate(&mut self, started: Instant) {
+        (self.budget, self.ceiling) = self.start;
+        self.restart(started);
+    }
+
+    fn restart(&mut self, started: Instant) {
         self.started = started;
         self.outside = Duration::ZERO;
         self.charged = Duration::ZERO;

@@ -41,6 +41,12 @@ pub struct EngineLimits {
     pub timeout_wall_factor: u32,
     /// See `timeout_wall_factor`.
     pub timeout_wall_slack_ms: u64,
+    /// Guest CPU time a fresh instance may use to start (its start
+    /// functions; a JavaScript or Python component's interpreter), apart
+    /// from the hook's own budget: a 10 ms hook deadline then means 10 ms
+    /// for the hook whatever the toolchain. The hook's `timeout_ms` applies
+    /// when it is larger. Its wall ceiling follows the same rule as a call's.
+    pub instantiate_timeout_ms: u64,
     /// Largest deadline a manifest may ask for.
     pub max_timeout_ms: u64,
     /// Linear memory per instance when the manifest does not set one.
@@ -90,6 +96,7 @@ impl Default for EngineLimits {
             default_timeout_ms: 10,
             timeout_wall_factor: 4,
             timeout_wall_slack_ms: 100,
+            instantiate_timeout_ms: 100,
             max_timeout_ms: 10_000,
             default_memory_bytes: 32 << 20,
             max_memory_bytes: 128 << 20,
@@ -251,11 +258,16 @@ impl PluginManifest {
                 .unwrap_or(limits.default_timeout_ms)
                 .min(limits.max_timeout_ms),
         );
+        let wall = |t: Duration| {
+            t.saturating_mul(limits.timeout_wall_factor)
+                .max(t + Duration::from_millis(limits.timeout_wall_slack_ms))
+        };
+        let instantiate = timeout.max(Duration::from_millis(limits.instantiate_timeout_ms));
         CallLimits {
             timeout,
-            wall_ceiling: timeout
-                .saturating_mul(limits.timeout_wall_factor)
-                .max(timeout + Duration::from_millis(limits.timeout_wall_slack_ms)),
+            wall_ceiling: wall(timeout),
+            instantiate_timeout: instantiate,
+            instantiate_wall_ceiling: wall(instantiate),
             epoch_tick: limits.epoch_tick(),
             memory_bytes: self
                 .memory_bytes
@@ -307,6 +319,11 @@ pub struct CallLimits {
     pub timeout: Duration,
     /// Guest wall time a call may take (see `EngineLimits::timeout_wall_factor`).
     pub wall_ceiling: Duration,
+    /// Guest CPU time a fresh instance may take to start, before the call's
+    /// own budget begins (see `EngineLimits::instantiate_timeout_ms`).
+    pub instantiate_timeout: Duration,
+    /// The wall ceiling of starting a fresh instance.
+    pub instantiate_wall_ceiling: Duration,
     /// The engine's epoch tick: the most guest time between two deadline
     /// checks.
     pub epoch_tick: Duration,
