@@ -95,12 +95,38 @@ impl Bench {
         }
     }
 
-    /// A tenant with these (name, config) plugins in its chain.
+    /// A tenant with these (name, config) plugins of `plugins/` in its chain.
     fn tenant(
         &self,
         rt: &tokio::runtime::Runtime,
         name: &str,
         plugins: &[(&str, Value)],
+    ) -> Arc<Tenant> {
+        let uploads: Vec<(&str, Vec<u8>, PluginManifest)> = plugins
+            .iter()
+            .map(|(plugin, config)| {
+                let file = self
+                    .wasm_dir
+                    .join(format!("{}.wasm", plugin.replace('-', "_")));
+                // A generous deadline: the bench machine may be shared, and
+                // a wall-clock deadline must not turn contention into faults.
+                let m = PluginManifest {
+                    config: config.clone(),
+                    timeout_ms: Some(1000),
+                    ..Default::default()
+                };
+                (*plugin, std::fs::read(file).unwrap(), m)
+            })
+            .collect();
+        self.tenant_of(rt, name, &uploads)
+    }
+
+    /// A tenant with these (name, component, manifest) plugins in its chain.
+    fn tenant_of(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        name: &str,
+        uploads: &[(&str, Vec<u8>, PluginManifest)],
     ) -> Arc<Tenant> {
         rt.block_on(async {
             let rec = TenantRecord {
@@ -112,20 +138,11 @@ impl Bench {
             };
             self.rt.store().put_tenant(&rec).await.unwrap();
             let t = Arc::new(Tenant::new(rec));
-            for (plugin, config) in plugins {
-                let wasm = std::fs::read(
-                    self.wasm_dir
-                        .join(format!("{}.wasm", plugin.replace('-', "_"))),
-                )
-                .unwrap();
-                // A generous deadline: the bench machine may be shared, and
-                // a wall-clock deadline must not turn contention into faults.
-                let m = PluginManifest {
-                    config: config.clone(),
-                    timeout_ms: Some(1000),
-                    ..Default::default()
-                };
-                self.rt.upload(name, plugin, &wasm, Some(m)).await.unwrap();
+            for (plugin, wasm, m) in uploads {
+                self.rt
+                    .upload(name, plugin, wasm, Some(m.clone()))
+                    .await
+                    .unwrap();
             }
             self.rt.activate(&t).await.unwrap();
             t
@@ -367,30 +384,11 @@ fn languages(rt: &tokio::runtime::Runtime, wasm_dir: &Path) {
             memory_bytes: Some(128 << 20),
             ..Default::default()
         };
-        let tenant_of = |bench: &Bench, name: &str| {
-            rt.block_on(async {
-                let rec = TenantRecord {
-                    version: 1,
-                    name: name.into(),
-                    config: TenantConfig::default(),
-                    api_key_hashes: vec![],
-                    created_ms: 0,
-                };
-                bench.rt.store().put_tenant(&rec).await.unwrap();
-                let t = Arc::new(Tenant::new(rec));
-                bench
-                    .rt
-                    .upload(name, "word-filter", &wasm, Some(manifest(words())))
-                    .await
-                    .unwrap();
-                bench.rt.activate(&t).await.unwrap();
-                t
-            })
-        };
+        let uploads = [("word-filter", wasm.clone(), manifest(words()))];
         let c1 = ctx("1");
         let small = small_msg();
         let warm = Bench::with_idle(rt, wasm_dir, 64, 32);
-        let t = tenant_of(&warm, &format!("{lang}w"));
+        let t = warm.tenant_of(rt, &format!("{lang}w"), &uploads);
         percentiles(rt, &format!("lang {lang}: on_msg warm"), 2000, || async {
             t.policy().on_msg(&c1, &small).await.unwrap()
         });
@@ -415,7 +413,7 @@ fn languages(rt: &tokio::runtime::Runtime, wasm_dir: &Path) {
             memory.unwrap_or(0) / 1024
         );
         let fresh = Bench::with_idle(rt, wasm_dir, 0, 0);
-        let tf = tenant_of(&fresh, &format!("{lang}f"));
+        let tf = fresh.tenant_of(rt, &format!("{lang}f"), &uploads);
         percentiles(
             rt,
             &format!("lang {lang}: on_msg fresh instance"),
