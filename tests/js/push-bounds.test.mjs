@@ -39,23 +39,6 @@ describe('push queue bounds', () => {
     await eventually(async () => ok(await srv.admin('GET', '/admin/monitor/stat'), 'stat').online_user_count === 0, 20000, 'offline');
   }
 
-  test('a /send body may be as large as max_payload_bytes (4 MiB), and one above it is refused with 413', { timeout: 120000 }, async () => {
-    srv ??= await startServer();
-    const uid = rid('u');
-    const c = await login(srv, { uid, label: 'big' });
-    clients.push(c);
-    await c.waitFor('authenticate');
-    const big = 'x'.repeat(3 << 20); // above axum's 2 MB default, below the node's 4 MiB
-    ok(await srv.api('POST', '/send', {
-      body: { rooms: [`user_${uid}`], event: 'big', args: [big] }, keyVia: 'query', query: { site: 'default' },
-    }), '/send of 3 MiB');
-    assert.equal((await c.waitFor('big')).length, big.length);
-    const tooBig = await srv.api('POST', '/send', {
-      body: { rooms: [`user_${uid}`], event: 'big', args: ['x'.repeat(5 << 20)] }, keyVia: 'query', query: { site: 'default' },
-    });
-    assert.equal(tooBig.status, 413, tooBig.text);
-  });
-
   test('a device queue keeps the newest max_pending_pushes; a bad value is refused', { timeout: 120000 }, async () => {
     srv = await startServer();
     const bad = await srv.admin('PATCH', '/api/tenants/default', { body: { max_pending_pushes: 0 } });
@@ -104,5 +87,22 @@ describe('push queue bounds', () => {
     } finally {
       ok(await srv.admin('PATCH', '/api/tenants/default', { body: { device_ttl_secs: 3600 } }), 'patch back');
     }
+  });
+
+  test('a /send body may be as large as max_payload_bytes (4 MiB), and one above it is refused with 413', { timeout: 120000 }, async () => {
+    srv ??= await startServer();
+    const uid = rid('u');
+    const c = await login(srv, { uid, label: 'big' });
+    clients.push(c);
+    await c.waitFor('authenticate');
+    const big = 'x'.repeat(3 << 20); // above axum's 2 MB default, below the node's 4 MiB
+    ok(await srv.api('POST', '/send', {
+      body: { rooms: [`user_${uid}`], event: 'big', args: [big] }, keyVia: 'query', query: { site: 'default' },
+    }), '/send of 3 MiB');
+    assert.equal((await c.waitFor('big')).length, big.length);
+    const tooBig = await srv.api('POST', '/send', {
+      body: { rooms: [`user_${uid}`], event: 'big', args: ['x'.repeat(5 << 20)] }, keyVia: 'query', query: { site: 'default' },
+    });
+    assert.equal(tooBig.status, 413, tooBig.text);
   });
 });
