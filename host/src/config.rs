@@ -248,7 +248,11 @@ impl Config {
 
     /// Refuses settings the node cannot serve with, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
-        self.tenant_fits(&self.tenant_defaults)
+        // The defaults' own rules only: a node with a small max_payload_bytes
+        // keeps starting with the default max_msg_bytes; a tenant that asks
+        // for a size the node cannot carry is refused by the tenants API.
+        self.tenant_defaults
+            .validate()
             .map_err(|e| format!("invalid [tenant_defaults]: {e}"))?;
         for entry in &self.cors_allowed_origins {
             if entry != "*" && crate::tenant::normalize_origin(entry).is_none() {

@@ -61,8 +61,12 @@ fn merged_config(
     }
     let cfg: TenantConfig = serde_json::from_value(v)
         .map_err(|e| ApiError::param(format!("invalid tenant config: {e}")))?;
-    node.tenant_fits(&cfg)
-        .map_err(|e| ApiError::param(format!("invalid tenant config: {e}")))?;
+    let checked = if patch.contains_key("max_msg_bytes") {
+        node.tenant_fits(&cfg)
+    } else {
+        cfg.validate()
+    };
+    checked.map_err(|e| ApiError::param(format!("invalid tenant config: {e}")))?;
     Ok(cfg)
 }
 
