@@ -2,6 +2,7 @@
 //! queued packets, and the POSTs that carry the client's.
 
 use std::sync::{Arc, atomic::Ordering};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -106,12 +107,27 @@ impl Drop for PendingGet<'_> {
     }
 }
 
+/// How long a polling GET waits for an upgrade in progress to end.
+const UPGRADE_GRACE: Duration = Duration::from_millis(50);
+
 /// A GET: waits for packets and returns them as one payload.
 pub(crate) async fn get<H: EngineIoHandler, B>(
     engine: Arc<EngineIo<H>>,
     sid: Sid,
 ) -> Result<Response<ResponseBody<B>>, Error> {
     let socket = polling_session(&engine, sid)?;
+    // A GET that arrives while the session upgrades waits a moment for the
+    // upgrade's `5`: a client that sent `5` before this GET gets the answer
+    // of a session on WebSocket (400) whichever request the server reads
+    // first; a client still polling (it has not seen `3probe` yet) is
+    // served as before once the moment has passed.
+    let grace = Instant::now() + UPGRADE_GRACE;
+    while socket.is_upgrading() && Instant::now() < grace {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    if !socket.is_http() {
+        return Err(Error::TransportMismatch);
+    }
     if socket.polling.swap(true, Ordering::AcqRel) {
         socket.close(DisconnectReason::MultipleHttpPollingError);
         return Err(Error::MultipleHttpPolling);

@@ -471,6 +471,9 @@ impl Conn {
         }
         // Noops were for the polling GET; they mean nothing on WebSocket.
         socket.out.state.lock().queue.retain(|p| !p.is_noop());
+        // On WebSocket before the upgrade ends: a polling GET waiting for the
+        // upgrade (see `polling::get`) then sees the session moved.
+        socket.set_transport(crate::TransportType::Websocket);
         socket.set_upgrading(false);
         Ok(())
     }
