@@ -21,7 +21,7 @@ export function shBlocks(file) {
 }
 
 /** Runs `script` in `cwd` against `srv`; its output on failure. */
-function runPage(what, script, cwd, srv, env = {}) {
+function runPage(what, script, cwd, srv) {
   // A page's own `node --test` must run as a test runner of its own, not as
   // a file of this one.
   const { NODE_TEST_CONTEXT: _, ...outer } = process.env;
@@ -37,7 +37,6 @@ function runPage(what, script, cwd, srv, env = {}) {
       HOOKWIRE_ADMIN_KEY: srv.adminKey,
       // The pages' "your checkout" is this one.
       HOOKWIRE_GUEST_SDK: path.join(REPO_ROOT, 'guest-sdk'),
-      ...env,
     },
   });
   assert.equal(r.status, 0, `${what}: the commands fail (exit ${r.status}):\n${script}\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`);

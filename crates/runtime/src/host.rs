@@ -88,11 +88,10 @@ impl HostState {
         self.clock.lock().begin(started);
     }
 
-    /// Before a fresh instance is made: its start runs under the
-    /// instantiation budget; [`begin_call`](Self::begin_call) then starts the
-    /// hook's own.
+    /// After [`begin_call`](Self::begin_call), before a fresh instance is
+    /// made: its start runs under the instantiation budget; the next
+    /// `begin_call` starts the hook's own.
     pub fn begin_instantiate(&mut self, started: Instant) {
-        self.begin_call(started);
         self.clock.lock().begin_instantiate(started);
     }
 
