@@ -26,34 +26,34 @@ pub const DRAIN_WRITES: Duration = Duration::from_secs(10);
 pub async fn bring_in(state: &AppState, rec: TenantRecord) -> Arc<Tenant> {
     let tenant = Arc::new(Tenant::new(rec));
     start(state, &tenant).await;
-    state.tenants.add(tenant)
+    state.services.tenants.add(tenant)
 }
 
 /// Starts a tenant already listed (startup: the registry was read from the
 /// store before the state existed).
 pub async fn start(state: &AppState, tenant: &Arc<Tenant>) {
     let _ = state.plugins.activate(tenant).await;
-    crate::protocol::mount(state, tenant).await;
+    crate::protocol::mount(&state.services, tenant).await;
 }
 
 /// Takes tenant `name` out: its namespace unmounted (its sockets close), the
 /// room writes they still had in flight landed (or `DRAIN_WRITES` passed),
 /// then unlisted. False when it was not here.
 pub async fn take_out(state: &AppState, name: &str) -> bool {
-    let Some(tenant) = state.tenants.get(name) else {
+    let Some(tenant) = state.services.tenants.get(name) else {
         return false;
     };
-    crate::protocol::unmount(state, name);
+    crate::protocol::unmount(&state.services, name);
     if !tenant.writes.close_and_drain(DRAIN_WRITES).await {
         tracing::warn!(tenant = %name, "room writes still in flight after {DRAIN_WRITES:?}; taken out anyway");
     }
-    state.tenants.remove(name);
+    state.services.tenants.remove(name);
     true
 }
 
 /// Another node changed `tenant_name`'s plugin chain: load it from the store.
 pub async fn chain_changed(state: &AppState, tenant_name: &str) {
-    let Some(tenant) = state.tenants.get(tenant_name) else {
+    let Some(tenant) = state.services.tenants.get(tenant_name) else {
         return;
     };
     // On failure `activate` has logged it and left the tenant failing closed.
@@ -95,7 +95,7 @@ pub fn spawn_tenant_reconcile(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// One pass: every stored tenant applied (new ones mounted, changed ones
 /// followed), and local tenants the store no longer has removed.
 async fn reconcile_tenants(state: &AppState) {
-    let stored = match state.store.list_tenants().await {
+    let stored = match state.services.store.list_tenants().await {
         Ok(v) => v,
         Err(e) => {
             tracing::debug!(error = %e, "tenant reconcile skipped: store unavailable");
@@ -103,7 +103,7 @@ async fn reconcile_tenants(state: &AppState) {
         }
     };
     let names: std::collections::HashSet<&str> = stored.iter().map(|r| r.name.as_str()).collect();
-    for local in state.tenants.all() {
+    for local in state.services.tenants.all() {
         let name = local.name();
         if !names.contains(&*name) && &*name != DEFAULT_TENANT {
             tenant_changed(state, &name).await;
@@ -111,6 +111,7 @@ async fn reconcile_tenants(state: &AppState) {
     }
     for rec in &stored {
         if state
+            .services
             .tenants
             .get(&rec.name)
             .is_none_or(|t| t.is_behind(rec))
@@ -124,8 +125,8 @@ async fn reconcile_tenants(state: &AppState) {
 /// (read under the lifecycle lock, so what is applied is what the store
 /// holds after any local create or delete).
 pub async fn tenant_changed(state: &AppState, name: &str) {
-    let _lifecycle = state.tenants.lifecycle.lock().await;
-    let rec = match state.store.get_tenant(name).await {
+    let _lifecycle = state.services.tenants.lifecycle.lock().await;
+    let rec = match state.services.store.get_tenant(name).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(tenant = %name, error = %e, "cannot reload an announced tenant change");
@@ -137,7 +138,7 @@ pub async fn tenant_changed(state: &AppState, name: &str) {
 
 /// Makes this node's tenant `name` what the store holds (`None`: deleted).
 async fn apply_tenant(state: &AppState, name: &str, rec: Option<TenantRecord>) {
-    match (rec, state.tenants.get(name)) {
+    match (rec, state.services.tenants.get(name)) {
         (Some(rec), Some(tenant)) => {
             if tenant.follow(rec) {
                 tracing::info!(tenant = %name, "tenant reloaded from the store");

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::app::AppState;
 use crate::auth;
 use crate::config::Config;
-use crate::protocol::{self, AuthLimiter, Presence};
+use crate::protocol::{self, AuthLimiter, Presence, Services};
 use crate::runtime::PluginRuntime;
 use crate::store::{
     Store, TenantRecord, embedded::EmbeddedStore, mongo::MongoStore, redis::RedisStore,
@@ -134,31 +134,34 @@ pub async fn serve(
     let bus = hub.clone().map(crate::cluster::Bus::new);
     let auth_limiter = Arc::new(AuthLimiter::new(hub.clone()));
     let mirror = hub.map(crate::cluster::presence::PresenceMirror::new);
-    let state = AppState {
-        config: Arc::new(config),
+    let services = Services {
         store,
         tenants: tenants.clone(),
         io,
         metrics,
         presence: Arc::new(Presence::new(mirror)),
         auth_limiter,
-        plugins,
-        bus,
         push_order: Default::default(),
         relays: Default::default(),
+    };
+    let state = AppState {
+        services,
+        config: Arc::new(config),
+        plugins,
+        bus,
         started: Instant::now(),
     };
     for tenant in tenants.all() {
         crate::lifecycle::start(&state, &tenant).await;
     }
-    let housekeeping = protocol::spawn_housekeeping(&state);
-    let heartbeat = state.presence.spawn_heartbeat();
+    let housekeeping = protocol::spawn_housekeeping(&state.services);
+    let heartbeat = state.services.presence.spawn_heartbeat();
     let listener_task = state
         .bus
         .as_ref()
         .map(|b| b.spawn_listener(Arc::new(state.clone())));
     // A store shared with other nodes can change under this one.
-    let reconcile = (state.store.kind() != "embedded")
+    let reconcile = (state.services.store.kind() != "embedded")
         .then(|| crate::lifecycle::spawn_tenant_reconcile(&state));
 
     let mut app = crate::http::router(state.clone()).layer(layer);
@@ -171,9 +174,9 @@ pub async fn serve(
     let app = app.layer(axum::middleware::map_request(trim_session_request));
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, store = state.store.kind(), "hookwire listening on {scheme}://{addr}");
+    tracing::info!(%addr, store = state.services.store.kind(), "hookwire listening on {scheme}://{addr}");
 
-    let io = state.io.clone();
+    let io = state.services.io.clone();
     serve_http(listener, app, tls, async move {
         shutdown.await;
         tracing::info!("shutting down: closing connections");
@@ -190,17 +193,18 @@ pub async fn serve(
     if let Some(t) = heartbeat {
         t.abort();
     }
-    state.presence.leave_cluster().await;
+    state.services.presence.leave_cluster().await;
     // The namespaces' handlers hold the state (and the store): drop them so
     // the store closes when this function returns.
-    for t in state.tenants.all() {
-        protocol::unmount(&state, &t.name());
+    for t in state.services.tenants.all() {
+        protocol::unmount(&state.services, &t.name());
     }
     // Plugin kv written behind from memory lands before the store closes.
     if let Err(e) = state.plugins.flush_kv().await {
         tracing::error!(error = %e, "writing plugin kv at shutdown failed");
     }
     state
+        .services
         .store
         .flush()
         .await

@@ -132,9 +132,7 @@ async fn word_filter_masks_and_drops_through_the_chain() {
         .unwrap();
     assert_eq!(
         v,
-        MsgVerdict::Rewrite {
-            msg: json!({ "data": "**** it", "msgId": "m1" })
-        }
+        MsgVerdict::rewrite(json!({ "data": "**** it", "msgId": "m1" }))
     );
     let v = t
         .policy()
@@ -165,12 +163,7 @@ async fn word_filter_masks_and_drops_through_the_chain() {
         .on_msg(&ctx(&t, "1"), &msg("r", json!({ "data": "darn" })))
         .await
         .unwrap();
-    assert_eq!(
-        v,
-        MsgVerdict::Rewrite {
-            msg: json!({ "data": "****" })
-        }
-    );
+    assert_eq!(v, MsgVerdict::rewrite(json!({ "data": "****" })));
 
     // Hooks it does not implement are skipped: defaults come back.
     let p = t.policy();
@@ -483,12 +476,7 @@ async fn hostile_plugins_fault_with_the_right_error_and_others_keep_working() {
                 .on_msg(&ctx(&good, "1"), &msg("r", json!({ "data": "darn" })))
                 .await
                 .unwrap();
-            assert_eq!(
-                v,
-                MsgVerdict::Rewrite {
-                    msg: json!({ "data": "****" })
-                }
-            );
+            assert_eq!(v, MsgVerdict::rewrite(json!({ "data": "****" })));
         }
     }
     let rendered = env.metrics.render();
@@ -524,12 +512,7 @@ async fn manifest_fail_open_turns_a_fault_into_a_pass() {
         .on_msg(&ctx(&t, "1"), &msg("r", json!({ "data": "darn" })))
         .await
         .unwrap();
-    assert_eq!(
-        v,
-        MsgVerdict::Rewrite {
-            msg: json!({ "data": "****" })
-        }
-    );
+    assert_eq!(v, MsgVerdict::rewrite(json!({ "data": "****" })));
     assert!(env.metrics.render().contains("kind=\"timeout\""));
 }
 
@@ -747,12 +730,7 @@ async fn a_spinning_plugin_yields_so_other_calls_on_the_same_thread_proceed() {
         .await
         .unwrap();
     let took = started.elapsed();
-    assert_eq!(
-        v,
-        MsgVerdict::Rewrite {
-            msg: json!({ "data": "****" })
-        }
-    );
+    assert_eq!(v, MsgVerdict::rewrite(json!({ "data": "****" })));
     assert!(!spinning.is_finished(), "the spinning call ended early");
     assert!(
         took < Duration::from_millis(1000),

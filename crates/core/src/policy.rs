@@ -178,6 +178,24 @@ pub fn json_text<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
+/// JSON text of a `msg` object. Every serialisation of a message on its
+/// way through the pipeline goes through here and is counted, per thread,
+/// so a test can see how many times one `msg` was written out (see
+/// [`msg_serialisations`]); the count is a thread-local add.
+pub fn msg_json(v: &Value) -> String {
+    MSG_SERIALISATIONS.with(|c| c.set(c.get() + 1));
+    json_text(v)
+}
+
+thread_local! {
+    static MSG_SERIALISATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times [`msg_json`] ran on this thread.
+pub fn msg_serialisations() -> u64 {
+    MSG_SERIALISATIONS.with(|c| c.get())
+}
+
 /// A `msg` on its way through the pipeline: the sender's room and the
 /// message object, with the object's JSON text made at most once. The
 /// protocol layer serialises every `msg` anyway (its length is the size
@@ -218,14 +236,20 @@ impl MsgEvent {
 
     /// The message as JSON text, serialised on first use.
     pub fn json(&self) -> &str {
-        self.json.get_or_init(|| json_text(&self.msg))
+        self.json.get_or_init(|| msg_json(&self.msg))
     }
 
-    /// Replaces the message (a plugin's rewrite); its text is made again
-    /// when asked for.
-    pub fn set_msg(&mut self, msg: Value) {
+    /// Replaces the message (a plugin's rewrite); its text is `json` when
+    /// the plugin returned one (any valid JSON text of `msg`), else made
+    /// again when asked for.
+    pub fn set_msg(&mut self, msg: Value, json: KnownJson) {
         self.msg = msg;
-        self.json = OnceLock::new();
+        self.json = json.0.map_or_else(OnceLock::new, OnceLock::from);
+    }
+
+    /// The JSON text made so far, if any.
+    pub fn made_json(&self) -> Option<&str> {
+        self.json.get().map(String::as_str)
     }
 
     pub fn into_msg(self) -> Value {
@@ -240,7 +264,11 @@ pub enum MsgVerdict {
     /// Do not relay or store; the sender gets `{status:1, data: reason}`.
     Drop { reason: String },
     /// Relay (and store) this object instead.
-    Rewrite { msg: Value },
+    Rewrite {
+        msg: Value,
+        #[serde(skip)]
+        json: KnownJson,
+    },
     /// Do not relay; send `event` with `data` back to the sender only.
     Reply { event: String, data: Value },
     /// Relay to these rooms / user rooms instead of the sender's room
@@ -250,6 +278,28 @@ pub enum MsgVerdict {
         users: Vec<String>,
         msg: Option<Value>,
     },
+}
+
+/// The JSON text of a rewritten message, when the policy already has it (a
+/// wasm plugin returns text), so the pipeline does not serialise the
+/// message again. A cache, not part of the verdict: any two are equal.
+#[derive(Debug, Clone, Default)]
+pub struct KnownJson(pub Option<String>);
+
+impl PartialEq for KnownJson {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl MsgVerdict {
+    /// A rewrite to `msg`, its text unknown.
+    pub fn rewrite(msg: Value) -> Self {
+        MsgVerdict::Rewrite {
+            msg,
+            json: KnownJson::default(),
+        }
+    }
 }
 
 /// A push from the business server (`POST /send`, admin push, Redis channel).

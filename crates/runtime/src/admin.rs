@@ -8,8 +8,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::chain::PluginInfo;
 use super::limits::PluginManifest;
+use super::plugin::PluginInfo;
 use super::{PluginError, PluginRuntime, sha256_hex};
 use hookwire_core::policy::Hook;
 use hookwire_core::policy::{

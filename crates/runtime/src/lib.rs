@@ -8,8 +8,14 @@
 //! - `host`: the store data of an instance and the host imports.
 //! - [`admin`]: upload, list, chain order, rollback, config, delete, dry
 //!   run: what the admin REST API calls.
-//! - [`chain`]: a loaded plugin with its warm instances, and the tenant's
-//!   [`PluginChain`] that implements [`hookwire_core::policy::Policy`].
+//! - `convert`: hook inputs as borrowed WIT records.
+//! - [`plugin`]: a loaded plugin: its warm instance pool, the limits and
+//!   deadline of each call, fault classification, output checks, the typed
+//!   per-hook calls.
+//! - [`semantics`]: how a chain combines its plugins' answers, per hook
+//!   (pure folds, tested without wasm).
+//! - [`chain`]: the tenant's [`PluginChain`] that implements
+//!   [`hookwire_core::policy::Policy`] over its plugins with those folds.
 //! - [`kv`]: plugin kv, in memory with write-behind over a store of this
 //!   node's alone.
 //! - [`metrics`]: the runtime's metric families, registered by the node.
@@ -24,12 +30,15 @@
 pub mod admin;
 mod bindings;
 pub mod chain;
+mod convert;
 mod host;
 pub mod kv;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;
+pub mod plugin;
 pub mod probe;
+pub mod semantics;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -41,10 +50,11 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, CacheConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use chain::{LoadedPlugin, PluginChain, PluginInfo, UnloadableChain};
+pub use chain::{PluginChain, UnloadableChain};
 pub use hookwire_core::policy::Hook;
 pub use limits::{CallLimits, EngineLimits, ManifestError, PluginManifest};
 pub use metrics::PluginMetrics;
+pub use plugin::{LoadedPlugin, PluginInfo};
 
 use hookwire_core::error::{HookError, StoreError};
 use hookwire_core::policy::BuiltinPolicy;

@@ -31,7 +31,7 @@ async fn issue(
         return Err(ApiError::param("uid is required"));
     };
     let tenant = caller.tenant.name();
-    let existing = state.store.get_user(&tenant, &uid).await?;
+    let existing = state.services.store.get_user(&tenant, &uid).await?;
     match (create, &existing) {
         (true, Some(_)) => {
             return Err(ApiError::new(
@@ -52,6 +52,7 @@ async fn issue(
     let token = auth::random_secret();
     let created_ms = existing.map(|u| u.created_ms).unwrap_or_else(now_ms);
     state
+        .services
         .store
         .put_user(
             &tenant,

@@ -27,7 +27,7 @@ fn room_param(
 pub async fn stat(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
     let c = caller(&state, &headers, &q).await?;
     let name = c.tenant.name();
-    let (users, rooms, sockets) = state.presence.stat(&name).await;
+    let (users, rooms, sockets) = state.services.presence.stat(&name).await;
     Ok(Reply(json!({
         "tenant": name,
         "online_user_count": users,
@@ -46,6 +46,7 @@ pub async fn room_users(
     let c = caller(&state, &headers, &q).await?;
     let room = room_param(&q, None)?;
     let users: Vec<Value> = state
+        .services
         .presence
         .room_users(&c.tenant.name(), &room)
         .await
@@ -68,7 +69,11 @@ pub async fn room_msgs(
     let req = PageRequest::count(offset, cfg.sync_page_size.max(1))
         .bytes(cfg.sync_page_bytes)
         .updates_after(q.get("cursor").cloned());
-    let page = state.store.room_read(&c.tenant.name(), &room, req).await?;
+    let page = state
+        .services
+        .store
+        .room_read(&c.tenant.name(), &room, req)
+        .await?;
     let next = page.has_next();
     let cursor = page.next_cursor(q.get("cursor").map(String::as_str));
     let msgs: Vec<Value> = page
@@ -101,6 +106,7 @@ pub async fn push(
         .cloned()
         .ok_or_else(|| ApiError::param("content is required"))?;
     let ns = state
+        .services
         .io
         .of(c.tenant.namespace())
         .ok_or_else(|| ApiError::failed("tenant namespace is not mounted"))?;
@@ -151,6 +157,10 @@ pub async fn clear_room_msgs(
     let c = caller(&state, &headers, &q).await?;
     let body = body_object(&headers, &body)?;
     let room = room_param(&q, Some(&body))?;
-    let epoch = state.store.room_clear(&c.tenant.name(), &room).await?;
+    let epoch = state
+        .services
+        .store
+        .room_clear(&c.tenant.name(), &room)
+        .await?;
     Ok(Reply(json!({ "roomId": room, "epoch": epoch })))
 }

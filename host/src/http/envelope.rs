@@ -152,7 +152,7 @@ pub async fn caller(
         Some(k) => is_admin_key(state, k).await,
         None => false,
     };
-    let Some(tenant) = state.tenants.get(name) else {
+    let Some(tenant) = state.services.tenants.get(name) else {
         // Don't tell a caller without a valid key which tenants exist.
         return Err(if admin {
             ApiError::not_found(format!("unknown tenant `{name}`"))
@@ -173,12 +173,12 @@ pub async fn caller(
                 is_admin: false,
             });
         }
-        state.metrics.refuse(name, "api_key");
+        state.services.metrics.refuse(name, "api_key");
         return Err(ApiError::key_refused(KEY_REFUSED));
     }
     if let (Some(uid), Some(token)) = (query.get("uid"), query.get("token"))
         && tenant.config().admin_uids.iter().any(|a| a == uid)
-        && let Some(user) = state.store.get_user(name, uid).await?
+        && let Some(user) = state.services.store.get_user(name, uid).await?
         && crate::auth::ct_eq(&user.token_hash, &crate::auth::sha256_hex(token))
     {
         return Ok(Caller {
@@ -186,7 +186,7 @@ pub async fn caller(
             is_admin: false,
         });
     }
-    state.metrics.refuse(name, "api_key");
+    state.services.metrics.refuse(name, "api_key");
     Err(ApiError::key_refused(KEY_REFUSED))
 }
 

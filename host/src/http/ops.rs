@@ -26,7 +26,7 @@ const STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// `--redis`), 503 otherwise: load balancers take the node out of rotation
 /// but it keeps its connections, and the body says what is down.
 async fn healthz(State(state): State<AppState>) -> Response {
-    let store_ok = match tokio::time::timeout(STORE_CHECK, state.store.ping()).await {
+    let store_ok = match tokio::time::timeout(STORE_CHECK, state.services.store.ping()).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err(format!(
             "the store did not answer within {} s",
@@ -34,7 +34,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
         )),
     };
     let store_up = store_ok.is_ok();
-    set_up(&state, &format!("store_{}", state.store.kind()), store_up);
+    set_up(
+        &state,
+        &format!("store_{}", state.services.store.kind()),
+        store_up,
+    );
     let redis = match &state.bus {
         Some(bus) => {
             let r = redis_ping(bus.hub()).await;
@@ -47,8 +51,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let up = store_up && redis.as_ref().is_none_or(|r| r["ok"] == true);
     let mut body = json!({
         "status": if up { "ok" } else { "degraded" },
-        "store": { "kind": state.store.kind(), "ok": store_up, "error": store_ok.err() },
-        "tenants": state.tenants.all().len(),
+        "store": { "kind": state.services.store.kind(), "ok": store_up, "error": store_ok.err() },
+        "tenants": state.services.tenants.all().len(),
         "uptime_secs": state.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
     });
@@ -65,6 +69,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 fn set_up(state: &AppState, dependency: &str, up: bool) {
     state
+        .services
         .metrics
         .dependency_up
         .get_or_create(&vec![("dependency", dependency.to_string())])
@@ -106,18 +111,26 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
                 .into_response();
         }
     }
-    state.metrics.rooms.set(state.presence.total_rooms() as i64);
+    state
+        .services
+        .metrics
+        .rooms
+        .set(state.services.presence.total_rooms() as i64);
     if let Some(bus) = &state.bus {
         set_up(&state, "redis_pubsub", bus.hub().is_up());
         let dropped = bus.hub().dropped.load(std::sync::atomic::Ordering::Relaxed);
-        state.metrics.cluster_publish_dropped.set(dropped as i64);
+        state
+            .services
+            .metrics
+            .cluster_publish_dropped
+            .set(dropped as i64);
     }
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.services.metrics.render(),
     )
         .into_response()
 }

@@ -78,6 +78,7 @@ async fn admin_tenant(
 ) -> Result<Arc<Tenant>, ApiError> {
     super::envelope::require_admin(state, headers, query).await?;
     state
+        .services
         .tenants
         .get(tenant)
         .ok_or_else(|| ApiError::not_found(format!("unknown tenant `{tenant}`")))

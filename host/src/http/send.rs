@@ -52,7 +52,7 @@ pub async fn send(
     let args = list(body.remove("args"));
     let resync = q.get("resync").is_some_and(|r| r == "true" || r == "1");
     match push::send(
-        &state,
+        &state.services,
         &c.tenant,
         PushRequest { rooms, event, args },
         resync,

@@ -75,6 +75,7 @@ type Q = Query<HashMap<String, String>>;
 async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
     require_admin(&state, &headers, &q).await?;
     let tenants: Vec<Value> = state
+        .services
         .tenants
         .all()
         .iter()
@@ -101,7 +102,7 @@ async fn create(
             "name must be 1-64 characters of a-z, 0-9, `-`, `_` and not a reserved path (api, admin, user, demo, socket.io)",
         ));
     }
-    if state.tenants.get(&name).is_some() {
+    if state.services.tenants.get(&name).is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             super::envelope::status::FAILED,
@@ -122,9 +123,9 @@ async fn create(
         created_ms: now_ms(),
         version: 1,
     };
-    let _lifecycle = state.tenants.lifecycle.lock().await;
+    let _lifecycle = state.services.tenants.lifecycle.lock().await;
     // Created only if no node created it meanwhile.
-    if !state.store.swap_tenant(&rec, None).await? {
+    if !state.services.store.swap_tenant(&rec, None).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             super::envelope::status::FAILED,
@@ -154,14 +155,19 @@ pub async fn change_tenant(
     mut change: impl FnMut(&mut TenantRecord) -> Result<(), ApiError>,
 ) -> Result<TenantRecord, ApiError> {
     for _ in 0..CHANGE_ATTEMPTS {
-        let Some(current) = state.store.get_tenant(name).await? else {
+        let Some(current) = state.services.store.get_tenant(name).await? else {
             return Err(ApiError::not_found(format!("unknown tenant `{name}`")));
         };
         let mut rec = current.clone();
         change(&mut rec)?;
         rec.version = current.version + 1;
-        if state.store.swap_tenant(&rec, Some(current.version)).await? {
-            if let Some(t) = state.tenants.get(name) {
+        if state
+            .services
+            .store
+            .swap_tenant(&rec, Some(current.version))
+            .await?
+        {
+            if let Some(t) = state.services.tenants.get(name) {
                 t.follow(rec.clone());
             }
             announce(state, name);
@@ -187,6 +193,7 @@ fn tenant_or_404(
     name: &str,
 ) -> Result<std::sync::Arc<crate::tenant::Tenant>, ApiError> {
     state
+        .services
         .tenants
         .get(name)
         .ok_or_else(|| ApiError::not_found(format!("unknown tenant `{name}`")))
@@ -237,10 +244,10 @@ async fn remove(
         return Err(ApiError::param("the default tenant cannot be deleted"));
     }
     tenant_or_404(&state, &name)?;
-    let _lifecycle = state.tenants.lifecycle.lock().await;
+    let _lifecycle = state.services.tenants.lifecycle.lock().await;
     // What its closing sockets are still writing lands before the delete.
     crate::lifecycle::take_out(&state, &name).await;
-    state.store.delete_tenant(&name).await?;
+    state.services.store.delete_tenant(&name).await?;
     announce(&state, &name);
     tracing::info!(tenant = %name, "tenant deleted");
     Ok(Reply(json!({ "name": name, "deleted": true })))

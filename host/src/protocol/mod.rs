@@ -1,14 +1,31 @@
-//! socket.io side of hookwire: one namespace per tenant, the room-sync
-//! events ([`room_sync`]), reliable pushes from business servers
-//! ([`push`]) and who is online ([`Presence`]).
+//! The session protocol on socket.io: one namespace per tenant, and what
+//! each socket's events do. Every handler receives [`Services`], the part of
+//! the node the protocol declares it uses, and never the application
+//! context, so the protocol can be run and tested without a server.
+//!
+//! - [`wire`], [`refusal`]: the shapes on the wire and the typed refusals.
+//! - `session`, `worker`: one socket's state, and the task that runs its
+//!   events in order.
+//! - `answer`: replies, counted refusals, hook faults.
+//! - [`auth`]: `authenticate`, kick-out.
+//! - [`rooms`]: `join`, `leave`, disconnect announcements.
+//! - [`msg`]: the `msg` pipeline ([`msg::plan`]) and its store write.
+//! - [`relay`]: each room's committed messages relayed in order.
+//! - [`sync`]: pages of a room's history.
+//! - [`push`]: reliable pushes to users' devices, acked in order.
+//! - `presence`, `limiter`: who is online where; auth attempts per minute.
 
+mod answer;
+pub mod auth;
 mod limiter;
+pub mod msg;
 mod presence;
 pub mod push;
 pub mod refusal;
 pub mod relay;
-pub mod room_sync;
+pub mod rooms;
 mod session;
+pub mod sync;
 pub mod wire;
 mod worker;
 
@@ -28,9 +45,29 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::Sid;
 
 use self::refusal::Refusal;
-use crate::app::AppState;
 use crate::clock::now_ms;
-use crate::tenant::Tenant;
+use crate::cluster::adapter::Io;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+use crate::tenant::{Tenant, TenantRegistry};
+
+/// What the session protocol uses of the node: the store, the tenants, the
+/// socket.io server, counters, presence, the auth limiter, and the two
+/// orderings it keeps (push acks per device, relays per room). Built once by
+/// the composition root; cloning copies handles.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub tenants: Arc<TenantRegistry>,
+    pub io: Io,
+    pub metrics: Arc<Metrics>,
+    pub presence: Arc<Presence>,
+    pub auth_limiter: Arc<AuthLimiter>,
+    /// Puts each device's push acks in order (node-local).
+    pub push_order: Arc<push::AckOrder>,
+    /// Relays each room's stored `msg`s after their commit, in order.
+    pub relays: Arc<relay::RoomRelays>,
+}
 use session::disconnect_soon;
 use wire::WantsAck;
 
@@ -92,7 +129,7 @@ pub fn user_of_room<'a>(user_room_prefix: &str, room: &'a str) -> Option<&'a str
 /// handlers hold it once; a socket's own handlers hold a pointer to it
 /// rather than a copy of the state each.
 struct MountedNamespace {
-    state: AppState,
+    state: Services,
     tenant_name: Arc<str>,
     ns: Arc<str>,
     connecting: Mutex<Connecting>,
@@ -138,7 +175,7 @@ impl Connecting {
 /// With `--redis` the namespace's adapter subscribes to its cluster
 /// channels here; a failure is logged and the namespace serves this node's
 /// sockets until Redis is back.
-pub async fn mount(state: &AppState, tenant: &Arc<Tenant>) {
+pub async fn mount(state: &Services, tenant: &Arc<Tenant>) {
     let mounted = Arc::new(MountedNamespace {
         state: state.clone(),
         tenant_name: tenant.name().into(),
@@ -163,7 +200,7 @@ pub async fn mount(state: &AppState, tenant: &Arc<Tenant>) {
 }
 
 /// Removes a deleted tenant's namespace; its sockets are disconnected.
-pub fn unmount(state: &AppState, tenant: &str) {
+pub fn unmount(state: &Services, tenant: &str) {
     let ns = crate::tenant::namespace_of(tenant);
     state.io.delete_ns(ns);
     state.presence.forget_tenant(tenant);
@@ -321,7 +358,7 @@ fn register_handlers(mounted: &Arc<MountedNamespace>, sess: &Arc<Session>, socke
 
 /// Background chores: forget expired devices, refresh the last-seen time of
 /// connected ones, drop finished rate-limit windows.
-pub fn spawn_housekeeping(state: &AppState) -> tokio::task::JoinHandle<()> {
+pub fn spawn_housekeeping(state: &Services) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));

@@ -18,10 +18,10 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use super::Services;
 use super::device_room;
 use super::session::Session;
 use super::wire::Args;
-use crate::app::AppState;
 use crate::clock::now_ms;
 use crate::error::StoreError;
 use crate::policy::{HookContext, PushRequest, PushRoute};
@@ -49,7 +49,7 @@ pub struct PushReport {
 /// hook picks the rooms; user rooms are queued per device and delivered
 /// with an ack request; other rooms get a plain emit.
 pub async fn send(
-    state: &AppState,
+    state: &Services,
     tenant: &Arc<Tenant>,
     req: PushRequest,
     resync: bool,
@@ -60,7 +60,7 @@ pub async fn send(
 /// [`send`], choosing whether user rooms get reliable (queued until acked)
 /// delivery; the Redis `notification` channel's `needStore: false` does not.
 pub async fn send_with(
-    state: &AppState,
+    state: &Services,
     tenant: &Arc<Tenant>,
     req: PushRequest,
     resync: bool,
@@ -151,7 +151,7 @@ pub async fn send_with(
 
 /// A publish on the cluster's `notification` channel (claimed by this
 /// node): deliver to each uid of `toWho`, exactly like `POST /send`.
-pub async fn notification(state: &AppState, text: &str) {
+pub async fn notification(state: &Services, text: &str) {
     let v: Value = match serde_json::from_str(text) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
@@ -210,7 +210,7 @@ fn outlived(seen: u64, now: u64, ttl_ms: u64) -> bool {
 /// Devices of `uid` seen within the TTL; with none, the user's queue
 /// [`USER_QUEUE`] (started now, or anew when it outlived the TTL).
 async fn live_devices(
-    state: &AppState,
+    state: &Services,
     tenant: &str,
     uid: &str,
     ttl_ms: u64,
@@ -242,7 +242,7 @@ async fn live_devices(
 
 /// Emits one queued entry to the device's sockets; the first ack from any
 /// of them removes it from the queue, in the device's ack order.
-fn deliver_live(state: AppState, place: Place, uid: String, device: String, entry: PushEntry) {
+fn deliver_live(state: Services, place: Place, uid: String, device: String, entry: PushEntry) {
     tokio::spawn(async move {
         let acked_by_one = async {
             let stream = state
@@ -279,7 +279,7 @@ fn acked<T>(r: &Result<T, socketioxide::AckError>) -> bool {
 }
 
 async fn ack_entries(
-    state: &AppState,
+    state: &Services,
     tenant: &str,
     ns: &str,
     uid: &str,
@@ -490,7 +490,7 @@ impl AckOrder {
 /// A delivery's place in its device's [`AckOrder`] line. Settle it when the
 /// delivery ends; dropped unsettled, it leaves the line as unacked.
 struct Place {
-    state: AppState,
+    state: Services,
     ns: String,
     key: LineKey,
     pos: Pos,
@@ -498,7 +498,7 @@ struct Place {
 }
 
 impl Place {
-    fn new(state: &AppState, ns: &str, tenant: &str, uid: &str, device: &str, at: u64) -> Self {
+    fn new(state: &Services, ns: &str, tenant: &str, uid: &str, device: &str, at: u64) -> Self {
         let key = (tenant.to_string(), uid.to_string(), device.to_string());
         let pos = state.push_order.enter(&key, at);
         Place {
@@ -548,7 +548,7 @@ impl Drop for Place {
 
 /// The one task handling a line's acks for now.
 struct Drainer {
-    state: AppState,
+    state: Services,
     ns: String,
     key: LineKey,
     done: bool,
@@ -589,7 +589,7 @@ impl Drop for Drainer {
 
 /// After `authenticate`: remember the device, and send what is pending as
 /// one `_batch`.
-pub async fn on_authenticated(state: &AppState, sess: &Arc<Session>, uid: &str) {
+pub async fn on_authenticated(state: &Services, sess: &Arc<Session>, uid: &str) {
     let tenant = &sess.tenant_name;
     let device = sess.device_key();
     // The `_batch` carries the oldest entries: its place is at the front of
@@ -677,7 +677,7 @@ fn send_batch(io: Io, place: Place, sess: Arc<Session>, pending: Vec<PushEntry>)
     });
 }
 
-pub async fn on_disconnected(state: &AppState, sess: &Arc<Session>, uid: &str) {
+pub async fn on_disconnected(state: &Services, sess: &Arc<Session>, uid: &str) {
     if let Err(e) = state
         .store
         .device_seen(&sess.tenant_name, uid, sess.device_key(), now_ms())

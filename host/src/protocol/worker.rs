@@ -27,11 +27,12 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use serde_json::Value;
 
+use super::Services;
+use super::msg::PendingMsg;
 use super::refusal::Refusal;
-use super::room_sync::{self, PendingMsg};
 use super::session::Session;
 use super::wire;
-use crate::app::AppState;
+use super::{auth, msg, rooms, sync};
 use crate::store::{RoomWriteAck, StoreResult};
 
 /// Events queued per socket before the worker takes them.
@@ -130,7 +131,7 @@ impl Queue {
 /// starts the socket's worker if it has none. Past [`QUEUE`] waiting
 /// events it is refused; the disconnect is never refused, so the socket is
 /// always cleaned up.
-pub fn queue(state: &AppState, sess: &Arc<Session>, socket: &Socket, event: Event) {
+pub fn queue(state: &Services, sess: &Arc<Session>, socket: &Socket, event: Event) {
     let mut q = sess.queue.lock();
     if q.events.len() >= QUEUE && !matches!(event, Event::Disconnected) {
         drop(q);
@@ -150,7 +151,7 @@ pub fn queue(state: &AppState, sess: &Arc<Session>, socket: &Socket, event: Even
 /// The connect handler ran: `handshake` (the handshake's credentials) is
 /// handled before anything the client already sent, and the events queued
 /// so far get a worker.
-pub fn connected(state: &AppState, sess: &Arc<Session>, socket: &Socket, handshake: Option<Value>) {
+pub fn connected(state: &Services, sess: &Arc<Session>, socket: &Socket, handshake: Option<Value>) {
     let mut q = sess.queue.lock();
     if q.worker != WorkerState::BeforeConnect {
         return;
@@ -170,7 +171,7 @@ pub fn connected(state: &AppState, sess: &Arc<Session>, socket: &Socket, handsha
     }
 }
 
-fn spawn(state: &AppState, sess: &Arc<Session>, socket: &Socket) {
+fn spawn(state: &Services, sess: &Arc<Session>, socket: &Socket) {
     tokio::spawn(run(state.clone(), sess.clone(), socket.clone()));
 }
 
@@ -208,7 +209,7 @@ impl Drop for RunningGuard<'_> {
 
 /// Handles the socket's queued events until there are none left and no
 /// write is in flight (or the socket is gone).
-async fn run(state: AppState, sess: Arc<Session>, socket: Socket) {
+async fn run(state: Services, sess: Arc<Session>, socket: Socket) {
     let mut guard = RunningGuard {
         sess: &sess,
         returned: false,
@@ -229,22 +230,22 @@ async fn run(state: AppState, sess: Arc<Session>, socket: Socket) {
         // be as large as the largest handler's.
         match event {
             Event::HandshakeAuth(creds) => {
-                let req = room_sync::auth_request(&creds, query(&socket));
-                Box::pin(room_sync::authenticate(&state, &sess, &socket, req, None)).await;
+                let req = auth::auth_request(&creds, query(&socket));
+                Box::pin(auth::authenticate(&state, &sess, &socket, req, None)).await;
             }
             Event::Authenticate(data, ack) => {
                 let payload = wire::first_object(&data)
                     .map(|m| Value::Object(m.clone()))
                     .unwrap_or(Value::Null);
-                let req = room_sync::auth_request(&payload, query(&socket));
-                Box::pin(room_sync::authenticate(&state, &sess, &socket, req, ack)).await;
+                let req = auth::auth_request(&payload, query(&socket));
+                Box::pin(auth::authenticate(&state, &sess, &socket, req, ack)).await;
             }
             Event::Join(data, ack) => {
-                Box::pin(room_sync::join(&state, &sess, &socket, data, ack)).await
+                Box::pin(rooms::join(&state, &sess, &socket, data, ack)).await
             }
             Event::Msg(data, ack, wants) => {
                 if let Some(mut pending) =
-                    Box::pin(room_sync::msg(&state, &sess, &socket, data, ack, wants)).await
+                    Box::pin(msg::msg(&state, &sess, &socket, data, ack, wants)).await
                 {
                     // Start the write now, in order; finish it later.
                     match futures::poll!(&mut pending.write) {
@@ -260,18 +261,18 @@ async fn run(state: AppState, sess: Arc<Session>, socket: Socket) {
                 // A socket reads its own writes: what it sent before this
                 // `sync` is stored before the sync is answered.
                 finish_writes(&mut inflight, &state, &sess, &socket).await;
-                Box::pin(room_sync::sync(&state, &sess, &socket, data, ack)).await
+                Box::pin(sync::sync(&state, &sess, &socket, data, ack)).await
             }
             Event::Leave(ack) => {
                 // Others may `sync` as soon as they see `remote_leave`; the
                 // leaver's last msgs must already be stored then.
                 finish_writes(&mut inflight, &state, &sess, &socket).await;
-                Box::pin(room_sync::leave(&state, &sess, socket.clone(), ack)).await
+                Box::pin(rooms::leave(&state, &sess, socket.clone(), ack)).await
             }
             Event::Disconnected => {
                 // Writes already relayed still get stored.
                 finish_writes(&mut inflight, &state, &sess, &socket).await;
-                Box::pin(room_sync::disconnected(&state, &sess, &socket)).await;
+                Box::pin(rooms::disconnected(&state, &sess, &socket)).await;
                 sess.queue.lock().stop(WorkerState::Closed);
                 break;
             }
@@ -317,7 +318,7 @@ pub fn query(socket: &Socket) -> &str {
 /// Waits for every started store write and acks each, in order.
 async fn finish_writes<F>(
     inflight: &mut FuturesOrdered<F>,
-    state: &AppState,
+    state: &Services,
     sess: &Arc<Session>,
     socket: &Socket,
 ) where

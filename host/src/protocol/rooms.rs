@@ -1,0 +1,171 @@
+//! Room membership: `join` (the tenant's `on_join` hook, presence,
+//! `remote_join`), `leave`, and what a disconnect announces.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::Services;
+use super::answer::{hook_failed, refused, reply};
+use super::refusal::Refusal;
+use super::session::{JoinedRoom, Session, disconnect_soon};
+use super::wire::{self, id_string, ok};
+use super::{push, sync_room};
+use crate::cluster::adapter::{Ack, Socket};
+use crate::policy::{Hook, JoinRequest, JoinVerdict};
+
+pub async fn join(
+    state: &Services,
+    sess: &Arc<Session>,
+    socket: &Socket,
+    data: Value,
+    ack: Option<Ack>,
+) {
+    let refuse = |r| refused(state, sess, r);
+    let Some(uid) = sess.uid() else {
+        return reply(socket, ack, "join", &refuse(Refusal::NotAuthenticated));
+    };
+    let obj = wire::first_object(&data);
+    let Some(room) = obj.and_then(|m| id_string(m.get("roomId"))) else {
+        return reply(socket, ack, "join", &refuse(Refusal::RoomIdRequired));
+    };
+    let dummy = obj
+        .and_then(|m| m.get("dummy"))
+        .is_some_and(|d| matches!(d, Value::Bool(true)) || d.as_i64() == Some(1));
+    let cfg = sess.tenant.config();
+    {
+        let st = sess.state.lock();
+        if st.rooms.iter().any(|r| *r.name == *room) {
+            drop(st);
+            return reply(socket, ack, "join", &ok("join success"));
+        }
+        if st.rooms.len() >= cfg.max_rooms_per_socket {
+            drop(st);
+            let limit = cfg.max_rooms_per_socket;
+            return reply(
+                socket,
+                ack,
+                "join",
+                &refuse(Refusal::TooManyRooms { limit }),
+            );
+        }
+    }
+    let req = JoinRequest {
+        room: room.clone(),
+        dummy,
+    };
+    {
+        let mut st = sess.state.lock();
+        if st.expired {
+            drop(st);
+            return reply(socket, ack, "join", &refuse(Refusal::JoinTimeout));
+        }
+        st.joining = true;
+    }
+    let verdict = sess
+        .tenant
+        .policy()
+        .on_join(&sess.hook_context(), &req)
+        .await;
+    sess.state.lock().joining = false;
+    match verdict {
+        Ok(JoinVerdict::Allow) => {}
+        Ok(JoinVerdict::Deny { reason }) => {
+            let hook = Hook::OnJoin;
+            return reply(
+                socket,
+                ack,
+                "join",
+                &refuse(Refusal::Plugin { hook, reason }),
+            );
+        }
+        Err(e) if hook_failed(&state.metrics, sess, Hook::OnJoin, &e) => {}
+        Err(e) => {
+            let r = Refusal::JoinUnavailable(e.to_string());
+            return reply(socket, ack, "join", &refuse(r));
+        }
+    }
+
+    socket.join(sync_room(&room));
+    let kicker = {
+        let mut st = sess.state.lock();
+        // Sockets stay in a room or two: no spare capacity per socket.
+        st.rooms.reserve_exact(1);
+        st.rooms.push(JoinedRoom {
+            name: room.as_str().into(),
+            dummy,
+        });
+        st.kicker
+    };
+    // Joined: the join deadline can no longer fire.
+    sess.cancel_deadline();
+    reply(socket, ack, "join", &ok("join success"));
+    // A dummy is told who is there but is never announced itself.
+    let others: Vec<String> = if dummy {
+        let mut users = state.presence.room_users(&sess.tenant_name, &room).await;
+        users.retain(|u| **u != *uid);
+        users
+    } else {
+        let others = state
+            .presence
+            .join_room(&sess.tenant_name, &room, sess.sid, &uid)
+            .await;
+        if !kicker {
+            let _ = socket
+                .to(sync_room(&room))
+                .emit("remote_join", &json!({ "uid": &*uid }))
+                .await;
+        }
+        others
+    };
+    for other in others {
+        let _ = socket.emit("remote_join", &json!({ "uid": other }));
+    }
+}
+
+pub async fn leave(state: &Services, sess: &Arc<Session>, socket: Socket, ack: Option<Ack>) {
+    let (uid, kicked) = {
+        let st = sess.state.lock();
+        (st.uid.clone(), st.kicked)
+    };
+    if let (Some(uid), false) = (uid, kicked) {
+        let rooms = sess.visible_rooms();
+        if !rooms.is_empty() {
+            let _ = socket
+                .to(rooms.iter().map(|r| sync_room(r)).collect::<Vec<_>>())
+                .emit("remote_leave", &json!({ "uid": &*uid }))
+                .await;
+        }
+    }
+    reply(&socket, ack, "leave", &ok("leave success"));
+    disconnect_soon(&state.io, &sess.ns, sess.sid);
+}
+
+pub async fn disconnected(state: &Services, sess: &Arc<Session>, socket: &Socket) {
+    sess.cancel_deadline();
+    state.presence.disconnect(&sess.tenant_name);
+    state
+        .metrics
+        .connections
+        .get_or_create(&crate::telemetry::Metrics::tenant(&sess.tenant_name))
+        .dec();
+    let (uid, kicked) = {
+        let st = sess.state.lock();
+        (st.uid.clone(), st.kicked)
+    };
+    let Some(uid) = uid else { return };
+    state
+        .presence
+        .user_offline(&sess.tenant_name, &uid, sess.sid);
+    let rooms = sess.visible_rooms();
+    for r in &rooms {
+        state.presence.leave_room(&sess.tenant_name, r, sess.sid);
+    }
+    if !kicked && !rooms.is_empty() {
+        let _ = socket
+            .to(rooms.iter().map(|r| sync_room(r)).collect::<Vec<_>>())
+            .emit("remote_disconnect", &json!({ "uid": &*uid }))
+            .await;
+    }
+    push::on_disconnected(state, sess, &uid).await;
+}
