@@ -16,36 +16,30 @@
 //! under the names the server's modules use: [`clock`], [`error`],
 //! [`auth`], [`policy`], [`tenant`] (from core), [`store`] and [`runtime`].
 //!
-//! Map of this crate, leaves first (a module uses only those above it, with
-//! the exceptions the architecture notes below name):
+//! Map of this crate, leaves first; a module uses only those above it:
 //! - [`config`]: node configuration (flags, `HOOKWIRE_*`, TOML).
 //! - [`telemetry`]: logs and Prometheus metrics (the runtime's families
 //!   registered beside the server's).
-//! - [`protocol`]: the session protocol on socket.io (authenticate, join,
-//!   msg, sync, presence, reliable push), its typed refusals
-//!   ([`protocol::refusal::Refusal`]) and the per-socket worker.
 //! - [`cluster`]: Redis pub/sub between nodes: the socket.io adapter, the
-//!   `notification` channel, plugin chain and tenant announcements.
-//! - [`lifecycle`]: a tenant brought in or taken out on this node, written
-//!   once for the tenants API, announcements, reconcile and startup.
-//! - [`http`]: account, admin, push and operations endpoints.
+//!   `notification` channel, plugin chain and tenant announcements. What
+//!   the bus hears goes out through [`cluster::BusEvents`].
+//! - [`protocol`]: the session protocol on socket.io (authenticate, join,
+//!   msg, sync, presence, reliable push), its typed refusals and the
+//!   per-socket worker. It receives [`protocol::Services`] and nothing
+//!   wider; it uses `cluster`'s transport types (the adapter, the presence
+//!   mirror).
+//! - [`http`]: account, admin, push, tenants, plugins and operations
+//!   endpoints. It receives [`http::ApiState`] and asks the tenant
+//!   lifecycle through [`http::TenantLifecycle`].
 //! - [`tls`]: HTTPS and WSS on the node's listener (`tls_cert` / `tls_key`).
 //! - [`cli`]: the `hookwire plugin` commands (a client of the admin API).
-//! - [`app`]: the application context ([`AppState`]) the protocol, HTTP
-//!   API and lifecycle are handed, and how it answers the cluster bus.
-//! - [`server`]: the composition root: builds [`AppState`] and serves a node;
-//!   nothing imports it.
+//! - [`app`]: the composition root ([`app::server`]) that builds every
+//!   context and serves a node, and the tenant lifecycle
+//!   ([`app::lifecycle`]) written once for the tenants API, announcements,
+//!   reconcile and startup. It implements [`cluster::BusEvents`] and
+//!   [`http::TenantLifecycle`]; nothing imports it.
 //!
-//! `protocol` uses `cluster`'s transport types (the socket.io adapter, the
-//! Redis hub, the presence mirror); `cluster` never calls `protocol`: what
-//! the bus hears reaches the application through [`cluster::BusEvents`],
-//! which the composition root implements.
-//!
-//! Still to narrow: [`AppState`] is one wide context (store, tenants,
-//! runtime, metrics, presence, bus) that `protocol`, `http` and `lifecycle`
-//! all receive and that `app` assembles from them, so those modules and
-//! `app` name each other; a context per concern would make the protocol
-//! testable without the rest.
+//! `tests/tests/layers.rs` fails when a module names one it must not.
 //!
 //! [`run`] serves one node on a bound listener until `shutdown` resolves.
 
@@ -54,9 +48,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod http;
-pub mod lifecycle;
 pub mod protocol;
-pub mod server;
 pub mod telemetry;
 pub mod tls;
 
@@ -65,6 +57,5 @@ pub use hookwire_core::{auth, clock, error, policy, tenant};
 pub use hookwire_runtime as runtime;
 pub use hookwire_store as store;
 
-pub use app::AppState;
+pub use app::server::{self, run};
 pub use config::Config;
-pub use server::run;

@@ -8,16 +8,16 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::json;
 
+use super::ApiState;
 use super::envelope::status;
 use super::{ApiError, ApiResult, Reply, body_object, caller};
-use crate::app::AppState;
 use crate::auth;
 use crate::clock::now_ms;
 use crate::protocol::wire::id_string;
 use crate::store::UserRecord;
 
 async fn issue(
-    state: &AppState,
+    state: &ApiState,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
     body: &Bytes,
@@ -68,7 +68,7 @@ async fn issue(
 
 /// `POST /user/create_token {uid}` → `{uid, token}`.
 pub async fn create_token(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
@@ -78,7 +78,7 @@ pub async fn create_token(
 
 /// `POST /user/refresh_token {uid}` → a new token; the old one stops working.
 pub async fn refresh_token(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,

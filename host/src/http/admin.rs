@@ -7,8 +7,8 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
+use super::ApiState;
 use super::{ApiError, ApiResult, Reply, body_object, caller};
-use crate::app::AppState;
 use crate::protocol::wire::id_string;
 use crate::store::PageRequest;
 
@@ -24,7 +24,7 @@ fn room_param(
 }
 
 /// `GET /admin/monitor/stat`.
-pub async fn stat(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
+pub async fn stat(State(state): State<ApiState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
     let c = caller(&state, &headers, &q).await?;
     let name = c.tenant.name();
     let (users, rooms, sockets) = state.services.presence.stat(&name).await;
@@ -39,7 +39,7 @@ pub async fn stat(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
 
 /// `GET /admin/monitor/room_users?roomId=` → `{users:[{uid}]}` (dummies are invisible).
 pub async fn room_users(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Q,
 ) -> ApiResult {
@@ -58,7 +58,7 @@ pub async fn room_users(
 
 /// `GET /admin/monitor/room_msgs?roomId=&offset=` → `{msgs:[{data,ts,uid}], offset, next}`.
 pub async fn room_msgs(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Q,
 ) -> ApiResult {
@@ -93,7 +93,7 @@ pub async fn room_msgs(
 
 /// `POST /admin/system/push {roomId, content}` → the room gets `system` with `content`.
 pub async fn push(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Q,
     body: Bytes,
@@ -122,7 +122,7 @@ pub async fn push(
 
 /// `POST /admin/system/config {forceUserAuth}`.
 pub async fn config(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Q,
     body: Bytes,
@@ -149,7 +149,7 @@ pub async fn config(
 
 /// `POST /admin/system/clear_room_msgs {roomId}` (also `/clear_room_msg`).
 pub async fn clear_room_msgs(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Q,
     body: Bytes,

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::app::{AppState, is_admin_key};
+use super::ApiState;
 use crate::error::StoreError;
 use crate::tenant::{DEFAULT_TENANT, Tenant};
 
@@ -116,7 +116,7 @@ pub fn presented_key<'a>(
 
 /// Checks that the caller presented the admin key (header or `?apiKey=`).
 pub async fn require_admin(
-    state: &AppState,
+    state: &ApiState,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
 ) -> Result<(), ApiError> {
@@ -138,7 +138,7 @@ const KEY_REFUSED: &str = "API key refused: send `Authorization: Bearer <key>` o
 /// the caller's key: the tenant's API key, the admin key, or `uid`+`token`
 /// of one of the tenant's `admin_uids` (a tenant admin user).
 pub async fn caller(
-    state: &AppState,
+    state: &ApiState,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
 ) -> Result<Caller, ApiError> {
@@ -232,5 +232,16 @@ pub fn body_object(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Valu
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::param("the body must be a JSON object")),
         Err(e) => Err(ApiError::param(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+/// Meta key of the admin key's hash.
+pub const ADMIN_KEY_META: &str = "admin_key_sha256";
+
+/// Is `key` the admin key?
+pub async fn is_admin_key(state: &ApiState, key: &str) -> bool {
+    match state.services.store.get_meta(ADMIN_KEY_META).await {
+        Ok(Some(h)) => crate::auth::ct_eq(&h, &crate::auth::sha256_hex(key)),
+        _ => false,
     }
 }

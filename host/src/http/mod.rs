@@ -18,14 +18,47 @@ pub mod plugins;
 pub mod send;
 pub mod tenants;
 
-pub use envelope::{ApiError, ApiResult, Caller, Reply, body_object, caller};
+pub use envelope::{ADMIN_KEY_META, ApiError, ApiResult, Caller, Reply, body_object, caller};
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::app::AppState;
+use crate::config::Config;
+use crate::protocol::Services;
+use crate::runtime::PluginRuntime;
+use crate::store::TenantRecord;
+use crate::tenant::Tenant;
 
-pub fn router(state: AppState) -> Router {
+/// What the HTTP API is handed: the protocol's [`Services`] (pushes,
+/// presence, the store), the node's configuration, the plugin runtime, the
+/// cluster bus, and the tenant lifecycle it asks to bring tenants in and
+/// take them out.
+#[derive(Clone)]
+pub struct ApiState {
+    pub services: Services,
+    pub config: Arc<Config>,
+    pub plugins: Arc<PluginRuntime>,
+    /// Redis pub/sub, when `--redis` is set.
+    pub bus: Option<Arc<crate::cluster::Bus>>,
+    pub lifecycle: Arc<dyn TenantLifecycle>,
+    pub started: Instant,
+}
+
+/// A tenant brought in or taken out on this node, as the application does
+/// it for every path (the tenants API is one of them). The tenants API
+/// holds the tenants' lifecycle lock around each call.
+#[async_trait::async_trait]
+pub trait TenantLifecycle: Send + Sync {
+    /// Loads the chain, mounts the namespace, then lists the tenant.
+    async fn bring_in(&self, rec: TenantRecord) -> Arc<Tenant>;
+    /// Unmounts, drains room writes, unlists; false when it was not here.
+    async fn take_out(&self, name: &str) -> bool;
+}
+
+pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/user/create_token", post(account::create_token))
         .route("/user/refresh_token", post(account::refresh_token))

@@ -8,9 +8,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::app::AppState;
+use super::ApiState;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -25,7 +25,7 @@ const STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// 200 when every dependency answers (the store, and Redis with
 /// `--redis`), 503 otherwise: load balancers take the node out of rotation
 /// but it keeps its connections, and the body says what is down.
-async fn healthz(State(state): State<AppState>) -> Response {
+async fn healthz(State(state): State<ApiState>) -> Response {
     let store_ok = match tokio::time::timeout(STORE_CHECK, state.services.store.ping()).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err(format!(
@@ -67,7 +67,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (code, Json(body)).into_response()
 }
 
-fn set_up(state: &AppState, dependency: &str, up: bool) {
+fn set_up(state: &ApiState, dependency: &str, up: bool) {
     state
         .services
         .metrics
@@ -91,14 +91,14 @@ async fn redis_ping(hub: &crate::cluster::hub::RedisHub) -> Result<(), String> {
     }
 }
 
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     if let Some(want) = &state.config.metrics_key {
         let given =
             super::envelope::presented_key(&headers, &Default::default()).map(str::to_owned);
         let allowed = match given.as_deref() {
             Some(k) => {
                 crate::auth::ct_eq(&crate::auth::sha256_hex(k), &crate::auth::sha256_hex(want))
-                    || crate::app::is_admin_key(&state, k).await
+                    || super::envelope::is_admin_key(&state, k).await
             }
             None => false,
         };

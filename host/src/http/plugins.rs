@@ -25,8 +25,8 @@ use axum::routing::{post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::ApiState;
 use super::{ApiError, ApiResult, Reply};
-use crate::app::AppState;
 use crate::policy::HookContext;
 use crate::runtime::{Hook, PluginError, PluginManifest};
 use crate::tenant::Tenant;
@@ -34,7 +34,7 @@ use crate::tenant::Tenant;
 /// Header carrying a JSON [`PluginManifest`] on upload.
 pub const MANIFEST_HEADER: &str = "x-hookwire-manifest";
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/tenants/{tenant}/plugins", axum::routing::get(list))
         .route(
@@ -59,7 +59,7 @@ pub fn routes() -> Router<AppState> {
 /// Re-activates the tenant's chain on this node after a change, and (with
 /// `--redis`) announces it so every other node reloads it from the shared
 /// store.
-pub async fn on_chain_changed(state: &AppState, tenant: &Arc<Tenant>) -> Result<(), ApiError> {
+pub async fn on_chain_changed(state: &ApiState, tenant: &Arc<Tenant>) -> Result<(), ApiError> {
     if let Some(bus) = &state.bus {
         bus.announce_chain(&tenant.name());
     }
@@ -71,7 +71,7 @@ pub async fn on_chain_changed(state: &AppState, tenant: &Arc<Tenant>) -> Result<
 
 /// Checks the admin key (header or `?apiKey=`) and finds the tenant.
 async fn admin_tenant(
-    state: &AppState,
+    state: &ApiState,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
     tenant: &str,
@@ -102,7 +102,7 @@ fn parse_manifest(text: &str, what: &str) -> Result<PluginManifest, ApiError> {
 }
 
 async fn upload(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path((tenant, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -145,7 +145,7 @@ async fn upload(
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(tenant): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -162,7 +162,7 @@ struct ChainBody {
 }
 
 async fn set_chain(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(tenant): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -183,7 +183,7 @@ async fn set_chain(
 }
 
 async fn rollback(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path((tenant, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -199,7 +199,7 @@ async fn rollback(
 }
 
 async fn set_config(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path((tenant, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -220,7 +220,7 @@ async fn set_config(
 }
 
 async fn remove(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path((tenant, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -248,7 +248,7 @@ struct TestBody {
 }
 
 async fn dry_run(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path((tenant, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,

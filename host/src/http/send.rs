@@ -7,8 +7,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
+use super::ApiState;
 use super::{ApiError, ApiResult, Reply, body_object, caller};
-use crate::app::AppState;
 use crate::policy::PushRequest;
 use crate::protocol::push::{self, PushError};
 use crate::protocol::wire::id_string;
@@ -23,7 +23,7 @@ fn list(v: Option<Value>) -> Vec<Value> {
 }
 
 pub async fn send(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,

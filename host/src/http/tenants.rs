@@ -18,15 +18,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
+use super::ApiState;
 use super::envelope::require_admin;
 use super::{ApiError, ApiResult, Reply, body_object};
-use crate::app::AppState;
 use crate::auth;
 use crate::clock::now_ms;
 use crate::store::TenantRecord;
 use crate::tenant::{DEFAULT_TENANT, TenantConfig, valid_tenant_name};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/tenants", get(list).post(create))
         .route(
@@ -72,7 +72,7 @@ fn merged_config(
 
 type Q = Query<HashMap<String, String>>;
 
-async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
+async fn list(State(state): State<ApiState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
     require_admin(&state, &headers, &q).await?;
     let tenants: Vec<Value> = state
         .services
@@ -85,7 +85,7 @@ async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q) ->
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Q,
     body: Bytes,
@@ -132,7 +132,7 @@ async fn create(
             format!("tenant `{name}` exists"),
         ));
     }
-    crate::lifecycle::bring_in(&state, rec.clone()).await;
+    state.lifecycle.bring_in(rec.clone()).await;
     announce(&state, &name);
     tracing::info!(tenant = %name, "tenant created");
     let mut v = view(&rec);
@@ -150,7 +150,7 @@ const CHANGE_ATTEMPTS: usize = 16;
 /// newer record. So a change made on one node is never undone by another
 /// node writing back its older copy. Then applied here and announced.
 pub async fn change_tenant(
-    state: &AppState,
+    state: &ApiState,
     name: &str,
     mut change: impl FnMut(&mut TenantRecord) -> Result<(), ApiError>,
 ) -> Result<TenantRecord, ApiError> {
@@ -182,14 +182,14 @@ pub async fn change_tenant(
 }
 
 /// Other nodes (with `--redis`) reload the tenant from the shared store.
-fn announce(state: &AppState, name: &str) {
+fn announce(state: &ApiState, name: &str) {
     if let Some(bus) = &state.bus {
         bus.announce_tenant(name);
     }
 }
 
 fn tenant_or_404(
-    state: &AppState,
+    state: &ApiState,
     name: &str,
 ) -> Result<std::sync::Arc<crate::tenant::Tenant>, ApiError> {
     state
@@ -200,7 +200,7 @@ fn tenant_or_404(
 }
 
 async fn show(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Q,
     Path(name): Path<String>,
@@ -210,7 +210,7 @@ async fn show(
 }
 
 async fn update(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Q,
     Path(name): Path<String>,
@@ -234,7 +234,7 @@ async fn update(
 }
 
 async fn remove(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Q,
     Path(name): Path<String>,
@@ -246,7 +246,7 @@ async fn remove(
     tenant_or_404(&state, &name)?;
     let _lifecycle = state.services.tenants.lifecycle.lock().await;
     // What its closing sockets are still writing lands before the delete.
-    crate::lifecycle::take_out(&state, &name).await;
+    state.lifecycle.take_out(&name).await;
     state.services.store.delete_tenant(&name).await?;
     announce(&state, &name);
     tracing::info!(tenant = %name, "tenant deleted");
@@ -254,7 +254,7 @@ async fn remove(
 }
 
 async fn rotate_key(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     Query(q): Q,
     Path(name): Path<String>,

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::app::AppState;
+use super::App;
 use crate::auth;
 use crate::config::Config;
+use crate::http::ApiState;
 use crate::protocol::{self, AuthLimiter, Presence, Services};
 use crate::runtime::PluginRuntime;
 use crate::store::{
@@ -144,15 +145,13 @@ pub async fn serve(
         push_order: Default::default(),
         relays: Default::default(),
     };
-    let state = AppState {
+    let state = App {
         services,
-        config: Arc::new(config),
         plugins,
         bus,
-        started: Instant::now(),
     };
     for tenant in tenants.all() {
-        crate::lifecycle::start(&state, &tenant).await;
+        super::lifecycle::start(&state, &tenant).await;
     }
     let housekeeping = protocol::spawn_housekeeping(&state.services);
     let heartbeat = state.services.presence.spawn_heartbeat();
@@ -162,13 +161,22 @@ pub async fn serve(
         .map(|b| b.spawn_listener(Arc::new(state.clone())));
     // A store shared with other nodes can change under this one.
     let reconcile = (state.services.store.kind() != "embedded")
-        .then(|| crate::lifecycle::spawn_tenant_reconcile(&state));
+        .then(|| super::lifecycle::spawn_tenant_reconcile(&state));
 
-    let mut app = crate::http::router(state.clone()).layer(layer);
+    let config = Arc::new(config);
+    let api = ApiState {
+        services: state.services.clone(),
+        config: config.clone(),
+        plugins: state.plugins.clone(),
+        bus: state.bus.clone(),
+        lifecycle: Arc::new(state.clone()),
+        started: Instant::now(),
+    };
+    let mut app = crate::http::router(api).layer(layer);
     // CORS wraps socket.io too, so a browser page of a listed origin can
     // use long-polling (the tenant's allowed_origins still decides whether
     // its socket may connect).
-    if let Some(cors) = crate::http::cors(&state.config.cors_allowed_origins) {
+    if let Some(cors) = crate::http::cors(&config.cors_allowed_origins) {
         app = app.layer(cors);
     }
     let app = app.layer(axum::middleware::map_request(trim_session_request));
@@ -341,16 +349,16 @@ async fn bootstrap(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
     match &config.admin_key {
         Some(key) => {
             store
-                .set_meta(crate::app::ADMIN_KEY_META, &auth::sha256_hex(key))
+                .set_meta(crate::http::ADMIN_KEY_META, &auth::sha256_hex(key))
                 .await?
         }
         None => {
-            if store.get_meta(crate::app::ADMIN_KEY_META).await?.is_none() {
+            if store.get_meta(crate::http::ADMIN_KEY_META).await?.is_none() {
                 let key = auth::random_secret();
                 let path = config.data_dir.join("admin.key");
                 write_secret(&path, &key)?;
                 store
-                    .set_meta(crate::app::ADMIN_KEY_META, &auth::sha256_hex(&key))
+                    .set_meta(crate::http::ADMIN_KEY_META, &auth::sha256_hex(&key))
                     .await?;
                 tracing::warn!(path = %path.display(), "first start: generated the admin key");
                 println!("hookwire: admin key written to {}", path.display());

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::AppState;
+use super::App;
 use crate::store::TenantRecord;
 use crate::tenant::{DEFAULT_TENANT, Tenant};
 
@@ -23,7 +23,7 @@ pub const DRAIN_WRITES: Duration = Duration::from_secs(10);
 /// only then listed, so once this node shows the tenant (HTTP API, tokens)
 /// its clients can connect. A chain that cannot load fails closed (its
 /// hooks fault unless the tenant fails open); `activate` logs it.
-pub async fn bring_in(state: &AppState, rec: TenantRecord) -> Arc<Tenant> {
+pub async fn bring_in(state: &App, rec: TenantRecord) -> Arc<Tenant> {
     let tenant = Arc::new(Tenant::new(rec));
     start(state, &tenant).await;
     state.services.tenants.add(tenant)
@@ -31,7 +31,7 @@ pub async fn bring_in(state: &AppState, rec: TenantRecord) -> Arc<Tenant> {
 
 /// Starts a tenant already listed (startup: the registry was read from the
 /// store before the state existed).
-pub async fn start(state: &AppState, tenant: &Arc<Tenant>) {
+pub async fn start(state: &App, tenant: &Arc<Tenant>) {
     let _ = state.plugins.activate(tenant).await;
     crate::protocol::mount(&state.services, tenant).await;
 }
@@ -39,7 +39,7 @@ pub async fn start(state: &AppState, tenant: &Arc<Tenant>) {
 /// Takes tenant `name` out: its namespace unmounted (its sockets close), the
 /// room writes they still had in flight landed (or `DRAIN_WRITES` passed),
 /// then unlisted. False when it was not here.
-pub async fn take_out(state: &AppState, name: &str) -> bool {
+pub async fn take_out(state: &App, name: &str) -> bool {
     let Some(tenant) = state.services.tenants.get(name) else {
         return false;
     };
@@ -52,7 +52,7 @@ pub async fn take_out(state: &AppState, name: &str) -> bool {
 }
 
 /// Another node changed `tenant_name`'s plugin chain: load it from the store.
-pub async fn chain_changed(state: &AppState, tenant_name: &str) {
+pub async fn chain_changed(state: &App, tenant_name: &str) {
     let Some(tenant) = state.services.tenants.get(tenant_name) else {
         return;
     };
@@ -71,7 +71,7 @@ pub const TENANT_RECONCILE: Duration = Duration::from_secs(3);
 
 /// Keeps this node's tenants equal to the shared store's, every
 /// [`TENANT_RECONCILE`] and right after Redis reconnects.
-pub fn spawn_tenant_reconcile(state: &AppState) -> tokio::task::JoinHandle<()> {
+pub fn spawn_tenant_reconcile(state: &App) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -94,7 +94,7 @@ pub fn spawn_tenant_reconcile(state: &AppState) -> tokio::task::JoinHandle<()> {
 
 /// One pass: every stored tenant applied (new ones mounted, changed ones
 /// followed), and local tenants the store no longer has removed.
-async fn reconcile_tenants(state: &AppState) {
+async fn reconcile_tenants(state: &App) {
     let stored = match state.services.store.list_tenants().await {
         Ok(v) => v,
         Err(e) => {
@@ -124,7 +124,7 @@ async fn reconcile_tenants(state: &AppState) {
 /// Another node created, changed or deleted a tenant: follow the store
 /// (read under the lifecycle lock, so what is applied is what the store
 /// holds after any local create or delete).
-pub async fn tenant_changed(state: &AppState, name: &str) {
+pub async fn tenant_changed(state: &App, name: &str) {
     let _lifecycle = state.services.tenants.lifecycle.lock().await;
     let rec = match state.services.store.get_tenant(name).await {
         Ok(r) => r,
@@ -137,7 +137,7 @@ pub async fn tenant_changed(state: &AppState, name: &str) {
 }
 
 /// Makes this node's tenant `name` what the store holds (`None`: deleted).
-async fn apply_tenant(state: &AppState, name: &str, rec: Option<TenantRecord>) {
+async fn apply_tenant(state: &App, name: &str, rec: Option<TenantRecord>) {
     match (rec, state.services.tenants.get(name)) {
         (Some(rec), Some(tenant)) => {
             if tenant.follow(rec) {
