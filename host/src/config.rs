@@ -24,11 +24,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory of the embedded store (created if missing).
     pub data_dir: PathBuf,
-    /// Keep all durable state in Redis instead of the embedded store
-    /// (`redis://host:6379/0`). See README, "Stores".
+    /// Where durable state lives; unset, it follows from the URLs given
+    /// ([`Config::store_kind`]). See README, "Stores".
+    pub store: Option<StoreKind>,
+    /// Redis (`redis://host:6379/0`): the cluster bus of the nodes on it,
+    /// and the store when `store` is `redis`.
     pub redis: Option<String>,
-    /// Keep all durable state in MongoDB (`mongodb://host:27017/hookwire`);
-    /// takes precedence over `redis` as the store.
+    /// MongoDB (`mongodb://host:27017/hookwire`): the store when `store` is
+    /// `mongo`.
     pub mongo: Option<String>,
     /// Admin key; when unset, one is generated on first start and written to
     /// `<data_dir>/admin.key`.
@@ -92,6 +95,30 @@ fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
         .collect())
 }
 
+/// Where a node keeps its durable state (tenants, users, room logs, push
+/// queues, plugins). The cluster bus is Redis whenever `redis` is set,
+/// whatever the store.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A file under `data_dir`: one node's own.
+    Embedded,
+    /// The Redis of `redis`, shared by the cluster.
+    Redis,
+    /// The MongoDB of `mongo`, shared by the cluster.
+    Mongo,
+}
+
+impl StoreKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Embedded => "embedded",
+            StoreKind::Redis => "redis",
+            StoreKind::Mongo => "mongo",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -104,6 +131,7 @@ impl Default for Config {
         Config {
             listen: "0.0.0.0:3000".parse().unwrap(),
             data_dir: PathBuf::from("./data"),
+            store: None,
             redis: None,
             mongo: None,
             admin_key: None,
@@ -137,13 +165,18 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKWIRE_DATA_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// Redis URL (e.g. redis://127.0.0.1:6379/0): cluster with the other nodes on it (rooms,
-    /// presence, announcements); also the store unless --mongo is set.
+    /// Where durable state lives: embedded (a file under --data-dir, this node's own), redis
+    /// (the --redis server) or mongo (the --mongo server) [default: mongo when --mongo is
+    /// set, else redis when --redis is set, else embedded].
+    #[arg(long, env = "HOOKWIRE_STORE", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreKind>,
+    /// Redis URL (e.g. redis://127.0.0.1:6379/0): the cluster bus with the other nodes on it
+    /// (rooms, presence, announcements), and the store when --store is redis.
     #[arg(long, env = "HOOKWIRE_REDIS", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
-    /// MongoDB URL: keep all durable state in MongoDB (e.g. mongodb://127.0.0.1:27017/hookwire);
-    /// takes precedence over --redis as the store.
+    /// MongoDB URL (e.g. mongodb://127.0.0.1:27017/hookwire): the store when --store is mongo.
     #[arg(long, env = "HOOKWIRE_MONGO", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mongo: Option<String>,
@@ -191,6 +224,7 @@ pub struct ServeArgs {
 const ENV_KEYS: &[&str] = &[
     "listen",
     "data_dir",
+    "store",
     "redis",
     "mongo",
     "admin_key",
@@ -246,8 +280,43 @@ impl Config {
         Ok(())
     }
 
+    /// The store this node uses: `store` when set, else MongoDB when
+    /// `mongo` is given, else Redis when `redis` is, else the embedded one.
+    pub fn store_kind(&self) -> StoreKind {
+        match (self.store, &self.mongo, &self.redis) {
+            (Some(kind), _, _) => kind,
+            (None, Some(_), _) => StoreKind::Mongo,
+            (None, None, Some(_)) => StoreKind::Redis,
+            (None, None, None) => StoreKind::Embedded,
+        }
+    }
+
+    /// A `store` that names a server without its URL, or an embedded store
+    /// under a cluster bus (every node would keep tenants, users and room
+    /// logs of its own).
+    fn store_error(&self) -> Option<&'static str> {
+        match (self.store, &self.mongo, &self.redis) {
+            (Some(StoreKind::Redis), _, None) => {
+                Some("store = redis needs the Redis URL: set redis (--redis, HOOKWIRE_REDIS)")
+            }
+            (Some(StoreKind::Mongo), None, _) => {
+                Some("store = mongo needs the MongoDB URL: set mongo (--mongo, HOOKWIRE_MONGO)")
+            }
+            (Some(StoreKind::Embedded), _, Some(_)) => Some(
+                "store = embedded cannot serve a cluster: with redis set every node shares its state, so use store = redis or store = mongo (or leave redis unset for one node)",
+            ),
+            (Some(StoreKind::Embedded), Some(_), None) => {
+                Some("store = embedded and mongo are both set: mongo would be unused; drop one")
+            }
+            _ => None,
+        }
+    }
+
     /// Refuses settings the node cannot serve with, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(e) = self.store_error() {
+            return Err(e.into());
+        }
         // The defaults' own rules only: a node with a small max_payload_bytes
         // keeps starting with the default max_msg_bytes; a tenant that asks
         // for a size the node cannot carry is refused by the tenants API.

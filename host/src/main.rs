@@ -60,7 +60,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args).await,
         Command::Config(args) => {
-            let config = Config::load(&args)?;
+            let mut config = Config::load(&args)?;
+            // The store in effect, also when it follows from the URLs.
+            config.store = Some(config.store_kind());
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }

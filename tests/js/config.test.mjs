@@ -50,6 +50,28 @@ describe('configuration', () => {
     assert.match(fromFlag.stdout, /commit_delay_us = 300/);
   });
 
+  test('the store: --store, else what the URLs imply; a store without its URL or an embedded one under a cluster is refused', T, async () => {
+    const effective = async (args, env) => (await run(['config', ...args], env)).stdout.match(/^store = "(\w+)"$/m)?.[1];
+    assert.equal(await effective([]), 'embedded');
+    assert.equal(await effective(['--redis', 'redis://127.0.0.1:1/0']), 'redis');
+    assert.equal(await effective(['--redis', 'redis://127.0.0.1:1/0', '--mongo', 'mongodb://127.0.0.1:1/x']), 'mongo');
+    assert.equal(await effective(['--redis', 'redis://127.0.0.1:1/0', '--store', 'mongo', '--mongo', 'mongodb://127.0.0.1:1/x']), 'mongo');
+    assert.equal(await effective([], { HOOKWIRE_STORE: 'redis', HOOKWIRE_REDIS: 'redis://127.0.0.1:1/0' }), 'redis');
+
+    const serve = (args) => run(['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'store-data'), ...args]);
+    const refused = [
+      [['--store', 'redis'], /store = redis needs the Redis URL: set redis/],
+      [['--store', 'mongo', '--redis', 'redis://127.0.0.1:1/0'], /store = mongo needs the MongoDB URL: set mongo/],
+      [['--store', 'embedded', '--redis', 'redis://127.0.0.1:1/0'], /store = embedded cannot serve a cluster/],
+      [['--store', 'disk'], /invalid value 'disk'[\s\S]*embedded, redis, mongo/],
+    ];
+    for (const [args, message] of refused) {
+      const r = await serve(args);
+      assert.notEqual(r.code, 0, `${args.join(' ')} starts`);
+      assert.match(r.stderr, message, args.join(' '));
+    }
+  });
+
   test('an unknown setting in the file is refused with a clear error', T, async () => {
     const bad = path.join(dir, 'bad.toml');
     await writeFile(bad, 'no_such_setting = 1\n');

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use super::App;
 use crate::auth;
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::http::ApiState;
 use crate::protocol::{self, AuthLimiter, Presence, Services};
 use crate::runtime::PluginRuntime;
@@ -31,18 +31,19 @@ pub async fn run(
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let store: Arc<dyn Store> = match (&config.mongo, &config.redis) {
-        (Some(url), _) => Arc::new(
+    let store: Arc<dyn Store> = match (config.store_kind(), &config.mongo, &config.redis) {
+        (StoreKind::Mongo, Some(url), _) => Arc::new(
             MongoStore::connect(url)
                 .await
                 .context("cannot connect to MongoDB (--mongo)")?,
         ),
-        (None, Some(url)) => Arc::new(
+        (StoreKind::Redis, _, Some(url)) => Arc::new(
             RedisStore::connect(url)
                 .await
-                .context("cannot connect to Redis (--redis)")?,
+                .context("cannot connect to Redis (--redis) for the store")?,
         ),
-        (None, None) => Arc::new(
+        // `validate` refused a server kind without its URL.
+        _ => Arc::new(
             EmbeddedStore::open(
                 &config.data_dir.join("hookwire.redb"),
                 Duration::from_micros(config.commit_delay_us),
@@ -182,7 +183,8 @@ pub async fn serve(
     let app = app.layer(axum::middleware::map_request(trim_session_request));
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, store = state.services.store.kind(), "hookwire listening on {scheme}://{addr}");
+    let cluster = if state.bus.is_some() { "redis" } else { "none" };
+    tracing::info!(%addr, store = state.services.store.kind(), cluster, "hookwire listening on {scheme}://{addr}");
 
     let io = state.services.io.clone();
     serve_http(listener, app, tls, async move {
