@@ -74,7 +74,7 @@ pub async fn authenticate(
         }
         st.authenticating = true;
     }
-    let (uid, rooms, claims) = match decide_auth(state, sess, socket, &req).await {
+    let (uid, rooms, claims) = match decide_auth(state, sess, &client_address(socket), &req).await {
         Ok((uid, rooms, claims)) => (Arc::<str>::from(uid), rooms, claims),
         Err(refusal) => {
             sess.state.lock().authenticating = false;
@@ -172,12 +172,23 @@ async fn kick_older(state: &Services, sess: &Session, uid: &str) {
     });
 }
 
+/// The peer address of the socket's connection, as text ("" when unknown).
+fn client_address(socket: &Socket) -> String {
+    socket
+        .req_parts()
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default()
+}
+
 /// Rate limit, the tenant's `authenticate` hook, then the built-in token
 /// check: the allowed (uid, extra rooms, claims), or the reason to refuse.
-async fn decide_auth(
+/// `client` is the connection's address.
+pub async fn decide_auth(
     state: &Services,
     sess: &Session,
-    socket: &Socket,
+    client: &str,
     req: &AuthRequest,
 ) -> Result<(String, Vec<String>, Value), Refusal> {
     let cfg = sess.tenant.config();
@@ -186,12 +197,6 @@ async fn decide_auth(
     // can still log in (a count per uid alone would let anyone lock any
     // user out). Behind a proxy every client has the proxy's address, and
     // the count is per uid again.
-    let client = socket
-        .req_parts()
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
     let limiter_key = match &req.uid {
         Some(uid) => format!("{uid}\u{1}{client}"),
         None => format!("\u{1}sid:{}", sess.sid),
@@ -261,5 +266,139 @@ async fn builtin_token_check(
         Some(u) if crate::auth::ct_eq(&u.token_hash, &crate::auth::sha256_hex(token)) => Ok(uid),
         // One text for both, so a client cannot probe which uids exist.
         Some(_) | None => Err(Refusal::InvalidToken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::HookError;
+    use crate::policy::{HookContext, Policy};
+    use crate::protocol::testing::{builtin_session, services, session};
+    use crate::store::UserRecord;
+    use crate::tenant::TenantConfig;
+    use async_trait::async_trait;
+
+    fn login(uid: &str, token: &str) -> AuthRequest {
+        auth_request(&json!({"uid": uid, "token": token}), "")
+    }
+
+    async fn with_user(state: &Services, uid: &str, token: &str) {
+        let user = UserRecord {
+            uid: uid.into(),
+            token_hash: crate::auth::sha256_hex(token),
+            created_ms: 0,
+        };
+        state.store.put_user("t1", &user).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_built_in_check_takes_the_user_s_token_only() {
+        let tmp = services();
+        let state = &tmp.services;
+        with_user(state, "u7", "good").await;
+        let sess = builtin_session(TenantConfig::default());
+        let ok = decide_auth(state, &sess, "10.0.0.1", &login("u7", "good")).await;
+        assert_eq!(ok.unwrap().0, "u7");
+        for (req, want) in [
+            (login("u7", "bad"), Refusal::InvalidToken),
+            (login("nobody", "good"), Refusal::InvalidToken),
+            (login("u7", ""), Refusal::TokenRequired),
+            (
+                auth_request(&json!({"token": "good"}), ""),
+                Refusal::UidRequired,
+            ),
+        ] {
+            let r = decide_auth(state, &sess, "10.0.0.1", &req).await;
+            assert_eq!(r.unwrap_err(), want, "{req:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_come_from_the_payload_or_the_handshake_query() {
+        let req = auth_request(&json!({}), "uid=u3&token=t%20k");
+        assert_eq!(req.uid.as_deref(), Some("u3"));
+        assert_eq!(req.token.as_deref(), Some("t k"));
+        let req = auth_request(&json!({"uid": 42, "token": "p"}), "uid=u3&token=q");
+        assert_eq!(
+            (req.uid.as_deref(), req.token.as_deref()),
+            (Some("42"), Some("p"))
+        );
+    }
+
+    #[tokio::test]
+    async fn guesses_are_limited_per_uid_and_address() {
+        let tmp = services();
+        let state = &tmp.services;
+        with_user(state, "u7", "good").await;
+        let cfg = TenantConfig {
+            auth_attempts_per_minute: 3,
+            ..TenantConfig::default()
+        };
+        let sess = builtin_session(cfg);
+        for _ in 0..3 {
+            let r = decide_auth(state, &sess, "10.0.0.66", &login("u7", "guess")).await;
+            assert_eq!(r.unwrap_err(), Refusal::InvalidToken);
+        }
+        let r = decide_auth(state, &sess, "10.0.0.66", &login("u7", "good")).await;
+        assert_eq!(
+            r.unwrap_err(),
+            Refusal::AuthRateLimited,
+            "the guesser is held"
+        );
+        let r = decide_auth(state, &sess, "10.0.0.1", &login("u7", "good")).await;
+        assert_eq!(r.unwrap().0, "u7", "the owner elsewhere still logs in");
+    }
+
+    struct Decides;
+
+    #[async_trait]
+    impl Policy for Decides {
+        async fn authenticate(
+            &self,
+            _: &HookContext,
+            req: &AuthRequest,
+        ) -> Result<AuthVerdict, HookError> {
+            Ok(match req.token.as_deref() {
+                Some("plugin-ok") => AuthVerdict::Allow {
+                    uid: "from-plugin".into(),
+                    rooms: vec!["extra".into()],
+                    claims: json!({"role": "mod"}),
+                },
+                Some("plugin-no") => AuthVerdict::Deny {
+                    reason: "banned".into(),
+                },
+                _ => AuthVerdict::Defer,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_tenant_s_hook_decides_first_and_defers_to_the_built_in_check() {
+        let tmp = services();
+        let state = &tmp.services;
+        with_user(state, "u7", "good").await;
+        let sess = session(Box::new(Decides), TenantConfig::default());
+        let (uid, rooms, claims) = decide_auth(state, &sess, "", &login("x", "plugin-ok"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (uid.as_str(), rooms, claims),
+            (
+                "from-plugin",
+                vec!["extra".to_string()],
+                json!({"role": "mod"})
+            )
+        );
+        let r = decide_auth(state, &sess, "", &login("x", "plugin-no")).await;
+        assert_eq!(
+            r.unwrap_err(),
+            Refusal::Plugin {
+                hook: Hook::Authenticate,
+                reason: "banned".into()
+            }
+        );
+        let r = decide_auth(state, &sess, "", &login("u7", "good")).await;
+        assert_eq!(r.unwrap().0, "u7", "deferred to the token check");
     }
 }

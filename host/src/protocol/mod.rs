@@ -26,6 +26,8 @@ pub mod relay;
 pub mod rooms;
 mod session;
 pub mod sync;
+#[cfg(test)]
+mod testing;
 pub mod wire;
 mod worker;
 

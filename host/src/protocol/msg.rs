@@ -346,40 +346,14 @@ mod tests {
     use super::*;
     use crate::error::HookError;
     use crate::policy::{HookContext, KnownJson, Policy, msg_serialisations};
-    use crate::store::TenantRecord;
-    use crate::tenant::{Tenant, TenantConfig};
+    use crate::protocol::testing::{builtin_session, session};
+    use crate::tenant::TenantConfig;
     use async_trait::async_trait;
-    use socketioxide::socket::Sid;
 
     const NOW: u64 = 1_700_000_000_123;
 
-    /// A session of `uid` in `room` of a tenant with `policy`.
-    fn session(policy: Box<dyn Policy>, cfg: TenantConfig) -> Session {
-        let tenant = Arc::new(Tenant::new(TenantRecord {
-            name: "t1".into(),
-            config: cfg,
-            api_key_hashes: vec![],
-            created_ms: 0,
-            version: 0,
-        }));
-        tenant.set_policy(policy);
-        let sess = Session::new(Sid::new(), tenant, "t1".into(), "/t1".into(), None);
-        {
-            let mut st = sess.state.lock();
-            st.uid = Some("u1".into());
-            st.rooms.push(super::super::session::JoinedRoom {
-                name: "r1".into(),
-                dummy: false,
-            });
-        }
-        sess
-    }
-
     fn builtin() -> Session {
-        session(
-            Box::new(crate::policy::BuiltinPolicy),
-            TenantConfig::default(),
-        )
+        builtin_session(TenantConfig::default())
     }
 
     /// Plans `data` and returns the plan with how many times the message
@@ -487,7 +461,7 @@ mod tests {
             max_msg_bytes: 32,
             ..TenantConfig::default()
         };
-        let sess = session(Box::new(crate::policy::BuiltinPolicy), cfg);
+        let sess = builtin_session(cfg);
         let (r, _) = planned(&sess, json!({"data": "x".repeat(40)})).await;
         assert!(
             matches!(r, Err(Refusal::MsgTooLarge { limit: 32, .. })),
