@@ -62,51 +62,84 @@ impl PluginInfo {
     }
 }
 
-/// The flag of `describe`'s `hooks` that says a plugin implements `hook`
-/// (`describe` itself is always implemented).
-fn describe_flag(hook: Hook) -> Option<b::Hooks> {
-    match hook {
-        Hook::Describe => None,
-        Hook::Authenticate => Some(b::Hooks::AUTHENTICATE),
-        Hook::OnJoin => Some(b::Hooks::ON_JOIN),
-        Hook::OnMsg => Some(b::Hooks::ON_MSG),
-        Hook::StorageMode => Some(b::Hooks::STORAGE_MODE),
-        Hook::RoutePush => Some(b::Hooks::ROUTE_PUSH),
+/// Hands a call's argument to the generated binding: a borrowed WIT record
+/// is copied as its references (never its strings), a plain enum as is.
+trait Lend {
+    type Out;
+    fn lend(&self) -> Self::Out;
+}
+
+impl<T: Clone> Lend for &T {
+    type Out = T;
+    fn lend(&self) -> T {
+        (**self).clone()
     }
 }
 
-/// One hook invocation, already in WIT types. They borrow the caller's
-/// strings (no copy before the one into the guest), and a chain builds
-/// them once and lends them to each plugin.
-enum Call<'a> {
-    Describe,
-    Authenticate(&'a b::Context<'a>, &'a b::AuthRequest<'a>),
-    OnJoin(&'a b::Context<'a>, &'a b::JoinRequest<'a>),
-    OnMsg(&'a b::Context<'a>, &'a b::MsgEvent<'a>),
-    StorageMode(&'a b::Context<'a>, &'a b::MsgEvent<'a>, b::StorageMode),
-    RoutePush(&'a b::Context<'a>, &'a b::PushRequest<'a>),
+impl Lend for b::StorageMode {
+    type Out = b::StorageMode;
+    fn lend(&self) -> Self {
+        *self
+    }
 }
 
-enum Output {
-    Describe(b::PluginInfo),
-    Authenticate(b::AuthVerdict),
-    OnJoin(b::JoinVerdict),
-    OnMsg(b::MsgVerdict),
-    StorageMode(b::StorageMode),
-    RoutePush(b::PushRoute),
-}
-
-impl Call<'_> {
-    fn hook(&self) -> Hook {
-        match self {
-            Call::Describe => Hook::Describe,
-            Call::Authenticate(..) => Hook::Authenticate,
-            Call::OnJoin(..) => Hook::OnJoin,
-            Call::OnMsg(..) => Hook::OnMsg,
-            Call::StorageMode(..) => Hook::StorageMode,
-            Call::RoutePush(..) => Hook::RoutePush,
+/// The hooks' dispatch, one row per hook: the [`Hook`], the flag of
+/// `describe`'s `hooks` that says a plugin implements it, the binding that
+/// calls it, its WIT arguments and answer. From it come `Call` (one
+/// invocation, borrowing the caller's records, built once by a chain and
+/// lent to each plugin), `Output`, `Call::hook`, `describe_flag` and
+/// `invoke`. A new hook is a row here; its typed call on [`LoadedPlugin`]
+/// turns the answer into the core's verdict.
+macro_rules! hook_dispatch {
+    ($( $hook:ident, $flag:expr => $method:ident ( $($arg:ident : $ty:ty),* ) -> $out:ty; )*) => {
+        enum Call<'a> {
+            $( $hook($($ty),*), )*
         }
-    }
+
+        enum Output {
+            $( $hook($out), )*
+        }
+
+        impl Call<'_> {
+            fn hook(&self) -> Hook {
+                match self {
+                    $( Call::$hook(..) => Hook::$hook, )*
+                }
+            }
+        }
+
+        /// The flag of `describe`'s `hooks` that says a plugin implements
+        /// `hook` (`describe` itself is always implemented).
+        fn describe_flag(hook: Hook) -> Option<b::Hooks> {
+            match hook {
+                $( Hook::$hook => $flag, )*
+            }
+        }
+
+        async fn invoke(warm: &mut Warm, call: &Call<'_>) -> Result<Output, wasmtime::Error> {
+            let Warm { store, guest } = warm;
+            Ok(match call {
+                $( Call::$hook($($arg),*) => {
+                    Output::$hook(guest.$method(&mut *store, $($arg.lend()),*).await?)
+                } )*
+            })
+        }
+    };
+}
+
+hook_dispatch! {
+    Describe, None => call_describe() -> b::PluginInfo;
+    Authenticate, Some(b::Hooks::AUTHENTICATE) =>
+        call_authenticate(ctx: &'a b::Context<'a>, req: &'a b::AuthRequest<'a>) -> b::AuthVerdict;
+    OnJoin, Some(b::Hooks::ON_JOIN) =>
+        call_on_join(ctx: &'a b::Context<'a>, req: &'a b::JoinRequest<'a>) -> b::JoinVerdict;
+    OnMsg, Some(b::Hooks::ON_MSG) =>
+        call_on_msg(ctx: &'a b::Context<'a>, ev: &'a b::MsgEvent<'a>) -> b::MsgVerdict;
+    StorageMode, Some(b::Hooks::STORAGE_MODE) =>
+        call_storage_mode(ctx: &'a b::Context<'a>, ev: &'a b::MsgEvent<'a>, proposed: b::StorageMode)
+            -> b::StorageMode;
+    RoutePush, Some(b::Hooks::ROUTE_PUSH) =>
+        call_route_push(ctx: &'a b::Context<'a>, req: &'a b::PushRequest<'a>) -> b::PushRoute;
 }
 
 /// The metric handles of one plugin, resolved once at load: a hook call
@@ -190,7 +223,7 @@ impl LoadedPlugin {
             idle: Mutex::new(Vec::new()),
             metrics,
         };
-        match p.call(&Call::Describe).await? {
+        match p.call(&Call::Describe()).await? {
             Output::Describe(info) => p.info = PluginInfo::from_guest(info),
             _ => unreachable!("describe returns describe"),
         }
@@ -294,39 +327,6 @@ impl LoadedPlugin {
         }
     }
 
-    async fn invoke(warm: &mut Warm, call: &Call<'_>) -> Result<Output, wasmtime::Error> {
-        let Warm { store, guest } = warm;
-        // The calls take the borrowed records by value: `lend(x)` copies
-        // their references, not the strings.
-        fn lend<T: Clone>(x: &T) -> T {
-            x.clone()
-        }
-        Ok(match call {
-            Call::Describe => Output::Describe(guest.call_describe(&mut *store).await?),
-            Call::Authenticate(c, r) => Output::Authenticate(
-                guest
-                    .call_authenticate(&mut *store, lend(*c), lend(*r))
-                    .await?,
-            ),
-            Call::OnJoin(c, r) => {
-                Output::OnJoin(guest.call_on_join(&mut *store, lend(*c), lend(*r)).await?)
-            }
-            Call::OnMsg(c, e) => {
-                Output::OnMsg(guest.call_on_msg(&mut *store, lend(*c), lend(*e)).await?)
-            }
-            Call::StorageMode(c, e, p) => Output::StorageMode(
-                guest
-                    .call_storage_mode(&mut *store, lend(*c), lend(*e), *p)
-                    .await?,
-            ),
-            Call::RoutePush(c, r) => Output::RoutePush(
-                guest
-                    .call_route_push(&mut *store, lend(*c), lend(*r))
-                    .await?,
-            ),
-        })
-    }
-
     /// Runs one hook in an instance, under the plugin's limits; counts it.
     async fn call(&self, call: &Call<'_>) -> Result<Output, HookError> {
         let hook = call.hook();
@@ -406,7 +406,7 @@ impl LoadedPlugin {
         // waits in the host (a WASI sleep or poll, kv, http-fetch) is ended
         // here, at the call's wall ceiling counted from its start. Dropping
         // the call's future unwinds the guest's fiber.
-        match tokio::time::timeout_at(deadline, Self::invoke(&mut warm, call)).await {
+        match tokio::time::timeout_at(deadline, invoke(&mut warm, call)).await {
             Ok(Ok(out)) => {
                 if let Some(fuel) = self.scope.limits.fuel {
                     let left = warm.store.get_fuel().unwrap_or(fuel);
