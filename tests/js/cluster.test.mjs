@@ -192,6 +192,23 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
     }, 15000, 'stat on C = 1 user in 1 room');
   });
 
+  test('rooms and kick are cluster-wide: a room on two nodes is listed once with both users; a kick on C reaches A', T, async () => {
+    const room = rid('r');
+    const u1 = await member(A, room, { label: 'u1' });
+    const u2 = await member(B, room, { label: 'u2' });
+    const find = async (n) => ok(await n.api('GET', '/admin/monitor/rooms'), `rooms on ${n.label}`).rooms.filter((r) => r.roomId === room);
+    let seen;
+    await eventually(async () => (seen = await find(C)).length === 1 && seen[0].users === 2, 15000, 'rooms on C lists the room with 2 users')
+      .catch(() => {});
+    assert.deepEqual(seen, [{ roomId: room, users: 2, sockets: 2 }]);
+    const gone = u1.waitDisconnect();
+    ok(await C.api('POST', '/admin/system/kick', { body: { uid: u1.uid } }), 'kick on C');
+    assert.deepEqual(await u1.waitFor('kickout'), { uid: String(u1.uid), data: 'kicked by an administrator' });
+    await gone;
+    assert.equal(U(await u2.waitFor('remote_disconnect')), String(u1.uid));
+    u2.close();
+  });
+
   // ---- tenants ---------------------------------------------------------------
 
   test('a tenant created with POST /api/tenants on A is usable on B (token, namespace, cross-node msg)', T, async () => {

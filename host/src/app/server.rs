@@ -145,6 +145,7 @@ pub async fn serve(
         auth_limiter,
         push_order: Default::default(),
         relays: Default::default(),
+        taps: Default::default(),
     };
     let state = App {
         services,
@@ -186,10 +187,11 @@ pub async fn serve(
     let cluster = if state.bus.is_some() { "redis" } else { "none" };
     tracing::info!(%addr, store = state.services.store.kind(), cluster, "hookwire listening on {scheme}://{addr}");
 
-    let io = state.services.io.clone();
+    let (io, taps) = (state.services.io.clone(), state.services.taps.clone());
     serve_http(listener, app, tls, async move {
         shutdown.await;
         tracing::info!("shutting down: closing connections");
+        taps.close_all();
         io.close().await;
     })
     .await;

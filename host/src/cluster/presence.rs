@@ -211,6 +211,40 @@ impl PresenceMirror {
         Some(v)
     }
 
+    /// Rooms with visible members on all nodes, as (room, distinct users,
+    /// sockets), the first `limit` by name, and how many there are in all;
+    /// `None` when Redis does not answer.
+    pub async fn rooms(
+        &self,
+        t: &str,
+        limit: usize,
+    ) -> Option<(Vec<(String, usize, usize)>, usize)> {
+        let mut conn = self.hub.conn();
+        let list = redis::cmd("SMEMBERS").arg(rooms_key(t)).clone();
+        let q = list.query_async::<Vec<String>>(&mut conn);
+        let mut names = tokio::time::timeout(QUERY_TIMEOUT, q).await.ok()?.ok()?;
+        let total = names.len();
+        names.sort();
+        names.truncate(limit);
+        let mut pipe = redis::pipe();
+        for r in &names {
+            pipe.hvals(room_key(t, r));
+        }
+        let q = pipe.query_async::<Vec<Vec<String>>>(&mut conn);
+        let members = tokio::time::timeout(QUERY_TIMEOUT, q).await.ok()?.ok()?;
+        let rooms = names
+            .into_iter()
+            .zip(members)
+            .map(|(r, mut uids)| {
+                let sockets = uids.len();
+                uids.sort();
+                uids.dedup();
+                (r, uids.len(), sockets)
+            })
+            .collect();
+        Some((rooms, total))
+    }
+
     /// (online users, rooms with visible members, connections) on all nodes.
     pub async fn stat(&self, t: &str) -> Option<(usize, usize, usize)> {
         let mut conn = self.hub.conn();

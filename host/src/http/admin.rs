@@ -91,6 +91,148 @@ pub async fn room_msgs(
     Ok(Reply(out))
 }
 
+/// `GET /admin/monitor/rooms?limit=` → `{rooms:[{roomId, users, sockets}],
+/// total, truncated}`: rooms with visible members on every node, by name.
+pub async fn rooms(State(state): State<ApiState>, headers: HeaderMap, Query(q): Q) -> ApiResult {
+    let c = caller(&state, &headers, &q).await?;
+    let limit = match q.get("limit") {
+        None => ROOMS_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=ROOMS_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::param(format!("limit must be 1..={ROOMS_LIMIT}")))?,
+    };
+    let (rooms, total) = state.services.presence.rooms(&c.tenant.name(), limit).await;
+    let rooms: Vec<Value> = rooms
+        .into_iter()
+        .map(|(r, users, sockets)| json!({ "roomId": r, "users": users, "sockets": sockets }))
+        .collect();
+    let truncated = rooms.len() < total;
+    Ok(Reply(
+        json!({ "rooms": rooms, "total": total, "truncated": truncated }),
+    ))
+}
+
+/// `GET /admin/monitor/tap?roomId=` (admin key only): the room's `msg`s as
+/// this node relays them, as server-sent events: `msg` with the relayed
+/// JSON, `dropped` with `{dropped: n}` once a second when the watcher's rate
+/// ([`TAP_RATE`](crate::protocol::tap::TAP_RATE) a second) or backlog was
+/// passed. Read-only; the stream ends when the node shuts down.
+pub async fn tap(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Q,
+) -> Result<axum::response::Response, ApiError> {
+    use crate::protocol::tap::{TAP_RATE, Tap, TapError};
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+
+    let c = caller(&state, &headers, &q).await?;
+    if !c.is_admin {
+        return Err(ApiError::key_refused(
+            "a live tap needs the admin key: it shows every user's messages",
+        ));
+    }
+    let room = room_param(&q, None)?;
+    let tap = state
+        .services
+        .taps
+        .watch(&c.tenant.name(), &room)
+        .map_err(|e| match e {
+            TapError::Busy => ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                super::envelope::status::FAILED,
+                e.to_string(),
+            ),
+            TapError::Closed => ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                super::envelope::status::FAILED,
+                e.to_string(),
+            ),
+        })?;
+
+    /// One watcher's stream: its tap, this second's count and what it dropped.
+    struct Watch {
+        tap: Tap,
+        second: tokio::time::Instant,
+        sent: u32,
+        dropped: u64,
+        /// Arrived as a drop report was due: goes out after the report.
+        pending: Option<crate::protocol::tap::Tapped>,
+    }
+    let start = Watch {
+        tap,
+        second: tokio::time::Instant::now(),
+        sent: 0,
+        dropped: 0,
+        pending: None,
+    };
+    let events = futures::stream::unfold(start, |mut w| async move {
+        loop {
+            let got = match w.pending.take() {
+                Some(text) => Ok(text),
+                None => w.tap.rx.recv().await,
+            };
+            let now = tokio::time::Instant::now();
+            if now.duration_since(w.second) >= std::time::Duration::from_secs(1) {
+                w.second = now;
+                w.sent = 0;
+                if w.dropped > 0 {
+                    let n = std::mem::take(&mut w.dropped);
+                    let dropped = Event::default()
+                        .event("dropped")
+                        .data(json!({ "dropped": n }).to_string());
+                    match got {
+                        Ok(text) => w.pending = Some(text),
+                        Err(RecvError::Lagged(k)) => w.dropped += k,
+                        Err(RecvError::Closed) => {}
+                    }
+                    return Some((Ok::<_, std::convert::Infallible>(dropped), w));
+                }
+            }
+            match got {
+                Ok(text) if w.sent < TAP_RATE => {
+                    w.sent += 1;
+                    return Some((Ok(Event::default().event("msg").data(&*text)), w));
+                }
+                Ok(_) => w.dropped += 1,
+                Err(RecvError::Lagged(k)) => w.dropped += k,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Most rooms one `rooms` answer lists.
+const ROOMS_LIMIT: usize = 1000;
+
+/// `POST /admin/system/kick {uid, reason?}` → the uid's sockets on every
+/// node get `kickout` and are disconnected.
+pub async fn kick(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Q,
+    body: Bytes,
+) -> ApiResult {
+    let c = caller(&state, &headers, &q).await?;
+    let body = body_object(&headers, &body)?;
+    let uid = id_string(body.get("uid"))
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::param("uid is required"))?;
+    let reason = match body.get("reason") {
+        None | Some(Value::Null) => "kicked by an administrator".to_string(),
+        Some(Value::String(r)) if !r.is_empty() && r.len() <= 200 => r.clone(),
+        Some(_) => return Err(ApiError::param("reason must be a string of 1..=200 bytes")),
+    };
+    crate::protocol::rooms::kick(&state.services, &c.tenant.namespace(), &uid, &reason).await;
+    Ok(Reply(json!({ "uid": uid })))
+}
+
 /// `POST /admin/system/push {roomId, content}` → the room gets `system` with `content`.
 pub async fn push(
     State(state): State<ApiState>,

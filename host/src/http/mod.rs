@@ -65,6 +65,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/admin/monitor/stat", get(admin::stat))
         .route("/admin/monitor/room_users", get(admin::room_users))
         .route("/admin/monitor/room_msgs", get(admin::room_msgs))
+        .route("/admin/monitor/rooms", get(admin::rooms))
+        .route("/admin/monitor/tap", get(admin::tap))
+        .route("/admin/system/kick", post(admin::kick))
         .route("/admin/system/push", post(admin::push))
         .route("/admin/system/config", post(admin::config))
         .route(

@@ -13,6 +13,7 @@
 //! - [`relay`]: each room's committed messages relayed in order.
 //! - [`sync`]: pages of a room's history.
 //! - [`push`]: reliable pushes to users' devices, acked in order.
+//! - [`tap`]: administrators watching a room's traffic, bounded.
 //! - `presence`, `limiter`: who is online where; auth attempts per minute.
 
 mod answer;
@@ -26,6 +27,7 @@ pub mod relay;
 pub mod rooms;
 mod session;
 pub mod sync;
+pub mod tap;
 #[cfg(test)]
 mod testing;
 pub mod wire;
@@ -69,6 +71,8 @@ pub struct Services {
     pub push_order: Arc<push::AckOrder>,
     /// Relays each room's stored `msg`s after their commit, in order.
     pub relays: Arc<relay::RoomRelays>,
+    /// Administrators watching rooms' traffic on this node.
+    pub taps: Arc<tap::Taps>,
 }
 use session::disconnect_soon;
 use wire::WantsAck;

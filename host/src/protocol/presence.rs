@@ -253,6 +253,31 @@ impl Presence {
         self.with(tenant, |t, _| t.rooms.get(room).map_or(0, HashMap::len))
     }
 
+    /// Rooms with visible members on all nodes as (room, distinct users,
+    /// sockets), the first `limit` by name, and how many there are in all.
+    pub async fn rooms(&self, tenant: &str, limit: usize) -> (Vec<(String, usize, usize)>, usize) {
+        if let Some(m) = &self.mirror
+            && let Some(r) = m.rooms(tenant, limit).await
+        {
+            return r;
+        }
+        self.with(tenant, |t, _| {
+            let mut rooms: Vec<(String, usize, usize)> = t
+                .rooms
+                .iter()
+                .filter(|(_, m)| !m.is_empty())
+                .map(|(r, m)| {
+                    let users = m.values().collect::<HashSet<_>>().len();
+                    (r.clone(), users, m.len())
+                })
+                .collect();
+            let total = rooms.len();
+            rooms.sort();
+            rooms.truncate(limit);
+            (rooms, total)
+        })
+    }
+
     /// (online users, rooms with visible members, connections) on all nodes.
     pub async fn stat(&self, tenant: &str) -> (usize, usize, usize) {
         if let Some(m) = &self.mirror

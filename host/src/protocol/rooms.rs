@@ -169,3 +169,25 @@ pub async fn disconnected(state: &Services, sess: &Arc<Session>, socket: &Socket
     }
     push::on_disconnected(state, sess, &uid).await;
 }
+
+/// An administrator's kick: every socket of `uid` in namespace `ns`, on
+/// every node, gets `kickout` with `reason` and is disconnected a moment
+/// later (so the event reaches it on every transport). Its rooms hear
+/// `remote_disconnect` as for any disconnect.
+pub async fn kick(state: &Services, ns: &str, uid: &str, reason: &str) {
+    let Some(ns) = state.io.of(ns) else {
+        return;
+    };
+    let room = super::uid_room(uid);
+    let _ = ns
+        .clone()
+        .within(room.clone())
+        .emit("kickout", &json!({ "uid": uid, "data": reason }))
+        .await;
+    tokio::spawn(async move {
+        tokio::time::sleep(super::session::DISCONNECT_DELAY).await;
+        if let Err(e) = ns.within(room).disconnect().await {
+            tracing::warn!(error = ?e, "disconnecting kicked sockets failed on some node");
+        }
+    });
+}

@@ -47,6 +47,7 @@ pub fn services() -> TempStore {
         auth_limiter: Arc::new(AuthLimiter::new(None)),
         push_order: Default::default(),
         relays: Default::default(),
+        taps: Default::default(),
     };
     TempStore { services, dir }
 }
