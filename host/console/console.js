@@ -96,6 +96,8 @@
 
   const fmtNum = (n) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: n < 10 ? 1 : 0 }) : '–');
   const fmtTime = (ms) => (ms ? new Date(ms).toLocaleString() : '–');
+  /** `room_msgs` dates in Unix seconds; the rest of the API in milliseconds. */
+  const fmtSecs = (s) => (s ? fmtTime(s * 1000) : '–');
   function fmtDuration(secs) {
     const d = Math.floor(secs / 86400), h = Math.floor((secs % 86400) / 3600), m = Math.floor((secs % 3600) / 60);
     if (d) return `${d} d ${h} h`;
@@ -175,6 +177,7 @@
       sessionStorage.setItem(SESSION, JSON.stringify(session));
       $('signin-key').value = '';
       $('signin-key').removeAttribute('aria-invalid');
+      $('flash').hidden = true;
       applySession();
       if (location.hash === '#signin') history.replaceState(null, '', '#overview');
       route();
@@ -442,7 +445,7 @@
   function fieldFor(name, value) {
     const id = `cfg-${name}`;
     const errId = `cfg-err-${name}`;
-    const wrap = el('div', { class: 'field', 'data-field': name });
+    const wrap = el('div', { class: typeof value === 'boolean' ? 'field bool' : 'field', 'data-field': name });
     let input;
     if (typeof value === 'boolean') {
       input = el('input', { id, type: 'checkbox', 'aria-describedby': errId });
@@ -691,7 +694,7 @@
       const active = p.versions.find((v) => v.version === p.active_version) || p.versions[p.versions.length - 1];
       const canRollback = p.active_version !== null && p.versions.some((v) => v.version < p.active_version);
       const cfgId = `pl-cfg-${p.name}`;
-      const cfg = el('textarea', { id: cfgId, rows: 4, spellcheck: 'false', 'aria-describedby': `${cfgId}-err` });
+      const cfg = el('textarea', { id: cfgId, rows: 8, spellcheck: 'false', 'aria-describedby': `${cfgId}-err` });
       cfg.value = JSON.stringify(active?.manifest ?? {}, null, 2);
       const cfgErr = el('p', { id: `${cfgId}-err`, class: 'error', role: 'alert', hidden: true });
       return el('div', { class: 'plugin', 'data-plugin': p.name },
@@ -783,6 +786,7 @@
       pickFile(null);
       $('pl-file').value = '';
       $('pl-name').value = '';
+      $('pl-manifest').value = '';
       await loadPlugins();
       flash(`${up.name} v${up.version} uploaded (${fmtBytes(up.size)}).`);
     } catch (e) {
@@ -885,7 +889,7 @@
     room.offset = offset;
     room.next = r.next ? r.offset : null;
     $('rm-msgs').tBodies[0].replaceChildren(...r.msgs.map((m) => el('tr', {},
-      el('td', { text: fmtTime(m.ts) }),
+      el('td', { text: fmtSecs(m.ts) }),
       el('td', { text: m.uid ?? '' }),
       el('td', { class: 'data', text: JSON.stringify(m.data) }))));
     $('rm-msgs-empty').hidden = r.msgs.length > 0;
