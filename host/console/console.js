@@ -180,7 +180,7 @@
       $('flash').hidden = true;
       applySession();
       if (location.hash === '#signin') history.replaceState(null, '', '#overview');
-      route();
+      route(true);
     } catch (e) {
       showError(err, e.message);
       $('signin-key').setAttribute('aria-invalid', 'true');
@@ -193,6 +193,7 @@
 
   function signOut() {
     session = null;
+    metricsRefused = null;
     sessionStorage.removeItem(SESSION);
     stopPolling();
     applySession();
@@ -227,7 +228,8 @@
   const VIEWS = ['signin', 'overview', 'tenants', 'plugins', 'rooms'];
   const ADMIN_ONLY = new Set(['tenants', 'plugins']);
 
-  function route() {
+  /** `moveFocus`: a navigation, so a screen reader lands on the new page's heading. */
+  function route(moveFocus = false) {
     const [name, arg] = location.hash.replace(/^#/, '').split('/').map(decodeURIComponent);
     let view = VIEWS.includes(name) ? name : 'overview';
     if (!session) view = 'signin';
@@ -244,6 +246,11 @@
     }
     document.title = `${view === 'signin' ? 'Sign in' : view[0].toUpperCase() + view.slice(1)} · hookwire console`;
     if (view === 'signin') { $('signin-key').focus(); return; }
+    if (moveFocus) {
+      const h = document.querySelector(`#view-${view} h1`);
+      h.setAttribute('tabindex', '-1');
+      h.focus();
+    }
     const token = viewToken;
     const run = { overview: showOverview, tenants: showTenants, plugins: showPlugins, rooms: showRooms }[view];
     run(arg, token).catch((e) => handleFail(e));
@@ -258,6 +265,12 @@
 
   /** Samples of the `/metrics` counters, for rates between two polls. */
   let lastSample = null;
+  /**
+   * The node wants its metrics key and this key is not it: asked once per
+   * session, since every refused poll would be one more error in the
+   * browser's console.
+   */
+  let metricsRefused = null;
 
   /** OpenMetrics text → [{name, labels, value}]. */
   function parseMetrics(text) {
@@ -306,7 +319,11 @@
     const tenant = session.role === 'tenant' ? session.tenant : null;
     const [health, metricsText, stat] = await Promise.all([
       fetch('/healthz', { cache: 'no-store' }).then((r) => r.json()).catch((e) => ({ status: 'unreachable', error: e.message })),
-      api('GET', '/metrics').catch((e) => (e.http === 401 ? e : Promise.reject(e))),
+      metricsRefused ?? api('GET', '/metrics').catch((e) => {
+        if (e.http !== 401) throw e;
+        metricsRefused = e;
+        return e;
+      }),
       tenant ? api('GET', `/admin/monitor/stat?${tq(tenant)}`) : null,
     ]);
     if (currentView !== 'overview') return;
@@ -930,7 +947,7 @@
     $('signin-kind-tenant').addEventListener('change', kindChanged);
     kindChanged();
     $('signout').addEventListener('click', signOut);
-    window.addEventListener('hashchange', route);
+    window.addEventListener('hashchange', () => route(true));
 
     $('tenant-create').addEventListener('submit', createTenant);
     $('key-reveal-done').addEventListener('click', hideKey);

@@ -94,8 +94,15 @@ describe('admin console', { skip }, () => {
     assert.deepEqual(problems, [], `the page reported errors:\n${problems.join('\n')}`);
   });
 
-  /** Screenshots of the page as it is, at desktop and phone width. */
+  /** Visible controls without an accessible name (nothing a screen reader could call them). */
+  const unnamedControls = () => page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button, [role=button], a[href]')]
+    .filter((e) => e.offsetParent !== null || e.getClientRects().length)
+    .filter((e) => !(e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.labels?.length || e.textContent.trim()))
+    .map((e) => e.outerHTML.slice(0, 120)));
+
+  /** Screenshots of the page as it is, at desktop and phone width; checks it on the way. */
   async function shoot(name) {
+    assert.deepEqual(await unnamedControls(), [], `${name}: controls without a name`);
     await page.setViewportSize(DESKTOP);
     await page.screenshot({ path: path.join(ARTIFACTS, `${name}-desktop.png`), fullPage: true });
     await page.setViewportSize(PHONE);
@@ -408,8 +415,16 @@ describe('admin console', { skip }, () => {
     ok(await srv.admin('POST', '/api/tenants', { body: { name: doomed } }), 'create');
     await page.goto(`${srv.url}/console#tenants/${doomed}`);
     await page.locator('#tenant-edit').waitFor({ state: 'visible' });
+    // Escape cancels: nothing is deleted.
+    await page.click('#te-delete');
+    await page.locator('#confirm').waitFor({ state: 'visible' });
+    await page.keyboard.press('Escape');
+    await page.locator('#confirm').waitFor({ state: 'hidden' });
+    ok(await srv.admin('GET', `/api/tenants/${doomed}`), 'still there after Escape');
     await page.click('#te-delete');
     assert.ok(await page.locator('#confirm-ok').isDisabled(), 'confirm waits for the name');
+    await page.fill('#confirm-type', doomed.slice(0, -1));
+    assert.ok(await page.locator('#confirm-ok').isDisabled(), 'a near miss does not confirm');
     await page.fill('#confirm-type', doomed);
     await page.click('#confirm-ok');
     await page.locator(`#tenant-list tr[data-tenant="${doomed}"]`).waitFor({ state: 'detached' });
@@ -443,5 +458,28 @@ describe('admin console', { skip }, () => {
     await page.locator('#view-signin').waitFor({ state: 'visible' });
     assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'sign-out forgets the key');
     await shoot('signin');
+  });
+
+  test('a node with a metrics key: a tenant key is told, asked once, and sees its numbers from stat', T, async () => {
+    const guarded = await startServer({ env: { HOOKWIRE_METRICS_KEY: `metrics-${rid('k')}` } });
+    try {
+      const c = await loginJoin(guarded, rid('g'), { label: 'guarded' });
+      clients.push(c);
+      expectedRefusals = 1;
+      await page.goto(`${guarded.url}/console`);
+      await page.check('#signin-kind-tenant');
+      await page.fill('#signin-tenant', 'default');
+      await page.fill('#signin-key', guarded.apiKey);
+      await page.press('#signin-key', 'Enter');
+      await page.locator('#ov-metrics-note').waitFor({ state: 'visible' });
+      assert.match(await text('#ov-metrics-note'), /metrics key/);
+      await eventually(async () => (await text('#ov-connections')) === '1', 15000, 'connections from stat');
+      // Further polls do not ask again (each refusal would be a console error).
+      const before = await text('#ov-updated');
+      await eventually(async () => (await text('#ov-updated')) !== before, 10000, 'a later poll');
+      await page.click('#signout');
+    } finally {
+      await guarded.destroy();
+    }
   });
 });
