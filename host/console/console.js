@@ -17,6 +17,28 @@
     describe: {},
   };
 
+  /** One line on each tenant config field (crates/core/src/tenant.rs says more). */
+  const FIELD_HELP = {
+    force_user_auth: 'Check tokens on authenticate; off accepts any uid (development only).',
+    user_room_prefix: 'Every authenticated socket joins <prefix><uid>.',
+    auth_timeout_ms: 'Disconnect a socket not authenticated within this time.',
+    join_timeout_ms: 'Disconnect a socket in no room this long after authenticating; 0: never.',
+    auth_attempts_per_minute: 'authenticate attempts per uid per minute.',
+    max_msg_bytes: 'Largest msg payload, in bytes of JSON.',
+    max_rooms_per_socket: 'Rooms one socket may be in, besides its user room.',
+    max_msgs_per_room: 'Stored messages kept per room; older ones are trimmed.',
+    max_connections: 'Sockets of this tenant on one node.',
+    sync_page_size: 'Messages per sync reply (1 to 10,000).',
+    sync_page_bytes: 'Bytes per sync reply (1 KiB to 16 MiB).',
+    device_ttl_secs: 'A device offline longer than this is forgotten with its queue.',
+    relay_after_commit: 'Relay a stored msg only once it is durable.',
+    max_pending_pushes: 'Pushes queued per device (1 to 100,000).',
+    kickout: 'Disconnect older sockets of a uid when it authenticates again.',
+    admin_uids: 'Uids whose uid+token may call this tenant\'s admin API.',
+    plugin_fail_open: 'Let an operation through when a plugin hook fails.',
+    allowed_origins: 'Browser origins allowed to connect (https://app.example.com, or *); empty: any.',
+  };
+
   /** The signed-in session: {key, role: 'admin'|'tenant', tenant}. Tab-scoped on purpose. */
   let session = null;
   let currentView = null;
@@ -408,7 +430,7 @@
   function renderTenantList() {
     const body = $('tenant-list').tBodies[0];
     body.replaceChildren(...tenants.map((t) => el('tr', { 'data-tenant': t.name },
-      el('th', { scope: 'row', text: t.name }),
+      el('th', { scope: 'row' }, el('a', { href: `#tenants/${enc(t.name)}`, text: t.name })),
       el('td', {}, el('code', { text: t.namespace })),
       el('td', { text: String(t.api_keys) }),
       el('td', { text: fmtTime(t.created_ms) }),
@@ -462,27 +484,26 @@
   function fieldFor(name, value) {
     const id = `cfg-${name}`;
     const errId = `cfg-err-${name}`;
+    const helpId = `cfg-help-${name}`;
+    const help = FIELD_HELP[name] ?? (Array.isArray(value) ? '' : null);
+    const helpText = [help, Array.isArray(value) ? 'One per line.' : null].filter(Boolean).join(' ');
     const wrap = el('div', { class: typeof value === 'boolean' ? 'field bool' : 'field', 'data-field': name });
+    const describedBy = `${helpText ? `${helpId} ` : ''}${errId}`;
     let input;
     if (typeof value === 'boolean') {
-      input = el('input', { id, type: 'checkbox', 'aria-describedby': errId });
+      input = el('input', { id, type: 'checkbox', 'aria-describedby': describedBy });
       input.checked = value;
       wrap.append(el('label', { class: 'check', for: id }, input, ` ${name}`));
+    } else if (Array.isArray(value)) {
+      input = el('textarea', { id, rows: 2, spellcheck: 'false', 'aria-describedby': describedBy });
+      input.value = value.join('\n');
+      wrap.append(el('label', { for: id, text: name }), input);
     } else {
-      if (Array.isArray(value)) {
-        input = el('textarea', { id, rows: 2, spellcheck: 'false', 'aria-describedby': `${id}-help ${errId}` });
-        input.value = value.join('\n');
-        wrap.append(el('label', { for: id, text: name }), input, el('p', { id: `${id}-help`, class: 'help', text: 'One per line.' }));
-      } else if (typeof value === 'number') {
-        input = el('input', { id, type: 'text', inputmode: 'numeric', spellcheck: 'false', 'aria-describedby': errId });
-        input.value = String(value);
-        wrap.append(el('label', { for: id, text: name }), input);
-      } else {
-        input = el('input', { id, type: 'text', spellcheck: 'false', 'aria-describedby': errId });
-        input.value = value ?? '';
-        wrap.append(el('label', { for: id, text: name }), input);
-      }
+      input = el('input', { id, type: 'text', spellcheck: 'false', 'aria-describedby': describedBy, inputmode: typeof value === 'number' ? 'numeric' : null });
+      input.value = value ?? '';
+      wrap.append(el('label', { for: id, text: name }), input);
     }
+    if (helpText) wrap.append(el('p', { id: helpId, class: 'help', text: helpText }));
     input.dataset.kind = Array.isArray(value) ? 'array' : typeof value;
     input.dataset.name = name;
     wrap.append(el('p', { id: errId, class: 'field-error', hidden: true }));

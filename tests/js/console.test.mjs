@@ -302,8 +302,12 @@ describe('admin console', { skip }, () => {
     await page.click('#pl-upload-submit');
     await page.locator('#pl-chain li[data-name="word-filter"]').waitFor();
 
-    // The same component under another name, through the file input.
-    await page.setInputFiles('#pl-file', { name: 'masker.wasm', mimeType: 'application/wasm', buffer: wasm });
+    // The same component under another name, from the keyboard: Enter on the drop zone opens the file picker.
+    const chooser = page.waitForEvent('filechooser');
+    await page.focus('#pl-drop');
+    await page.keyboard.press('Enter');
+    await (await chooser).setFiles({ name: 'masker.wasm', mimeType: 'application/wasm', buffer: wasm });
+    assert.equal(await page.inputValue('#pl-name'), 'masker');
     await page.fill('#pl-manifest', JSON.stringify({ timeout_ms: 500, config: { words: ['heck'], mode: 'mask' } }));
     await page.click('#pl-upload-submit');
     await page.locator('#pl-chain li[data-name="masker"]').waitFor();
