@@ -252,7 +252,12 @@
 
   /** `moveFocus`: a navigation, so a screen reader lands on the new page's heading. */
   function route(moveFocus = false) {
-    const [name, arg] = location.hash.replace(/^#/, '').split('/').map(decodeURIComponent);
+    let name, arg;
+    try {
+      [name, arg] = location.hash.replace(/^#/, '').split('/').map(decodeURIComponent);
+    } catch {
+      // A hand-typed hash with a stray `%`: the overview, as for any unknown page.
+    }
     let view = VIEWS.includes(name) ? name : 'overview';
     if (!session) view = 'signin';
     else if (view === 'signin') view = 'overview';
