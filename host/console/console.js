@@ -252,9 +252,9 @@
 
   /** `moveFocus`: a navigation, so a screen reader lands on the new page's heading. */
   function route(moveFocus = false) {
-    let name, arg;
+    let name, arg, arg2;
     try {
-      [name, arg] = location.hash.replace(/^#/, '').split('/').map(decodeURIComponent);
+      [name, arg, arg2] = location.hash.replace(/^#/, '').split('/').map(decodeURIComponent);
     } catch {
       // A hand-typed hash with a stray `%`: the overview, as for any unknown page.
     }
@@ -280,7 +280,7 @@
     }
     const token = viewToken;
     const run = { overview: showOverview, tenants: showTenants, plugins: showPlugins, rooms: showRooms }[view];
-    run(arg, token).catch((e) => handleFail(e));
+    run(arg, token, arg2).catch((e) => handleFail(e));
   }
 
   function stopPolling() {
@@ -599,11 +599,6 @@
     hideKey();
     try {
       const r = await api('POST', `/api/tenants/${enc(editing.name)}/keys`, { body: { keep_old: keep } });
-      if (session.role === 'tenant' && session.tenant === editing.name && !keep) {
-        // Signed in with the key just replaced: the next call would be refused.
-        session.key = r.api_key;
-        sessionStorage.setItem(SESSION, JSON.stringify(session));
-      }
       revealKey(r.name, r.api_key);
       await loadTenants();
       renderTenantList();
@@ -896,16 +891,22 @@
 
   let room = null;
 
-  async function showRooms(arg) {
+  /** `#rooms/<tenant>/<room>` opens that room, so a room can be linked to. */
+  async function showRooms(arg, _token, roomId) {
     $('rm-tenant-wrap').hidden = session.role !== 'admin';
     await fillTenantSelect($('rm-tenant'), arg || $('rm-tenant').value);
-    if (!room) $('rm-detail').hidden = true;
+    if (roomId) {
+      $('rm-room').value = roomId;
+      await openRoom();
+    } else if (!room) {
+      $('rm-detail').hidden = true;
+    }
   }
 
   const rmTenant = () => (session.role === 'admin' ? $('rm-tenant').value : session.tenant);
 
   async function openRoom(ev) {
-    ev.preventDefault();
+    ev?.preventDefault();
     const id = $('rm-room').value.trim();
     showError($('rm-error'), '');
     if (!id) {
@@ -916,6 +917,8 @@
     try {
       await Promise.all([loadMembers(), loadMsgs(0)]);
       $('rm-detail').hidden = false;
+      // Replaced, not pushed: a new history entry would route again.
+      history.replaceState(null, '', `#rooms/${enc(room.tenant)}/${enc(room.id)}`);
     } catch (e) { handleFail(e, $('rm-error')); }
   }
 

@@ -198,6 +198,9 @@ describe('admin console', { skip }, () => {
     assert.match(await text('#ov-node'), /embedded: ok/);
     assert.match(await text('#ov-tenants'), /default/);
     await shoot('overview');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'overview-dark.png'), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'light' });
   });
 
   const tenant = rid('t');
@@ -416,6 +419,12 @@ describe('admin console', { skip }, () => {
     const sys = await b.waitFor('system');
     assert.deepEqual(sys, { notice: 'maintenance at noon' });
     await shoot('rooms');
+
+    // The room's address opens it again.
+    assert.ok(page.url().endsWith(`#rooms/default/${room}`), page.url());
+    await page.goto('about:blank');
+    await page.goto(`${srv.url}/console#rooms/default/${room}`);
+    await eventually(async () => (await page.locator('#rm-msgs tbody tr').count()) === 3, 10000, 'opened from its address');
 
     await page.click('#rm-clear');
     await page.click('#confirm-ok');
