@@ -915,7 +915,7 @@
     }
     room = { tenant: rmTenant(), id, offset: 0 };
     try {
-      await Promise.all([loadMembers(), loadMsgs(0)]);
+      await Promise.all([loadMembers(), loadMsgs({ offset: 0 })]);
       $('rm-detail').hidden = false;
       // Replaced, not pushed: a new history entry would route again.
       history.replaceState(null, '', `#rooms/${enc(room.tenant)}/${enc(room.id)}`);
@@ -930,17 +930,56 @@
     $('rm-users').replaceChildren(...(r.users.length ? r.users.map((u) => el('li', { text: u.uid })) : [el('li', { class: 'muted', text: 'nobody' })]));
   }
 
-  async function loadMsgs(offset) {
-    const r = await api('GET', `/admin/monitor/room_msgs?${roomQ()}&offset=${offset}`);
-    room.offset = offset;
-    room.next = r.next ? r.offset : null;
-    $('rm-msgs').tBodies[0].replaceChildren(...r.msgs.map((m) => el('tr', {},
-      el('td', { text: fmtSecs(m.ts) }),
-      el('td', { text: m.uid ?? '' }),
-      el('td', { class: 'data', text: JSON.stringify(m.data) }))));
+  /** The request of a page: `offset` into the inserts, then `cursor` into update values. */
+  const pageUrl = (req) => `/admin/monitor/room_msgs?${roomQ()}&offset=${req.offset}${req.cursor ? `&cursor=${enc(req.cursor)}` : ''}`;
+  const nextOf = (r) => (r.next ? { offset: r.offset, cursor: r.cursor } : null);
+
+  /** Shows one page; `pages` is the trail of requests that led to it, for Previous. */
+  function renderMsgs(r, pages) {
+    room.pages = pages;
+    room.next = nextOf(r);
+    $('rm-msgs').tBodies[0].replaceChildren(...r.msgs.map((m) => {
+      // uid and ts have their own columns.
+      let data = m.data;
+      if (data && typeof data === 'object' && !Array.isArray(data)) {
+        const { uid: _u, ts: _t, ...rest } = data;
+        data = rest;
+      }
+      return el('tr', {},
+        el('td', { text: fmtSecs(m.ts) }),
+        el('td', { text: m.uid ?? '' }),
+        el('td', { class: 'data', text: JSON.stringify(data) }));
+    }));
     $('rm-msgs-empty').hidden = r.msgs.length > 0;
-    $('rm-next').disabled = room.next === null;
-    $('rm-first').disabled = offset === 0;
+    $('rm-page').textContent = r.msgs.length ? `Page ${pages.length}${room.next ? '' : ' (the newest)'}` : '';
+    $('rm-next').disabled = !room.next;
+    $('rm-newest').disabled = !room.next;
+    $('rm-prev').disabled = pages.length < 2;
+    $('rm-first').disabled = pages.length < 2;
+  }
+
+  async function loadMsgs(req, pages = [req]) {
+    renderMsgs(await api('GET', pageUrl(req)), pages);
+  }
+
+  /** Follows `next` to the last page: the API pages oldest first and has no count. */
+  async function loadNewest() {
+    const pages = [...room.pages];
+    let req = room.next;
+    let r = null;
+    // A room keeps at most max_msgs_per_room messages, so this ends; the cap
+    // only guards against a page that never reports its end.
+    for (let i = 0; req && i < 1000; i++) {
+      r = await api('GET', pageUrl(req));
+      pages.push(req);
+      req = nextOf(r);
+    }
+    if (r) renderMsgs(r, pages);
+  }
+
+  async function loadPrev() {
+    const pages = room.pages.slice(0, -1);
+    if (pages.length) await loadMsgs(pages[pages.length - 1], pages);
   }
 
   async function clearRoom() {
@@ -948,7 +987,7 @@
     if (!ok) return;
     try {
       await api('POST', `/admin/system/clear_room_msgs?${tq(room.tenant)}`, { body: { roomId: room.id } });
-      await loadMsgs(0);
+      await loadMsgs({ offset: 0 });
       flash(`Room ${room.id} cleared.`);
     } catch (e) { handleFail(e); }
   }
@@ -1016,8 +1055,10 @@
     $('rm-form').addEventListener('submit', openRoom);
     $('rm-tenant').addEventListener('change', () => { room = null; $('rm-detail').hidden = true; });
     $('rm-refresh').addEventListener('click', () => loadMembers().catch((e) => handleFail(e)));
-    $('rm-first').addEventListener('click', () => loadMsgs(0).catch((e) => handleFail(e)));
-    $('rm-next').addEventListener('click', () => room.next !== null && loadMsgs(room.next).catch((e) => handleFail(e)));
+    $('rm-first').addEventListener('click', () => loadMsgs({ offset: 0 }).catch((e) => handleFail(e)));
+    $('rm-prev').addEventListener('click', () => loadPrev().catch((e) => handleFail(e)));
+    $('rm-next').addEventListener('click', () => room.next && loadMsgs(room.next, [...room.pages, room.next]).catch((e) => handleFail(e)));
+    $('rm-newest').addEventListener('click', () => loadNewest().catch((e) => handleFail(e)));
     $('rm-clear').addEventListener('click', clearRoom);
     $('rm-push').addEventListener('submit', pushToRoom);
   }
