@@ -313,9 +313,9 @@
     return out;
   }
 
-  function sumOf(samples, name, tenant) {
+  function sumOf(samples, name) {
     let s = 0;
-    for (const x of samples) if (x.name === name && (!tenant || x.labels.tenant === tenant)) s += x.value;
+    for (const x of samples) if (x.name === name) s += x.value;
     return s;
   }
 
@@ -346,9 +346,9 @@
     const tenant = session.role === 'tenant' ? session.tenant : null;
     const [health, metricsText, stat] = await Promise.all([
       fetch('/healthz', { cache: 'no-store' }).then((r) => r.json()).catch((e) => ({ status: 'unreachable', error: e.message })),
+      // Without metrics the page still shows health and stat.
       metricsRefused ?? api('GET', '/metrics').catch((e) => {
-        if (e.http !== 401) throw e;
-        metricsRefused = e;
+        if (e.http === 401) metricsRefused = e;
         return e;
       }),
       tenant ? api('GET', `/admin/monitor/stat?${tq(tenant)}`) : null,
@@ -369,8 +369,11 @@
     const note = $('ov-metrics-note');
     if (metricsText instanceof ApiFail) {
       note.hidden = false;
-      note.textContent = 'The node asks for its metrics key at /metrics, which this key is not: connection and message numbers are not available.';
+      note.textContent = metricsText.http === 401
+        ? 'The node asks for its metrics key at /metrics, which this key is not: message rates are not available.'
+        : `/metrics did not answer (${metricsText.message}): message rates are not available.`;
       for (const id of ['ov-connections', 'ov-rooms', 'ov-in', 'ov-out']) setTile(id, '–');
+      lastSample = null;
     } else {
       note.hidden = true;
       const samples = parseMetrics(metricsText);
@@ -388,8 +391,8 @@
         const b = t === undefined ? total(lastSample[kind]) : lastSample[kind].get(t) || 0;
         return dt > 0 ? Math.max(0, a - b) / dt : NaN;
       };
-      setTile('ov-connections', fmtNum(sumOf(samples, 'hookwire_connections', tenant)));
-      setTile('ov-rooms', tenant ? fmtNum(stat.online_room_count) : fmtNum(sumOf(samples, 'hookwire_rooms')));
+      setTile('ov-connections', fmtNum(sumOf(samples, 'hookwire_connections')));
+      setTile('ov-rooms', fmtNum(sumOf(samples, 'hookwire_rooms')));
       setTile('ov-in', lastSample ? fmtNum(rate('in')) : 'measuring…');
       setTile('ov-out', lastSample ? fmtNum(rate('out')) : 'measuring…');
       if (session.role === 'admin') {
@@ -407,7 +410,8 @@
     }
     $('ov-users-label').textContent = stat ? 'Users online' : 'Tenants';
     setTile('ov-users', stat ? fmtNum(stat.online_user_count) : fmtNum(health.tenants));
-    if (stat && metricsText instanceof ApiFail) {
+    if (stat) {
+      // A tenant's own numbers, from stat: cluster-wide, like its users.
       setTile('ov-connections', fmtNum(stat.online_socket_count));
       setTile('ov-rooms', fmtNum(stat.online_room_count));
     }
