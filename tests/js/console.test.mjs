@@ -168,6 +168,36 @@ describe('admin console', { skip }, () => {
     await page.locator('#view-overview').waitFor({ state: 'visible' });
   });
 
+  /** Presses Tab until the focused element matches `want` (a description of it); fails after `max` presses. */
+  async function tabTo(want, max = 40) {
+    for (let i = 0; i < max; i++) {
+      await page.keyboard.press('Tab');
+      const here = await page.evaluate(() => {
+        const e = document.activeElement;
+        return { id: e?.id ?? '', text: (e?.textContent ?? '').trim(), tag: e?.tagName ?? '' };
+      });
+      if (want(here)) return here;
+    }
+    throw new Error(`Tab did not reach the element within ${max} presses`);
+  }
+
+  test('from the keyboard alone: sign-in, every section, and back', T, async () => {
+    await page.click('#signout');
+    await page.locator('#view-signin').waitFor({ state: 'visible' });
+    // The key field has the focus on arrival.
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'signin-key');
+    await page.keyboard.type(srv.adminKey);
+    await page.keyboard.press('Enter');
+    await page.locator('#view-overview').waitFor({ state: 'visible' });
+    for (const section of ['Tenants', 'Plugins', 'Rooms', 'Overview']) {
+      await tabTo((e) => e.tag === 'A' && e.text === section);
+      await page.keyboard.press('Enter');
+      await page.locator(`#view-${section.toLowerCase()}`).waitFor({ state: 'visible' });
+      // The new page's heading has the focus, so a screen reader starts there.
+      assert.equal(await page.evaluate(() => document.activeElement.tagName), 'H1', `${section}: focus on the heading`);
+    }
+  });
+
   test('overview shows live connections, rooms and message rates', T, async () => {
     const room = rid('ov');
     const a = await loginJoin(srv, room, { label: 'ov-a' });
