@@ -142,6 +142,12 @@
     const okBtn = $('confirm-ok');
     okBtn.disabled = !!word;
     typed.oninput = () => { okBtn.disabled = typed.value !== word; };
+    // Enter in the field would submit with the form's first button, Cancel.
+    typed.onkeydown = (ev) => {
+      if (ev.key !== 'Enter') return;
+      ev.preventDefault();
+      if (typed.value === word) d.close('ok');
+    };
     return new Promise((resolve) => {
       d.onclose = () => resolve(d.returnValue === 'ok' && (!word || typed.value === word));
       d.returnValue = 'cancel';

@@ -491,8 +491,9 @@ describe('admin console', { skip }, () => {
     assert.ok(await page.locator('#confirm-ok').isDisabled(), 'confirm waits for the name');
     await page.fill('#confirm-type', doomed.slice(0, -1));
     assert.ok(await page.locator('#confirm-ok').isDisabled(), 'a near miss does not confirm');
+    // Typing the name and pressing Enter confirms.
     await page.fill('#confirm-type', doomed);
-    await page.click('#confirm-ok');
+    await page.press('#confirm-type', 'Enter');
     await page.locator(`#tenant-list tr[data-tenant="${doomed}"]`).waitFor({ state: 'detached' });
     assert.equal((await srv.admin('GET', `/api/tenants/${doomed}`)).status, 404);
   });
