@@ -340,6 +340,11 @@
 
   async function showOverview(_arg, token) {
     lastSample = null;
+    // What an earlier visit (maybe another key's) left must not pass for this one's numbers.
+    $('ov-node').replaceChildren();
+    for (const id of ['ov-health', 'ov-connections', 'ov-rooms', 'ov-in', 'ov-out', 'ov-users']) setTile(id, '…');
+    $('ov-tenants').tBodies[0].replaceChildren();
+    $('ov-updated').textContent = '';
     $('ov-tenants-card').hidden = session.role !== 'admin';
     const tick = async () => {
       try { await pollOverview(); } catch (e) { handleFail(e); }

@@ -205,7 +205,7 @@ describe('admin console', { skip }, () => {
     clients.push(a, b);
     await page.goto(`${srv.url}/console#overview`);
     await page.locator('#view-overview').waitFor({ state: 'visible' });
-    assert.equal(await text('#ov-health'), 'ok');
+    await eventually(async () => (await text('#ov-health')) === 'ok', 10000, 'health ok');
     await eventually(async () => Number(await text('#ov-connections')) >= 2, 15000, 'connections tile shows both sockets');
     await eventually(async () => Number(await text('#ov-rooms')) >= 1, 15000, 'rooms tile counts the room');
     // Traffic while the page polls: the rate between two polls is above zero.
@@ -504,7 +504,7 @@ describe('admin console', { skip }, () => {
     assert.equal(await text('#who'), `tenant ${tenant}`);
     assert.equal(await page.locator('#nav a[data-view=tenants]').isVisible(), false);
     assert.equal(await page.locator('#nav a[data-view=plugins]').isVisible(), false);
-    assert.match(await text('#ov-node'), new RegExp(`Tenant\\s+${tenant}`));
+    await eventually(async () => new RegExp(`Tenant\\s+${tenant}`).test(await text('#ov-node')), 10000, 'the tenant named in the node facts');
     assert.equal(await text('#ov-users-label'), 'Users online', 'the tenant\'s users, not the node\'s tenants');
     assert.equal(await page.locator('#ov-tenants-card').isVisible(), false, 'no table of other tenants');
     // An admin-only view asked for by URL falls back to the overview.
