@@ -334,7 +334,7 @@
   function setTile(id, text, cls) {
     const n = $(id);
     n.textContent = text;
-    n.classList.remove('status-ok', 'status-bad');
+    n.classList.remove('status-ok', 'status-bad', 'pending');
     if (cls) n.classList.add(cls);
   }
 
@@ -404,8 +404,14 @@
       };
       setTile('ov-connections', fmtNum(sumOf(samples, 'hookwire_connections')));
       setTile('ov-rooms', fmtNum(sumOf(samples, 'hookwire_rooms')));
-      setTile('ov-in', lastSample ? fmtNum(rate('in')) : 'measuring…');
-      setTile('ov-out', lastSample ? fmtNum(rate('out')) : 'measuring…');
+      // A rate needs two polls.
+      if (lastSample) {
+        setTile('ov-in', fmtNum(rate('in')));
+        setTile('ov-out', fmtNum(rate('out')));
+      } else {
+        setTile('ov-in', 'measuring…', 'pending');
+        setTile('ov-out', 'measuring…', 'pending');
+      }
       if (session.role === 'admin') {
         const conns = byTenant(samples, 'hookwire_connections');
         const names = [...new Set([...conns.keys(), ...cur.in.keys(), ...cur.out.keys()])].sort();
