@@ -6,12 +6,14 @@
 //! - [`tenants`]: the admin REST API for tenants and their keys.
 //! - [`plugins`]: the admin REST API for tenants' plugin chains.
 //! - [`ops`]: `/healthz`, `/metrics`, `/demo`.
+//! - [`console`]: the browser admin console at `/console`.
 //!
 //! Every answer is the envelope `{meta:{status,msg}, data}` (docs/protocol.md,
 //! section 6.1).
 
 pub mod account;
 pub mod admin;
+pub mod console;
 mod envelope;
 pub mod ops;
 pub mod plugins;
@@ -86,6 +88,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(tenants::routes())
         .merge(plugins::routes())
         .merge(ops::routes())
+        .merge(console::routes())
         .with_state(state)
 }
 
