@@ -116,6 +116,7 @@
     flashTimer = setTimeout(() => { f.hidden = true; }, 6000);
   }
 
+  const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
   const fmtNum = (n) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: n < 10 ? 1 : 0 }) : '–');
   const fmtTime = (ms) => (ms ? new Date(ms).toLocaleString() : '–');
   /** `room_msgs` dates in Unix seconds; the rest of the API in milliseconds. */
@@ -129,8 +130,12 @@
   }
   const fmtBytes = (b) => (b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${b} B`);
 
-  /** A modal confirmation; with `word`, the user must type it (deletes). Resolves true/false. */
-  function confirmAction(text, { title = 'Are you sure?', ok = 'Confirm', word = null } = {}) {
+  /**
+   * A modal confirmation; with `word`, the user must type it (deletes); with
+   * `reason`, an optional reason field is shown, read from `#confirm-reason`
+   * once it resolves. Resolves true/false.
+   */
+  function confirmAction(text, { title = 'Are you sure?', ok = 'Confirm', word = null, reason = false } = {}) {
     const d = $('confirm');
     $('confirm-title').textContent = title;
     $('confirm-text').textContent = text;
@@ -139,6 +144,14 @@
     $('confirm-type-wrap').hidden = !word;
     $('confirm-word').textContent = word || '';
     typed.value = '';
+    const why = $('confirm-reason');
+    $('confirm-reason-wrap').hidden = !reason;
+    why.value = '';
+    why.onkeydown = (ev) => {
+      if (ev.key !== 'Enter') return;
+      ev.preventDefault();
+      d.close('ok');
+    };
     const okBtn = $('confirm-ok');
     okBtn.disabled = !!word;
     typed.oninput = () => { okBtn.disabled = typed.value !== word; };
@@ -152,7 +165,7 @@
       d.onclose = () => resolve(d.returnValue === 'ok' && (!word || typed.value === word));
       d.returnValue = 'cancel';
       d.showModal();
-      (word ? typed : $('confirm-cancel')).focus();
+      (word ? typed : reason ? why : $('confirm-cancel')).focus();
     });
   }
 
@@ -224,6 +237,9 @@
     metricsRefused = null;
     sessionStorage.removeItem(SESSION);
     stopPolling();
+    stopTap();
+    clearTapList();
+    costHistory = [];
     applySession();
     history.replaceState(null, '', '#signin');
     route();
@@ -253,8 +269,8 @@
 
   // ---------------------------------------------------------------- routing
 
-  const VIEWS = ['signin', 'overview', 'tenants', 'plugins', 'rooms'];
-  const ADMIN_ONLY = new Set(['tenants', 'plugins']);
+  const VIEWS = ['signin', 'overview', 'tenants', 'plugins', 'rooms', 'cost'];
+  const ADMIN_ONLY = new Set(['tenants', 'plugins', 'cost']);
 
   /** `moveFocus`: a navigation, so a screen reader lands on the new page's heading. */
   function route(moveFocus = false) {
@@ -269,6 +285,7 @@
     else if (view === 'signin') view = 'overview';
     else if (ADMIN_ONLY.has(view) && session.role !== 'admin') view = 'overview';
     stopPolling();
+    stopTap();
     hideKey();
     viewToken++;
     currentView = view;
@@ -285,7 +302,7 @@
       h.focus();
     }
     const token = viewToken;
-    const run = { overview: showOverview, tenants: showTenants, plugins: showPlugins, rooms: showRooms }[view];
+    const run = { overview: showOverview, tenants: showTenants, plugins: showPlugins, rooms: showRooms, cost: showCost }[view];
     run(arg, token, arg2).catch((e) => handleFail(e));
   }
 
@@ -314,7 +331,7 @@
       if (!m) continue;
       const labels = {};
       if (m[3]) for (const p of m[3].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[p[1]] = p[2];
-      out.push({ name: m[1], labels, value: Number(m[4]) });
+      out.push({ name: m[1], labels, value: m[4] === '+Inf' ? Infinity : Number(m[4]) });
     }
     return out;
   }
@@ -913,15 +930,55 @@
   let room = null;
 
   /** `#rooms/<tenant>/<room>` opens that room, so a room can be linked to. */
-  async function showRooms(arg, _token, roomId) {
+  async function showRooms(arg, token, roomId) {
     $('rm-tenant-wrap').hidden = session.role !== 'admin';
+    $('rm-tap-card').hidden = session.role !== 'admin';
     await fillTenantSelect($('rm-tenant'), arg || $('rm-tenant').value);
+    if (token !== viewToken) return;
+    // Another tenant's (or key's) list must not pass for this one's.
+    if (listedTenant !== rmTenant()) clearRoomList();
     if (roomId) {
       $('rm-room').value = roomId;
       await openRoom();
-    } else if (!room) {
+    } else if (!room || room.tenant !== rmTenant()) {
+      room = null;
       $('rm-detail').hidden = true;
     }
+    const tick = async () => {
+      try { await pollRoomList(); } catch (e) { handleFail(e, $('rm-list-error')); }
+      if (token === viewToken && session) pollTimer = setTimeout(tick, POLL_MS);
+    };
+    await tick();
+  }
+
+  /** The tenant whose rooms the list shows. */
+  let listedTenant = null;
+
+  function clearRoomList() {
+    listedTenant = null;
+    $('rm-list').tBodies[0].replaceChildren();
+    $('rm-list-count').textContent = '';
+    $('rm-list-updated').textContent = '';
+    $('rm-list-empty').hidden = true;
+    $('rm-list-truncated').hidden = true;
+  }
+
+  async function pollRoomList() {
+    const tenant = rmTenant();
+    const r = await api('GET', `/admin/monitor/rooms?${tq(tenant)}`);
+    if (currentView !== 'rooms' || tenant !== rmTenant()) return;
+    listedTenant = tenant;
+    showError($('rm-list-error'), '');
+    $('rm-list').tBodies[0].replaceChildren(...r.rooms.map((x) => el('tr', { 'data-room': x.roomId },
+      el('th', { scope: 'row' }, el('a', { href: `#rooms/${enc(tenant)}/${enc(x.roomId)}`, text: x.roomId })),
+      el('td', { text: fmtNum(x.users) }),
+      el('td', { text: fmtNum(x.sockets) }))));
+    $('rm-list-empty').hidden = r.rooms.length > 0;
+    $('rm-list-count').textContent = r.total ? `(${fmtNum(r.total)})` : '';
+    const cut = $('rm-list-truncated');
+    cut.hidden = !r.truncated;
+    cut.textContent = r.truncated ? `Showing the first ${fmtNum(r.rooms.length)} of ${fmtNum(r.total)} rooms, by name: open any other by its id above.` : '';
+    $('rm-list-updated').textContent = `Last update ${new Date().toLocaleTimeString()}.`;
   }
 
   const rmTenant = () => (session.role === 'admin' ? $('rm-tenant').value : session.tenant);
@@ -933,6 +990,10 @@
     if (!id) {
       $('rm-room').focus();
       return showError($('rm-error'), 'Enter a room id.');
+    }
+    if (room?.id !== id || room?.tenant !== rmTenant()) {
+      stopTap();
+      clearTapList();
     }
     room = { tenant: rmTenant(), id, offset: 0 };
     try {
@@ -948,7 +1009,165 @@
   async function loadMembers() {
     const r = await api('GET', `/admin/monitor/room_users?${roomQ()}`);
     $('rm-count').textContent = `(${r.users.length} in ${room.id})`;
-    $('rm-users').replaceChildren(...(r.users.length ? r.users.map((u) => el('li', { text: u.uid })) : [el('li', { class: 'muted', text: 'nobody' })]));
+    $('rm-users').replaceChildren(...(r.users.length
+      ? r.users.map((u) => el('li', { 'data-uid': u.uid },
+        el('span', { class: 'uid', text: u.uid }),
+        el('button', { type: 'button', class: 'small danger', text: 'Kick…', 'aria-label': `Kick ${u.uid}`, onclick: () => kickUser(u.uid) })))
+      : [el('li', { class: 'muted', text: 'nobody' })]));
+    return r.users.map((u) => u.uid);
+  }
+
+  /** Disconnects every socket of `uid` in the room's tenant, after a confirmation with an optional reason. */
+  async function kickUser(uid) {
+    const at = room;
+    const ok = await confirmAction(`Every socket of ${uid} in tenant ${at.tenant}, on every node, gets kickout and is disconnected. The app may connect again.`, { title: `Kick ${uid}?`, ok: 'Kick', reason: true });
+    if (!ok) return;
+    const reason = $('confirm-reason').value.trim();
+    if (new TextEncoder().encode(reason).length > 200) return flash('The reason is longer than 200 bytes: nobody was kicked.', true);
+    try {
+      await api('POST', `/admin/system/kick?${tq(at.tenant)}`, { body: reason ? { uid, reason } : { uid } });
+      flash(`${uid} kicked${reason ? ` (${reason})` : ''}.`);
+      // The sockets go a moment after kickout: look again until they have (a few seconds at most).
+      for (let i = 0; i < 8 && room === at; i++) {
+        if (!(await loadMembers()).includes(uid)) break;
+        await sleep(500);
+      }
+    } catch (e) { handleFail(e); }
+  }
+
+  // ---------------------------------------------------------------- live tap
+
+  /** The running tap: {ctrl, room, shown, dropped}; null when stopped. */
+  let tap = null;
+  const TAP_KEEP = 200;
+
+  function setTapRunning(running, status) {
+    $('rm-tap-start').disabled = running;
+    $('rm-tap-stop').disabled = !running;
+    $('rm-tap-status').textContent = status;
+  }
+
+  /** Aborts the stream, if any: on Stop, another room, navigation and sign-out. */
+  function stopTap(status = '') {
+    if (!tap) return;
+    const t = tap;
+    tap = null;
+    t.ctrl.abort();
+    setTapRunning(false, status);
+  }
+
+  async function startTap() {
+    stopTap();
+    const err = $('rm-tap-error');
+    showError(err, '');
+    const ctrl = new AbortController();
+    const t = { ctrl, room, shown: 0, dropped: 0 };
+    tap = t;
+    setTapRunning(true, 'Connecting…');
+    let r;
+    try {
+      r = await fetch(`/admin/monitor/tap?${roomQ()}`, {
+        headers: { authorization: `Bearer ${session.key}`, accept: 'text/event-stream' },
+        signal: ctrl.signal,
+        cache: 'no-store',
+      });
+    } catch (e) {
+      if (tap !== t) return;
+      stopTap();
+      return showError(err, `The tap did not connect (${e.message}).`);
+    }
+    if (tap !== t) return;
+    if (!r.ok) {
+      let msg = '';
+      try { msg = JSON.parse(await r.text())?.meta?.msg || ''; } catch { /* not an envelope */ }
+      stopTap();
+      if (r.status === 429) return showError(err, `This node already serves as many live taps as it allows${msg ? ` (${msg})` : ''}: stop one elsewhere, or try again later.`);
+      if (r.status === 401) return showError(err, `The server refused the tap: it needs the admin key${msg ? ` (${msg})` : ''}.`);
+      return showError(err, `The tap was refused: HTTP ${r.status}${msg ? ` (${msg})` : ''}.`);
+    }
+    setTapRunning(true, `Watching ${t.room.id}…`);
+    try {
+      await readEvents(r.body, ctrl.signal, (event, data) => { if (tap === t) onTapEvent(t, event, data); });
+      if (tap === t) {
+        stopTap('The server ended the tap.');
+      }
+    } catch (e) {
+      if (tap !== t) return;
+      stopTap();
+      showError(err, `The tap broke off (${e.message}).`);
+    }
+  }
+
+  /** Reads a `text/event-stream` body, calling `on(event, data)` per event, until it ends or `signal` aborts. */
+  async function readEvents(body, signal, on) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    signal.addEventListener('abort', () => reader.cancel().catch(() => {}), { once: true });
+    let buf = '';
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        if (signal.aborted) return;
+        throw e;
+      }
+      if (chunk.done) return;
+      buf += chunk.value;
+      let at;
+      while ((at = buf.search(/\r?\n\r?\n/)) >= 0) {
+        const block = buf.slice(0, at);
+        buf = buf.slice(at).replace(/^\r?\n\r?\n/, '');
+        let event = 'message';
+        const data = [];
+        for (const line of block.split(/\r?\n/)) {
+          if (!line || line[0] === ':') continue;
+          const i = line.indexOf(':');
+          const field = i < 0 ? line : line.slice(0, i);
+          const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+          if (field === 'event') event = value;
+          else if (field === 'data') data.push(value);
+        }
+        if (data.length) on(event, data.join('\n'));
+      }
+    }
+  }
+
+  function onTapEvent(t, event, text) {
+    let v;
+    try { v = JSON.parse(text); } catch { v = text; }
+    if (event === 'dropped') {
+      t.dropped += Number(v?.dropped) || 0;
+      const d = $('rm-tap-dropped');
+      d.hidden = false;
+      d.textContent = `${fmtNum(t.dropped)} message${t.dropped === 1 ? '' : 's'} dropped (more than 50 a second), last report ${new Date().toLocaleTimeString()}.`;
+      return;
+    }
+    if (event !== 'msg') return;
+    t.shown++;
+    let data = v;
+    let uid = '';
+    let ts = 0;
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      const { uid: u, ts: at, ...rest } = v;
+      uid = u ?? '';
+      ts = at;
+      data = rest;
+    }
+    const body = $('rm-tap').tBodies[0];
+    body.prepend(el('tr', {},
+      el('td', { text: ts ? new Date(ts).toLocaleTimeString() : new Date().toLocaleTimeString() }),
+      el('td', { text: String(uid) }),
+      el('td', { class: 'data', text: JSON.stringify(data) })));
+    while (body.rows.length > TAP_KEEP) body.lastElementChild.remove();
+    $('rm-tap-empty').hidden = true;
+    $('rm-tap-status').textContent = `Watching ${t.room.id}: ${fmtNum(t.shown)} message${t.shown === 1 ? '' : 's'} so far.`;
+  }
+
+  function clearTapList() {
+    $('rm-tap').tBodies[0].replaceChildren();
+    $('rm-tap-empty').hidden = false;
+    $('rm-tap-dropped').hidden = true;
+    if (tap) tap.dropped = 0;
   }
 
   /** The request of a page: `offset` into the inserts, then `cursor` into update values. */
@@ -1027,6 +1246,207 @@
     } catch (e) { handleFail(e, err); }
   }
 
+  // ---------------------------------------------------------------- cost
+
+  /** Polls kept for the charts: two minutes at POLL_MS. */
+  const COST_KEEP = 40;
+  /**
+   * Successive `/metrics` samples of the plugin families, oldest first, each
+   * with the rates of the interval that ends at it (`point`, null for the first).
+   */
+  let costHistory = [];
+  const SVG = 'http://www.w3.org/2000/svg';
+  const pluginKey = (l) => `${l.tenant ?? ''}\u0000${l.plugin ?? ''}`;
+
+  function addTo(map, k, v) { map.set(k, (map.get(k) || 0) + v); }
+
+  function costSample(text) {
+    const cur = { at: performance.now(), calls: new Map(), faults: new Map(), hist: new Map(), point: null };
+    for (const x of parseMetrics(text)) {
+      if (x.name === 'hookwire_plugin_calls_total') addTo(cur.calls, pluginKey(x.labels), x.value);
+      else if (x.name === 'hookwire_plugin_faults_total') addTo(cur.faults, pluginKey(x.labels), x.value);
+      else if (x.name === 'hookwire_plugin_call_seconds_bucket' && x.labels.le !== undefined) {
+        const hook = x.labels.hook ?? '';
+        if (!cur.hist.has(hook)) cur.hist.set(hook, new Map());
+        addTo(cur.hist.get(hook), x.labels.le, x.value);
+      }
+    }
+    return cur;
+  }
+
+  /**
+   * The `q` quantile of the calls counted between two samples of one
+   * histogram (cumulative buckets by `le`), interpolated inside its bucket;
+   * NaN when no call fell between them.
+   */
+  function quantile(q, now, before) {
+    if (!now) return NaN;
+    const les = [...now.keys()].map((le) => ({ le, at: le === '+Inf' ? Infinity : Number(le) })).sort((a, b) => a.at - b.at);
+    const delta = les.map(({ le, at }) => ({ at, n: Math.max(0, now.get(le) - (before?.get(le) || 0)) }));
+    const total = delta.length ? delta[delta.length - 1].n : 0;
+    if (!total) return NaN;
+    const want = q * total;
+    let lo = 0, below = 0;
+    for (const { at, n } of delta) {
+      if (n >= want) {
+        // Past the last finite bound nothing tells how far: say the bound.
+        if (at === Infinity) return lo;
+        const inside = n - below;
+        return inside > 0 ? lo + (at - lo) * ((want - below) / inside) : at;
+      }
+      lo = at;
+      below = n;
+    }
+    return lo;
+  }
+
+  function costPoint(cur, prev) {
+    const dt = (cur.at - prev.at) / 1000;
+    const rate = (m, p) => new Map([...m].map(([k, v]) => [k, dt > 0 ? Math.max(0, v - (p.get(k) || 0)) / dt : NaN]));
+    const p50 = new Map(), p99 = new Map();
+    for (const [hook, h] of cur.hist) {
+      p50.set(hook, quantile(0.5, h, prev.hist.get(hook)));
+      p99.set(hook, quantile(0.99, h, prev.hist.get(hook)));
+    }
+    return { calls: rate(cur.calls, prev.calls), faults: rate(cur.faults, prev.faults), p50, p99 };
+  }
+
+  const fmtSeconds = (s) => (!Number.isFinite(s) ? '–' : s < 0.001 ? `${fmtNum(s * 1e6)} µs` : s < 1 ? `${(s * 1000).toFixed(2)} ms` : `${s.toFixed(2)} s`);
+
+  /**
+   * A small line chart of `series` ([{values, cls}], one value per kept
+   * poll, NaN for none), newest at the right, on one scale from 0.
+   */
+  function sparkline(series, label) {
+    const W = 140, H = 34, PAD = 2;
+    const svg = document.createElementNS(SVG, 'svg');
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    svg.setAttribute('width', W);
+    svg.setAttribute('height', H);
+    svg.setAttribute('class', 'spark');
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', label);
+    const title = document.createElementNS(SVG, 'title');
+    title.textContent = label;
+    svg.append(title);
+    const base = document.createElementNS(SVG, 'line');
+    base.setAttribute('x1', 0); base.setAttribute('x2', W);
+    base.setAttribute('y1', H - PAD); base.setAttribute('y2', H - PAD);
+    base.setAttribute('class', 'base');
+    svg.append(base);
+    const all = series.flatMap((s) => s.values).filter(Number.isFinite);
+    const max = Math.max(...all, 0);
+    svg.dataset.max = String(max);
+    // Few polls yet: spread them over the chart rather than crowd its right edge.
+    const slots = Math.max(Math.max(...series.map((x) => x.values.length)), 8);
+    const step = W / (slots - 1);
+    for (const { values, cls } of series) {
+      // A gap (no value) breaks the line; a lone point is still drawn, as a dot.
+      let run = [];
+      const flush = () => {
+        if (run.length === 1) {
+          const c = document.createElementNS(SVG, 'circle');
+          c.setAttribute('cx', run[0][0]); c.setAttribute('cy', run[0][1]); c.setAttribute('r', 1.8);
+          c.setAttribute('class', cls);
+          svg.append(c);
+        } else if (run.length > 1) {
+          const l = document.createElementNS(SVG, 'polyline');
+          l.setAttribute('points', run.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(' '));
+          l.setAttribute('class', cls);
+          svg.append(l);
+        }
+        run = [];
+      };
+      values.forEach((v, i) => {
+        if (!Number.isFinite(v)) return flush();
+        const x = W - (values.length - 1 - i) * step;
+        const y = H - PAD - (max > 0 ? (v / max) * (H - 2 * PAD) : 0);
+        run.push([x, y]);
+      });
+      flush();
+    }
+    return svg;
+  }
+
+  async function showCost(_arg, token) {
+    costHistory = [];
+    $('cs-window').textContent = `${Math.round((COST_KEEP * POLL_MS) / 60000)} minutes`;
+    $('cs-plugins').tBodies[0].replaceChildren();
+    $('cs-latency').tBodies[0].replaceChildren();
+    $('cs-plugins-empty').hidden = true;
+    $('cs-latency-empty').hidden = true;
+    $('cs-updated').textContent = '';
+    const tick = async () => {
+      try { await pollCost(); } catch (e) {
+        if (e instanceof ApiFail && e.http === 401) {
+          // The node's metrics key is another key: nothing to poll.
+          $('cs-note').hidden = false;
+          $('cs-note').textContent = `/metrics refused this key (${e.message}).`;
+          return;
+        }
+        handleFail(e);
+      }
+      if (token === viewToken && session) pollTimer = setTimeout(tick, POLL_MS);
+    };
+    await tick();
+  }
+
+  async function pollCost() {
+    const text = await api('GET', '/metrics');
+    if (currentView !== 'cost') return;
+    $('cs-note').hidden = true;
+    const cur = costSample(typeof text === 'string' ? text : '');
+    const prev = costHistory[costHistory.length - 1];
+    if (prev) cur.point = costPoint(cur, prev);
+    costHistory.push(cur);
+    if (costHistory.length > COST_KEEP) costHistory.shift();
+    renderCost(cur);
+  }
+
+  function renderCost(cur) {
+    const minutes = $('cs-window').textContent;
+    const seriesOf = (kind, k) => costHistory.map((h) => (h.point ? h.point[kind].get(k) ?? 0 : NaN));
+    const now = (kind, k) => (cur.point ? cur.point[kind].get(k) ?? 0 : NaN);
+    const rateCell = (kind, k, name, cls) => {
+      const v = now(kind, k);
+      const values = seriesOf(kind, k);
+      const high = Math.max(0, ...values.filter(Number.isFinite));
+      return el('td', { class: 'chart-cell', 'data-rate': Number.isFinite(v) ? String(v) : '' },
+        el('span', { class: cur.point ? 'num' : 'num pending', text: cur.point ? fmtNum(v) : 'measuring…' }),
+        sparkline([{ values, cls }], `${name} per second over the last ${minutes}: now ${cur.point ? fmtNum(v) : 'not measured yet'}, highest ${fmtNum(high)}`));
+    };
+
+    const keys = [...new Set([...cur.calls.keys(), ...cur.faults.keys()])].sort();
+    $('cs-plugins').tBodies[0].replaceChildren(...keys.map((k) => {
+      const [t, p] = k.split('\u0000');
+      return el('tr', { 'data-tenant': t, 'data-plugin': p },
+        el('td', { text: t }),
+        el('th', { scope: 'row', text: p }),
+        rateCell('calls', k, `calls of ${p} (${t})`, 'calls'),
+        rateCell('faults', k, `faults of ${p} (${t})`, 'faults'),
+        el('td', { text: fmtNum(cur.calls.get(k) || 0) }));
+    }));
+    $('cs-plugins-empty').hidden = keys.length > 0;
+
+    // Hooks no plugin has answered yet have nothing to show.
+    const hooks = [...cur.hist.keys()].filter((h) => (cur.hist.get(h).get('+Inf') || 0) > 0).sort();
+    $('cs-latency').tBodies[0].replaceChildren(...hooks.map((hook) => {
+      const p50 = now('p50', hook), p99 = now('p99', hook);
+      const s50 = seriesOf('p50', hook);
+      const s99 = seriesOf('p99', hook);
+      const count = cur.hist.get(hook).get('+Inf') || 0;
+      return el('tr', { 'data-hook': hook },
+        el('th', { scope: 'row', text: hook }),
+        el('td', { text: fmtSeconds(p50) }),
+        el('td', { text: fmtSeconds(p99) }),
+        el('td', { class: 'chart-cell' }, sparkline([{ values: s50, cls: 'p50' }, { values: s99, cls: 'p99' }],
+          `call time of ${hook} over the last ${minutes}: p50 now ${fmtSeconds(p50)}, p99 now ${fmtSeconds(p99)} (the upper line)`)),
+        el('td', { text: fmtNum(count) }));
+    }));
+    $('cs-latency-empty').hidden = hooks.length > 0;
+    $('cs-updated').textContent = `Last update ${new Date().toLocaleTimeString()}.`;
+  }
+
   // ---------------------------------------------------------------- wiring
 
   function wire() {
@@ -1074,7 +1494,17 @@
     $('pg-form').addEventListener('submit', runPlayground);
 
     $('rm-form').addEventListener('submit', openRoom);
-    $('rm-tenant').addEventListener('change', () => { room = null; $('rm-detail').hidden = true; });
+    $('rm-tenant').addEventListener('change', () => {
+      stopTap();
+      room = null;
+      $('rm-detail').hidden = true;
+      clearRoomList();
+      pollRoomList().catch((e) => handleFail(e, $('rm-list-error')));
+    });
+    $('rm-tap-start').addEventListener('click', startTap);
+    $('rm-tap-stop').addEventListener('click', () => stopTap('Stopped.'));
+    $('rm-tap-clear').addEventListener('click', clearTapList);
+    window.addEventListener('pagehide', () => stopTap());
     $('rm-refresh').addEventListener('click', () => loadMembers().catch((e) => handleFail(e)));
     $('rm-first').addEventListener('click', () => loadMsgs({ offset: 0 }).catch((e) => handleFail(e)));
     $('rm-prev').addEventListener('click', () => loadPrev().catch((e) => handleFail(e)));

@@ -1,8 +1,9 @@
 // The admin console at /console in a real browser (Chromium through
 // playwright-core) against a real server: sign-in and refusal, live overview,
 // tenants (create, field error, key rotation), plugins (drag-and-drop upload,
-// chain reorder, playground, rollback), rooms, and a tenant key's narrower
-// view. Any page error or console error fails the test it happens in. Each
+// chain reorder, playground, rollback), rooms (the live list, a room's
+// members, kick, live tap, stored messages), plugin cost, and a tenant key's
+// narrower view. Any page error or console error fails the test it happens in. Each
 // page is saved at desktop and phone width under tests/js/artifacts/console/.
 //
 // Without Chromium or the hookwire binary the tests fail and say how to get
@@ -29,6 +30,26 @@ const missing = [
 const skip = missing && process.env.HOOKWIRE_ALLOW_SKIP === '1' ? `${missing} (HOOKWIRE_ALLOW_SKIP=1)` : false;
 
 const T = { timeout: 120000 };
+
+/** Opens the live tap of `roomId` from outside the page; `close()` ends it. */
+async function openTap(srv, roomId) {
+  const ctrl = new AbortController();
+  const u = new URL('/admin/monitor/tap', srv.url);
+  u.searchParams.set('roomId', roomId);
+  const res = await fetch(u, { headers: { authorization: `Bearer ${srv.adminKey}` }, signal: ctrl.signal });
+  if (!res.ok) {
+    const text = await res.text();
+    return { res, text, close: async () => {} };
+  }
+  const done = (async () => {
+    try {
+      for await (const _ of res.body) { /* drained */ }
+    } catch (e) {
+      if (e.name !== 'AbortError') throw e;
+    }
+  })();
+  return { res, close: async () => { ctrl.abort(); await done; } };
+}
 const DESKTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
 
@@ -189,7 +210,7 @@ describe('admin console', { skip }, () => {
     await page.keyboard.type(srv.adminKey);
     await page.keyboard.press('Enter');
     await page.locator('#view-overview').waitFor({ state: 'visible' });
-    for (const section of ['Tenants', 'Plugins', 'Rooms', 'Overview']) {
+    for (const section of ['Tenants', 'Plugins', 'Rooms', 'Cost', 'Overview']) {
       await tabTo((e) => e.tag === 'A' && e.text === section);
       await page.keyboard.press('Enter');
       await page.locator(`#view-${section.toLowerCase()}`).waitFor({ state: 'visible' });
@@ -442,7 +463,7 @@ describe('admin console', { skip }, () => {
     await page.fill('#rm-room', room);
     await page.press('#rm-room', 'Enter');
     await page.locator('#rm-detail').waitFor({ state: 'visible' });
-    assert.deepEqual((await page.locator('#rm-users li').allInnerTexts()).sort(), ['alice', 'bob']);
+    assert.deepEqual((await page.locator('#rm-users li .uid').allInnerTexts()).sort(), ['alice', 'bob']);
     const shown = () => page.locator('#rm-msgs tbody td.data').allInnerTexts();
     await eventually(async () => (await shown()).length === 2, 10000, 'the first page');
     assert.deepEqual((await shown()).map((d) => JSON.parse(d).data), ['stored 0', 'stored 1']);
@@ -476,6 +497,169 @@ describe('admin console', { skip }, () => {
     ok(await srv.admin('PATCH', '/api/tenants/default', { body: { sync_page_size: 200 } }), 'page size back');
   });
 
+  test('rooms list: the tenant\'s rooms with users and sockets, kept up to date, each opening its room', T, async () => {
+    const room = rid('list');
+    const a = await loginJoin(srv, room, { label: 'ls-a', uid: rid('la') });
+    const b = await loginJoin(srv, room, { label: 'ls-b', uid: rid('lb') });
+    clients.push(a, b);
+    await page.goto(`${srv.url}/console#rooms/default`);
+    await page.locator('#view-rooms').waitFor({ state: 'visible' });
+    const row = page.locator(`#rm-list tr[data-room="${room}"]`);
+    await row.waitFor();
+    assert.deepEqual(await row.locator('td').allInnerTexts(), ['2', '2'], 'users, sockets');
+    assert.equal(await page.locator('#rm-list-truncated').isVisible(), false, 'a short list is not said to be cut');
+    await shoot('rooms-list');
+    // The list follows the room without a reload.
+    const left = a.waitDisconnect();
+    a.close();
+    await left;
+    await eventually(async () => (await row.locator('td').allInnerTexts()).join() === '1,1', 10000, 'the list shows one user gone');
+    // From the keyboard: the room's link opens it.
+    await page.focus(`#rm-list tr[data-room="${room}"] a`);
+    await page.keyboard.press('Enter');
+    await page.locator('#rm-detail').waitFor({ state: 'visible' });
+    await eventually(async () => (await page.locator('#rm-users li .uid').allInnerTexts()).join() === String(b.uid), 10000, 'the room opened from the list');
+    assert.ok(page.url().endsWith(`#rooms/default/${room}`), page.url());
+  });
+
+  test('kick a member from the room view: kickout with the reason, disconnected, the list refreshed', T, async () => {
+    const room = rid('kick');
+    const target = await loginJoin(srv, room, { uid: rid('target'), label: 'kick-target' });
+    const stays = await loginJoin(srv, room, { uid: rid('stays'), label: 'kick-stays' });
+    clients.push(target, stays);
+    await page.goto(`${srv.url}/console#rooms/default/${room}`);
+    await page.locator('#rm-detail').waitFor({ state: 'visible' });
+    const members = () => page.locator('#rm-users li .uid').allInnerTexts();
+    await eventually(async () => (await members()).length === 2, 10000, 'both members listed');
+    const kick = `#rm-users button[aria-label="Kick ${target.uid}"]`;
+
+    // Escape cancels: nobody is kicked.
+    await page.click(kick);
+    await page.locator('#confirm').waitFor({ state: 'visible' });
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'confirm-reason', 'the reason field has the focus');
+    await page.keyboard.press('Escape');
+    await page.locator('#confirm').waitFor({ state: 'hidden' });
+    await target.expectNo('kickout', 500);
+    assert.ok(target.connected, 'still connected after Escape');
+
+    const gone = target.waitDisconnect();
+    await page.click(kick);
+    await page.locator('#confirm').waitFor({ state: 'visible' });
+    await page.fill('#confirm-reason', 'spamming the lobby');
+    await shoot('room-kick-confirm');
+    await page.press('#confirm-reason', 'Enter');
+    assert.deepEqual(await target.waitFor('kickout'), { uid: String(target.uid), data: 'spamming the lobby' });
+    await gone;
+    assert.ok(stays.connected, 'the other member stays');
+    await eventually(async () => (await members()).join() === String(stays.uid), 10000, 'the member list refreshed without the kicked user');
+    assert.match(await text('#flash'), /kicked \(spamming the lobby\)/);
+  });
+
+  test('live tap: a room\'s msgs appear as they flow, Stop and leaving the view end the stream, a full node is explained', T, async () => {
+    const room = rid('tap');
+    const a = await loginJoin(srv, room, { label: 'tap-a', uid: rid('ta') });
+    const b = await loginJoin(srv, room, { label: 'tap-b' });
+    clients.push(a, b);
+    await page.goto(`${srv.url}/console#rooms/default/${room}`);
+    await page.locator('#rm-detail').waitFor({ state: 'visible' });
+    assert.ok(await page.locator('#rm-tap-card').isVisible(), 'an admin sees the tap');
+    const rows = page.locator('#rm-tap tbody tr');
+    assert.equal(await rows.count(), 0);
+    // From the keyboard.
+    await page.focus('#rm-tap-start');
+    await page.keyboard.press('Enter');
+    await eventually(async () => /^Watching/.test(await text('#rm-tap-status')), 10000, 'the tap is open');
+    assert.ok(await page.locator('#rm-tap-start').isDisabled(), 'Start is off while it runs');
+
+    assert.equal((await a.emitAck('msg', { data: 'through the tap', storage: 0, msgId: 'tp1' })).status, 0);
+    await eventually(async () => (await rows.count()) === 1, 10000, 'the msg appears in the page');
+    const [when, who, data] = await rows.first().locator('td').allInnerTexts();
+    assert.match(when, /\d/, 'its time');
+    assert.equal(who, String(a.uid), 'its sender');
+    assert.equal(JSON.parse(data).data, 'through the tap', 'its data');
+    assert.equal((await a.emitAck('msg', { data: { n: 2 }, storage: 1, msgId: 'tp2' })).status, 0);
+    await eventually(async () => (await rows.count()) === 2, 10000, 'the second msg appears');
+    assert.deepEqual(JSON.parse(await rows.first().locator('td.data').innerText()).data, { n: 2 }, 'newest first');
+    assert.match(await text('#rm-tap-status'), /2 messages so far/);
+    await shoot('room-tap');
+
+    await page.click('#rm-tap-stop');
+    assert.ok(await page.locator('#rm-tap-start').isEnabled(), 'Start again after Stop');
+    assert.equal((await a.emitAck('msg', { data: 'after stop', storage: 0, msgId: 'tp3' })).status, 0);
+    await sleep(700);
+    assert.equal(await rows.count(), 2, 'nothing arrives after Stop');
+
+    // Fill the node's taps but one, then start the page's: leaving the view must free its place.
+    const held = [];
+    try {
+      for (let i = 0; i < 15; i++) {
+        const t = await openTap(srv, room);
+        held.push(t);
+        assert.equal(t.res.status, 200, `outside tap ${i}`);
+      }
+      await page.click('#rm-tap-start');
+      await eventually(async () => /^Watching/.test(await text('#rm-tap-status')), 10000, 'the page\'s tap is open');
+      const over = await openTap(srv, room);
+      assert.equal(over.res.status, 429, 'the page holds the 16th place');
+      await over.close();
+      await page.click('#nav a[data-view=overview]');
+      await page.locator('#view-overview').waitFor({ state: 'visible' });
+      await eventually(async () => {
+        const t = await openTap(srv, room);
+        if (t.res.status !== 200) { await t.close(); return false; }
+        held.push(t);
+        return true;
+      }, 10000, 'leaving the view closed the page\'s tap');
+
+      // All 16 places taken: the page says why it cannot watch.
+      await page.goto(`${srv.url}/console#rooms/default/${room}`);
+      await page.locator('#rm-detail').waitFor({ state: 'visible' });
+      expectedRefusals = 1;
+      await page.click('#rm-tap-start');
+      await page.locator('#rm-tap-error').waitFor({ state: 'visible' });
+      assert.match(await text('#rm-tap-error'), /already serves as many live taps as it allows.*16/);
+      assert.ok(await page.locator('#rm-tap-start').isEnabled(), 'Start can be tried again');
+    } finally {
+      for (const t of held) await t.close();
+    }
+  });
+
+  test('cost: calls, faults and call time of plugins, charted from successive /metrics polls', T, async () => {
+    const room = rid('cost');
+    const a = await loginJoin(srv, room, { tenant, key: tenantKey, label: 'cost-a' });
+    const b = await loginJoin(srv, room, { tenant, key: tenantKey, label: 'cost-b' });
+    clients.push(a, b);
+    await page.click('#nav a[data-view=cost]');
+    await page.locator('#view-cost').waitFor({ state: 'visible' });
+    let stop = false;
+    const traffic = (async () => {
+      for (let i = 0; !stop; i++) {
+        await a.emitAck('msg', { data: { text: `hello ${i}` }, storage: 0, msgId: `cost${i}` });
+        await sleep(100);
+      }
+    })();
+    const row = page.locator(`#cs-plugins tr[data-tenant="${tenant}"][data-plugin="word-filter"]`);
+    try {
+      await row.waitFor();
+      const calls = row.locator('td.chart-cell').first();
+      await eventually(async () => Number(await calls.getAttribute('data-rate')) > 0, 20000, 'word-filter calls /s above 0');
+      await eventually(async () => Number(await calls.locator('svg.spark').getAttribute('data-max')) > 0, 10000, 'a chart of non-zero calls');
+      assert.ok(await calls.locator('svg.spark polyline, svg.spark circle').count() > 0, 'the chart draws its line');
+      assert.match(await calls.locator('svg.spark').getAttribute('aria-label'), /calls of word-filter .* per second over the last 2 minutes: now \d/);
+      // Call time per hook, from the histogram's buckets between polls.
+      await eventually(async () => {
+        const cells = await page.locator('#cs-latency tbody tr td:nth-of-type(1)').allInnerTexts();
+        return cells.some((c) => /\d (µs|ms|s)$/.test(c));
+      }, 20000, 'a p50 call time');
+      // Let the charts grow a few points for the screenshot.
+      await sleep(7000);
+    } finally {
+      stop = true;
+      await traffic;
+    }
+    await shoot('cost');
+  });
+
   test('delete a tenant only after typing its name', T, async () => {
     const doomed = rid('gone');
     ok(await srv.admin('POST', '/api/tenants', { body: { name: doomed } }), 'create');
@@ -504,6 +688,7 @@ describe('admin console', { skip }, () => {
     assert.equal(await text('#who'), `tenant ${tenant}`);
     assert.equal(await page.locator('#nav a[data-view=tenants]').isVisible(), false);
     assert.equal(await page.locator('#nav a[data-view=plugins]').isVisible(), false);
+    assert.equal(await page.locator('#nav a[data-view=cost]').isVisible(), false);
     await eventually(async () => new RegExp(`Tenant\\s+${tenant}`).test(await text('#ov-node')), 10000, 'the tenant named in the node facts');
     assert.equal(await text('#ov-users-label'), 'Users online', 'the tenant\'s users, not the node\'s tenants');
     assert.equal(await page.locator('#ov-tenants-card').isVisible(), false, 'no table of other tenants');
@@ -516,9 +701,16 @@ describe('admin console', { skip }, () => {
     await page.click('#nav a[data-view=rooms]');
     await page.locator('#view-rooms').waitFor({ state: 'visible' });
     assert.equal(await page.locator('#rm-tenant').isVisible(), false, 'no tenant picker');
+    // Its own rooms are listed; the live tap is not offered.
+    const mine = rid('mine');
+    const c = await loginJoin(srv, mine, { tenant, key: tenantKey, label: 'tenant-list' });
+    clients.push(c);
+    await page.locator(`#rm-list tr[data-room="${mine}"]`).waitFor();
     await page.fill('#rm-room', 'lobby');
     await page.press('#rm-room', 'Enter');
     await page.locator('#rm-detail').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#rm-tap-card').isVisible(), false, 'no tap for a tenant key');
+    assert.equal(await page.locator('#rm-tap-start').count(), 1);
     await shoot('tenant-rooms');
 
     await page.click('#signout');
