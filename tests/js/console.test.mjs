@@ -581,13 +581,38 @@ describe('admin console', { skip }, () => {
     await eventually(async () => (await rows.count()) === 2, 10000, 'the second msg appears');
     assert.deepEqual(JSON.parse(await rows.first().locator('td.data').innerText()).data, { n: 2 }, 'newest first');
     assert.match(await text('#rm-tap-status'), /2 messages so far/);
+    assert.equal(await page.locator('#rm-tap-dropped').isVisible(), false, 'nothing dropped yet');
+
+    // Past 50 a second the rest is counted; the count is reported with a later msg.
+    for (let i = 0; i < 120; i++) a.emit('msg', { data: `burst ${i}`, storage: 0, msgId: `tb${i}` });
+    await eventually(async () => {
+      await a.emitAck('msg', { data: 'after the burst', storage: 0, msgId: rid('ta') });
+      return page.locator('#rm-tap-dropped').isVisible();
+    }, 15000, 'dropped msgs reported');
+    assert.match(await text('#rm-tap-dropped'), /^[1-9][\d,]* messages? dropped/);
     await shoot('room-tap');
+    await page.click('#rm-tap-clear');
+    assert.equal(await rows.count(), 0, 'Clear empties the list');
+    assert.ok(await page.locator('#rm-tap-empty').isVisible());
+
+    // A long flow: the page keeps the newest 200.
+    const until = Date.now() + 5500;
+    for (let i = 0; Date.now() < until; i++) {
+      for (let j = 0; j < 6; j++) a.emit('msg', { data: `flow ${i}.${j}`, storage: 0, msgId: `tf${i}.${j}` });
+      await sleep(100);
+    }
+    await eventually(async () => {
+      const m = /: ([\d,]+) messages so far/.exec(await text('#rm-tap-status'));
+      return m && Number(m[1].replace(/,/g, '')) > 200;
+    }, 15000, 'more than 200 tapped');
+    assert.equal(await rows.count(), 200, 'the list keeps 200');
+    await page.click('#rm-tap-clear');
 
     await page.click('#rm-tap-stop');
     assert.ok(await page.locator('#rm-tap-start').isEnabled(), 'Start again after Stop');
     assert.equal((await a.emitAck('msg', { data: 'after stop', storage: 0, msgId: 'tp3' })).status, 0);
     await sleep(700);
-    assert.equal(await rows.count(), 2, 'nothing arrives after Stop');
+    assert.equal(await rows.count(), 0, 'nothing arrives after Stop');
 
     // Fill the node's taps but one, then start the page's: leaving the view must free its place.
     const held = [];
