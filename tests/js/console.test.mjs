@@ -683,6 +683,9 @@ describe('admin console', { skip }, () => {
       await traffic;
     }
     await shoot('cost');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'cost-dark.png'), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'light' });
   });
 
   test('delete a tenant only after typing its name', T, async () => {
