@@ -929,7 +929,7 @@
 
   let room = null;
 
-  /** `#rooms/<tenant>/<room>` opens that room, so a room can be linked to. */
+  /** `#rooms/<tenant>/<room>` opens that room, so a room can be linked to; `#rooms/<tenant>` lists the tenant's rooms. */
   async function showRooms(arg, token, roomId) {
     $('rm-tenant-wrap').hidden = session.role !== 'admin';
     $('rm-tap-card').hidden = session.role !== 'admin';
@@ -940,9 +940,12 @@
     if (roomId) {
       $('rm-room').value = roomId;
       await openRoom();
-    } else if (!room || room.tenant !== rmTenant()) {
+    } else {
+      // `#rooms` or `#rooms/<tenant>`: the list alone, as the address says.
       room = null;
       $('rm-detail').hidden = true;
+      $('rm-room').value = '';
+      clearTapList();
     }
     const tick = async () => {
       try { await pollRoomList(); } catch (e) { handleFail(e, $('rm-list-error')); }
@@ -965,7 +968,7 @@
 
   async function pollRoomList() {
     const tenant = rmTenant();
-    const r = await api('GET', `/admin/monitor/rooms?${tq(tenant)}`);
+    const r = await api('GET', `/admin/monitor/rooms?${tq(tenant)}&limit=${enc($('rm-list-limit').value)}`);
     if (currentView !== 'rooms' || tenant !== rmTenant()) return;
     listedTenant = tenant;
     showError($('rm-list-error'), '');
@@ -977,7 +980,8 @@
     $('rm-list-count').textContent = r.total ? `(${fmtNum(r.total)})` : '';
     const cut = $('rm-list-truncated');
     cut.hidden = !r.truncated;
-    cut.textContent = r.truncated ? `Showing the first ${fmtNum(r.rooms.length)} of ${fmtNum(r.total)} rooms, by name: open any other by its id above.` : '';
+    const more = $('rm-list-limit').value === '1000' ? '' : 'show more above, or ';
+    cut.textContent = r.truncated ? `Showing the first ${fmtNum(r.rooms.length)} of ${fmtNum(r.total)} rooms, by name: ${more}open any other by its id at the top.` : '';
     $('rm-list-updated').textContent = `Last update ${new Date().toLocaleTimeString()}.`;
   }
 
@@ -1501,6 +1505,7 @@
       clearRoomList();
       pollRoomList().catch((e) => handleFail(e, $('rm-list-error')));
     });
+    $('rm-list-limit').addEventListener('change', () => pollRoomList().catch((e) => handleFail(e, $('rm-list-error'))));
     $('rm-tap-start').addEventListener('click', startTap);
     $('rm-tap-stop').addEventListener('click', () => stopTap('Stopped.'));
     $('rm-tap-clear').addEventListener('click', clearTapList);

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import {
-  BIN, REPO_ROOT, builtPlugin, closeAll, eventually, loginJoin, ok, rid, sleep, startServer,
+  BIN, REPO_ROOT, builtPlugin, closeAll, eventually, login, loginJoin, ok, rid, sleep, startServer,
 } from './harness.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
@@ -514,6 +514,29 @@ describe('admin console', { skip }, () => {
     a.close();
     await left;
     await eventually(async () => (await row.locator('td').allInnerTexts()).join() === '1,1', 10000, 'the list shows one user gone');
+    // More rooms than the list shows: it says so.
+    const many = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await login(srv, { label: `ls-many-${i}` });
+      clients.push(c);
+      for (let j = 0; j < 13; j++) {
+        const r = `${room}-${i}-${j}`;
+        assert.equal((await c.emitAck('join', { roomId: r })).status, 0, `join ${r}`);
+        many.push(r);
+      }
+    }
+    await page.selectOption('#rm-list-limit', '50');
+    const cut = page.locator('#rm-list-truncated');
+    await cut.waitFor({ state: 'visible' });
+    const total = Number(/of ([\d,]+) rooms/.exec(await cut.innerText())[1].replace(/,/g, ''));
+    assert.ok(total >= many.length + 1, `the total counts every room (${total})`);
+    assert.match(await cut.innerText(), /^Showing the first 50 of [\d,]+ rooms, by name: show more above/);
+    assert.equal(await page.locator('#rm-list tbody tr').count(), 50);
+    await page.selectOption('#rm-list-limit', '200');
+    await cut.waitFor({ state: 'hidden' });
+    assert.equal(await page.locator('#rm-list tbody tr').count(), total);
+    for (const c of clients.splice(-4)) c.close();
+
     // From the keyboard: the room's link opens it.
     await page.focus(`#rm-list tr[data-room="${room}"] a`);
     await page.keyboard.press('Enter');
