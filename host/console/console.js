@@ -1046,8 +1046,12 @@
   const TAP_KEEP = 200;
 
   function setTapRunning(running, status) {
-    $('rm-tap-start').disabled = running;
-    $('rm-tap-stop').disabled = !running;
+    const start = $('rm-tap-start'), stop = $('rm-tap-stop');
+    // A button that turns itself off would drop the keyboard's focus: hand it to the other.
+    const refocus = document.activeElement === (running ? start : stop);
+    start.disabled = running;
+    stop.disabled = !running;
+    if (refocus) (running ? stop : start).focus();
     $('rm-tap-status').textContent = status;
   }
 
@@ -1067,6 +1071,7 @@
     const ctrl = new AbortController();
     const t = { ctrl, room, shown: 0, dropped: 0 };
     tap = t;
+    $('rm-tap-dropped').hidden = true;
     setTapRunning(true, 'Connecting…');
     let r;
     try {

@@ -593,6 +593,7 @@ describe('admin console', { skip }, () => {
     await page.keyboard.press('Enter');
     await eventually(async () => /^Watching/.test(await text('#rm-tap-status')), 10000, 'the tap is open');
     assert.ok(await page.locator('#rm-tap-start').isDisabled(), 'Start is off while it runs');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'rm-tap-stop', 'the focus moves to Stop');
 
     assert.equal((await a.emitAck('msg', { data: 'through the tap', storage: 0, msgId: 'tp1' })).status, 0);
     await eventually(async () => (await rows.count()) === 1, 10000, 'the msg appears in the page');
@@ -631,8 +632,10 @@ describe('admin console', { skip }, () => {
     assert.equal(await rows.count(), 200, 'the list keeps 200');
     await page.click('#rm-tap-clear');
 
-    await page.click('#rm-tap-stop');
+    await page.focus('#rm-tap-stop');
+    await page.keyboard.press('Enter');
     assert.ok(await page.locator('#rm-tap-start').isEnabled(), 'Start again after Stop');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'rm-tap-start', 'the focus moves back to Start');
     assert.equal((await a.emitAck('msg', { data: 'after stop', storage: 0, msgId: 'tp3' })).status, 0);
     await sleep(700);
     assert.equal(await rows.count(), 0, 'nothing arrives after Stop');
