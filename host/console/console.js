@@ -1036,6 +1036,12 @@
         if (!(await loadMembers()).includes(uid)) break;
         await sleep(500);
       }
+      // Its button went with the list: the keyboard continues from the members' heading.
+      if (!document.activeElement || document.activeElement === document.body) {
+        const h = $('rm-detail-title');
+        h.setAttribute('tabindex', '-1');
+        h.focus();
+      }
     } catch (e) { handleFail(e); }
   }
 

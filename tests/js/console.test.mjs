@@ -575,6 +575,7 @@ describe('admin console', { skip }, () => {
     await gone;
     assert.ok(stays.connected, 'the other member stays');
     await eventually(async () => (await members()).join() === String(stays.uid), 10000, 'the member list refreshed without the kicked user');
+    await eventually(async () => (await page.evaluate(() => document.activeElement.id)) === 'rm-detail-title', 5000, 'the focus lands on the members heading');
     assert.match(await text('#flash'), /kicked \(spamming the lobby\)/);
   });
 
