@@ -677,6 +677,14 @@ describe('admin console', { skip }, () => {
   });
 
   test('cost: calls, faults and call time of plugins, charted from successive /metrics polls', T, async () => {
+    // A plugin that traps on every msg, failing open so msgs still flow: its faults are charted.
+    ok(await srv.admin('POST', `/api/tenants/${tenant}/plugins/trap`, {
+      rawBody: builtPlugin('trap'),
+      headers: { 'content-type': 'application/wasm', 'x-hookwire-manifest': JSON.stringify({ fail_open: true }) },
+    }), 'upload trap');
+    // First in the chain, so the others' verdicts cannot keep msgs from it.
+    const chain = ok(await srv.admin('GET', `/api/tenants/${tenant}/plugins`), 'list').chain.map((e) => e.name).filter((n) => n !== 'trap');
+    ok(await srv.admin('PUT', `/api/tenants/${tenant}/chain`, { body: { order: ['trap', ...chain] } }), 'trap first');
     const room = rid('cost');
     const a = await loginJoin(srv, room, { tenant, key: tenantKey, label: 'cost-a' });
     const b = await loginJoin(srv, room, { tenant, key: tenantKey, label: 'cost-b' });
@@ -698,6 +706,9 @@ describe('admin console', { skip }, () => {
       await eventually(async () => Number(await calls.locator('svg.spark').getAttribute('data-max')) > 0, 10000, 'a chart of non-zero calls');
       assert.ok(await calls.locator('svg.spark polyline, svg.spark circle').count() > 0, 'the chart draws its line');
       assert.match(await calls.locator('svg.spark').getAttribute('aria-label'), /calls of word-filter .* per second over the last 2 minutes: now \d/);
+      const trap = page.locator(`#cs-plugins tr[data-tenant="${tenant}"][data-plugin="trap"] td.chart-cell`);
+      await eventually(async () => Number(await trap.nth(1).getAttribute('data-rate')) > 0, 20000, 'the trap plugin\'s faults /s above 0');
+      assert.equal(Number(await row.locator('td.chart-cell').nth(1).getAttribute('data-rate')), 0, 'word-filter does not fault');
       // Call time per hook, from the histogram's buckets between polls.
       await eventually(async () => {
         const cells = await page.locator('#cs-latency tbody tr td:nth-of-type(1)').allInnerTexts();
