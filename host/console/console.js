@@ -1339,6 +1339,8 @@
     svg.setAttribute('width', W);
     svg.setAttribute('height', H);
     svg.setAttribute('class', 'spark');
+    // Narrower on a phone (CSS): the chart stretches, its lines keep their width.
+    svg.setAttribute('preserveAspectRatio', 'none');
     svg.setAttribute('role', 'img');
     svg.setAttribute('aria-label', label);
     const title = document.createElementNS(SVG, 'title');
