@@ -96,7 +96,7 @@ describe('tenants', () => {
     assert.equal(bad.json?.meta?.status, 4);
     const noName = await srv.admin('POST', '/api/tenants', { body: { config: {} } });
     assert.ok([200, 400].includes(noName.status) && noName.json?.meta?.status === 4, `no name: ${noName.status} ${noName.text}`);
-    for (const name of ['Bad Name', 'a/b', '', 'x'.repeat(200)]) {
+    for (const name of ['Bad Name', 'a/b', '', 'x'.repeat(200), 'api', 'admin', 'user', 'demo', 'console', 'socket.io']) {
       const r = await srv.admin('POST', '/api/tenants', { body: { name } });
       assert.notEqual(r.json?.meta?.status, 0, `tenant name ${JSON.stringify(name)} must be refused: ${r.status} ${r.text}`);
     }

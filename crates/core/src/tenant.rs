@@ -375,7 +375,10 @@ pub fn valid_tenant_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && !matches!(name, "socket.io" | "api" | "admin" | "user" | "demo")
+        && !matches!(
+            name,
+            "socket.io" | "api" | "admin" | "user" | "demo" | "console"
+        )
 }
 
 /// All tenants of this node, by name.

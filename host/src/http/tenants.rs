@@ -99,7 +99,7 @@ async fn create(
         .to_string();
     if !valid_tenant_name(&name) {
         return Err(ApiError::param(
-            "name must be 1-64 characters of a-z, 0-9, `-`, `_` and not a reserved path (api, admin, user, demo, socket.io)",
+            "name must be 1-64 characters of a-z, 0-9, `-`, `_` and not a reserved path (api, admin, user, demo, console, socket.io)",
         ));
     }
     if state.services.tenants.get(&name).is_some() {
