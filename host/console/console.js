@@ -363,6 +363,8 @@
     $('ov-tenants').tBodies[0].replaceChildren();
     $('ov-updated').textContent = '';
     $('ov-tenants-card').hidden = session.role !== 'admin';
+    $('ov-nodes-card').hidden = session.role !== 'admin';
+    $('ov-nodes').tBodies[0].replaceChildren();
     const tick = async () => {
       try { await pollOverview(); } catch (e) { handleFail(e); }
       if (token === viewToken && session) pollTimer = setTimeout(tick, POLL_MS);
@@ -372,7 +374,7 @@
 
   async function pollOverview() {
     const tenant = session.role === 'tenant' ? session.tenant : null;
-    const [health, metricsText, stat] = await Promise.all([
+    const [health, metricsText, stat, nodes] = await Promise.all([
       fetch('/healthz', { cache: 'no-store' }).then((r) => r.json()).catch((e) => ({ status: 'unreachable', error: e.message })),
       // Without metrics the page still shows health and stat.
       metricsRefused ?? api('GET', '/metrics').catch((e) => {
@@ -380,6 +382,7 @@
         return e;
       }),
       tenant ? api('GET', `/admin/monitor/stat?${tq(tenant)}`) : null,
+      session.role === 'admin' ? api('GET', '/api/cluster/nodes').catch((e) => e) : null,
     ]);
     if (currentView !== 'overview') return;
     const up = health.status === 'ok';
@@ -393,6 +396,17 @@
     if (health.store) fact('Store', `${health.store.kind}: ${health.store.ok ? 'ok' : `down (${health.store.error})`}`, health.store.ok ? 'status-ok' : 'status-bad');
     fact('Redis', health.redis ? (health.redis.ok ? 'ok' : `down (${health.redis.error})`) : 'not configured (single node)', health.redis && !health.redis.ok ? 'status-bad' : undefined);
     if (tenant) fact('Tenant', tenant);
+
+    if (nodes && !(nodes instanceof ApiFail)) {
+      const body = $('ov-nodes').tBodies[0];
+      body.replaceChildren(...nodes.nodes.map((n) => el('tr', {},
+        el('th', { scope: 'row', text: n.self ? `${n.node} (this node)` : n.node }),
+        el('td', { text: n.alive ? 'alive' : 'not heard from', class: n.alive ? 'status-ok' : 'status-bad' }),
+        el('td', { text: `${fmtDuration(Math.round(n.age_ms / 1000))} ago` }),
+        el('td', { text: fmtNum(n.connections) }))));
+    } else if (nodes instanceof ApiFail) {
+      $('ov-nodes').tBodies[0].replaceChildren(el('tr', {}, el('td', { colspan: 4, class: 'status-bad', text: `The nodes list did not answer: ${nodes.message}` })));
+    }
 
     const note = $('ov-metrics-note');
     if (metricsText instanceof ApiFail) {
@@ -933,6 +947,14 @@
   async function showRooms(arg, token, roomId) {
     $('rm-tenant-wrap').hidden = session.role !== 'admin';
     $('rm-tap-card').hidden = session.role !== 'admin';
+    if (!roomId) {
+      // `#rooms` or `#rooms/<tenant>`: the list alone, as the address says.
+      // Reset before the tenants load, so a room opened meanwhile stays open.
+      room = null;
+      $('rm-detail').hidden = true;
+      $('rm-room').value = '';
+      clearTapList();
+    }
     await fillTenantSelect($('rm-tenant'), arg || $('rm-tenant').value);
     if (token !== viewToken) return;
     // Another tenant's (or key's) list must not pass for this one's.
@@ -940,12 +962,6 @@
     if (roomId) {
       $('rm-room').value = roomId;
       await openRoom();
-    } else {
-      // `#rooms` or `#rooms/<tenant>`: the list alone, as the address says.
-      room = null;
-      $('rm-detail').hidden = true;
-      $('rm-room').value = '';
-      clearTapList();
     }
     const tick = async () => {
       try { await pollRoomList(); } catch (e) { handleFail(e, $('rm-list-error')); }

@@ -76,6 +76,20 @@ describe('live administration', () => {
     }, 10000, 'an emptied room leaves the list');
   });
 
+  test('nodes: without Redis the node lists itself, alive, with its connections; admin key only', T, async () => {
+    const a = await loginJoin(srv, rid('nodes'));
+    clients.push(a);
+    const r = ok(await srv.api('GET', '/api/cluster/nodes', { key: srv.adminKey }), 'nodes');
+    assert.equal(r.nodes.length, 1, JSON.stringify(r));
+    const [me] = r.nodes;
+    assert.equal(me.self, true);
+    assert.equal(me.alive, true);
+    assert.ok(me.connections >= 1, JSON.stringify(me));
+    assert.ok(me.age_ms < r.expiry_ms, JSON.stringify(r));
+    const tenantKey = await srv.api('GET', '/api/cluster/nodes');
+    assert.equal(tenantKey.status, 401, tenantKey.text);
+  });
+
   test('kick: the user gets kickout with the reason and is disconnected; the room hears remote_disconnect', T, async () => {
     const room = rid('kick');
     const target = await loginJoin(srv, room);

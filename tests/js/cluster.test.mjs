@@ -192,6 +192,29 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
     }, 15000, 'stat on C = 1 user in 1 room');
   });
 
+  test('nodes: every node lists the three, alive, itself marked, connections counted where they are', T, async () => {
+    const x = await member(A, rid('r'), { label: 'x' });
+    const seen = {};
+    for (const n of [A, B, C]) {
+      await eventually(async () => {
+        const r = ok(await n.admin('GET', '/api/cluster/nodes'), `nodes on ${n.label}`);
+        seen[n.label] = r.nodes;
+        return r.nodes.length === 3 && r.nodes.every((m) => m.alive);
+      }, 15000, `nodes on ${n.label}: 3 alive`).catch(() => {});
+      assert.equal(seen[n.label].length, 3, JSON.stringify(seen[n.label]));
+      assert.equal(seen[n.label].filter((m) => m.self).length, 1, `${n.label} marks itself once`);
+    }
+    const ids = (l) => seen[l].map((m) => m.node).sort();
+    assert.deepEqual(ids('B'), ids('A'));
+    assert.deepEqual(ids('C'), ids('A'));
+    const aSelf = seen.A.find((m) => m.self).node;
+    await eventually(async () => {
+      const r = ok(await B.admin('GET', '/api/cluster/nodes'), 'nodes on B');
+      return r.nodes.find((m) => m.node === aSelf).connections >= 1;
+    }, 15000, 'B sees the connection held by A');
+    x.close();
+  });
+
   test('rooms and kick are cluster-wide: a room on two nodes is listed once with both users; a kick on C reaches A', T, async () => {
     const room = rid('r');
     const u1 = await member(A, room, { label: 'u1' });

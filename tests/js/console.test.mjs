@@ -248,6 +248,9 @@ describe('admin console', { skip }, () => {
     }
     assert.match(await text('#ov-node'), /embedded: ok/);
     assert.match(await text('#ov-tenants'), /default/);
+    // One node without Redis: itself, alive, with both sockets.
+    await eventually(async () => /this-node \(this node\)\s*alive/.test(await text('#ov-nodes')), 10000, 'the nodes card lists this node, alive');
+    assert.match(await text('#ov-nodes'), /ago\s*[2-9]/, 'the node holds the two sockets');
     await shoot('overview');
     await page.emulateMedia({ colorScheme: 'dark' });
     await page.screenshot({ path: path.join(ARTIFACTS, 'overview-dark.png'), fullPage: true });
@@ -460,6 +463,8 @@ describe('admin console', { skip }, () => {
     ok(await srv.admin('PATCH', '/api/tenants/default', { body: { sync_page_size: 2 } }), 'page size 2');
     await page.goto(`${srv.url}/console#rooms/default`);
     await page.locator('#view-rooms').waitFor({ state: 'visible' });
+    // The view is ready once its rooms list has answered.
+    await eventually(async () => (await text('#rm-list-updated')) !== '', 15000, 'the rooms list loaded');
     await page.fill('#rm-room', room);
     await page.press('#rm-room', 'Enter');
     await page.locator('#rm-detail').waitFor({ state: 'visible' });

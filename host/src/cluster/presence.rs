@@ -17,6 +17,7 @@
 //! node killed with -9 leaves no ghosts behind. When Redis was away or lost
 //! its data, the node writes its whole local state again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -243,6 +244,47 @@ impl PresenceMirror {
             })
             .collect();
         Some((rooms, total))
+    }
+
+    /// Every node with a heartbeat in Redis as (node, last heartbeat in unix
+    /// ms, connections of `tenants` it holds); `None` when Redis does not
+    /// answer.
+    pub async fn nodes(&self, tenants: &[String]) -> Option<Vec<(String, u64, usize)>> {
+        let mut conn = self.hub.conn();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(NODES_KEY)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
+        for t in tenants {
+            pipe.hgetall(conns_key(t));
+        }
+        let q = pipe.query_async::<redis::Value>(&mut conn);
+        let answer = tokio::time::timeout(QUERY_TIMEOUT, q).await.ok()?.ok()?;
+        let redis::Value::Array(mut parts) = answer else {
+            return None;
+        };
+        if parts.is_empty() {
+            return None;
+        }
+        let beats: Vec<(String, f64)> = redis::from_redis_value(parts.remove(0)).ok()?;
+        let mut conns: HashMap<String, usize> = HashMap::new();
+        for part in parts {
+            let per_node: HashMap<String, usize> = redis::from_redis_value(part).ok()?;
+            for (node, n) in per_node {
+                *conns.entry(node).or_default() += n;
+            }
+        }
+        Some(
+            beats
+                .into_iter()
+                .map(|(node, at)| {
+                    let n = conns.get(&node).copied().unwrap_or(0);
+                    (node, at as u64, n)
+                })
+                .collect(),
+        )
     }
 
     /// (online users, rooms with visible members, connections) on all nodes.

@@ -2,11 +2,11 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::ApiState;
 
@@ -14,6 +14,7 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/cluster/nodes", get(nodes))
         .route("/demo", get(demo))
         .route("/demo/", get(demo))
         .route("/demo/socket.io.min.js", get(demo_client))
@@ -65,6 +66,43 @@ async fn healthz(State(state): State<ApiState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// `GET /api/cluster/nodes` (admin key): every node of the cluster with its
+/// last heartbeat, whether it is alive (heard from within the time after
+/// which other nodes sweep it) and its connections; `self` marks the node
+/// that answered. Without Redis, this node alone.
+async fn nodes(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> super::ApiResult {
+    super::envelope::require_admin(&state, &headers, &q).await?;
+    let tenants: Vec<String> = state
+        .services
+        .tenants
+        .all()
+        .iter()
+        .map(|t| t.name())
+        .collect();
+    let (nodes, me) = state.services.presence.nodes(&tenants).await;
+    let now = crate::clock::now_ms();
+    let expiry = crate::cluster::presence::NODE_EXPIRY.as_millis() as u64;
+    let nodes: Vec<Value> = nodes
+        .into_iter()
+        .map(|(node, at, connections)| {
+            let age = now.saturating_sub(at);
+            json!({
+                "node": node,
+                "self": node == me,
+                "last_seen_ms": at,
+                "age_ms": age,
+                "alive": age < expiry,
+                "connections": connections,
+            })
+        })
+        .collect();
+    Ok(super::Reply(json!({ "nodes": nodes, "expiry_ms": expiry })))
 }
 
 fn set_up(state: &ApiState, dependency: &str, up: bool) {

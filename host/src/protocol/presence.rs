@@ -74,6 +74,10 @@ impl UserSockets {
     }
 }
 
+/// The name a node without Redis (or with Redis not answering) gives
+/// itself in the nodes list.
+pub const LOCAL_NODE: &str = "this-node";
+
 #[derive(Default)]
 pub struct Presence {
     tenants: Mutex<HashMap<String, TenantPresence>>,
@@ -251,6 +255,22 @@ impl Presence {
     /// Visible sockets of the room on this node.
     pub fn room_size(&self, tenant: &str, room: &str) -> usize {
         self.with(tenant, |t, _| t.rooms.get(room).map_or(0, HashMap::len))
+    }
+
+    /// The nodes of the cluster (this one alone without Redis) as (node,
+    /// last heartbeat in unix ms, connections), and this node's id.
+    pub async fn nodes(&self, tenants: &[String]) -> (Vec<(String, u64, usize)>, String) {
+        let me = self
+            .mirror
+            .as_ref()
+            .map_or_else(|| LOCAL_NODE.to_string(), |m| m.node.clone());
+        if let Some(m) = &self.mirror
+            && let Some(nodes) = m.nodes(tenants).await
+        {
+            return (nodes, me);
+        }
+        let conns = self.tenants.lock().values().map(|t| t.connections).sum();
+        (vec![(me.clone(), crate::clock::now_ms(), conns)], me)
     }
 
     /// Rooms with visible members on all nodes as (room, distinct users,
