@@ -215,6 +215,48 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
     x.close();
   });
 
+  test('tap is cluster-wide: a watcher on A sees the msgs relayed on B and C, and only its room', T, async () => {
+    const room = rid('r');
+    const ctrl = new AbortController();
+    const u = new URL('/admin/monitor/tap', A.url);
+    u.searchParams.set('roomId', room);
+    const res = await fetch(u, { headers: { authorization: `Bearer ${A.adminKey}` }, signal: ctrl.signal });
+    assert.equal(res.status, 200);
+    const seen = [];
+    const reading = (async () => {
+      const dec = new TextDecoder();
+      let buf = '';
+      try {
+        for await (const chunk of res.body) {
+          buf += dec.decode(chunk, { stream: true });
+          let at;
+          while ((at = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, at);
+            buf = buf.slice(at + 2);
+            const data = /^data: (.*)$/m.exec(block)?.[1];
+            if (/^event: msg$/m.test(block)) seen.push(JSON.parse(data));
+          }
+        }
+      } catch (e) { if (e.name !== 'AbortError') throw e; }
+    })();
+    const onB = await member(B, room, { label: 'tap-b' });
+    const onC = await member(C, room, { label: 'tap-c' });
+    const other = await member(B, rid('r'), { label: 'tap-other' });
+    // The watch reaches the other nodes over the bus: send until it has.
+    await eventually(async () => {
+      await onB.emitAck('msg', { data: 'from B', storage: 2 });
+      await onC.emitAck('msg', { data: 'from C', storage: 2 });
+      await other.emitAck('msg', { data: 'elsewhere', storage: 2 });
+      await new Promise((r) => setTimeout(r, 200));
+      return seen.some((m) => m.data === 'from B') && seen.some((m) => m.data === 'from C');
+    }, 15000, 'the tap on A saw msgs relayed by B and by C');
+    assert.ok(!seen.some((m) => m.data === 'elsewhere'), 'another room is not in the tap');
+    assert.ok(seen.every((m) => [String(onB.uid), String(onC.uid)].includes(String(m.uid))), JSON.stringify(seen.slice(0, 3)));
+    ctrl.abort();
+    await reading;
+    onB.close(); onC.close(); other.close();
+  });
+
   test('rooms and kick are cluster-wide: a room on two nodes is listed once with both users; a kick on C reaches A', T, async () => {
     const room = rid('r');
     const u1 = await member(A, room, { label: 'u1' });

@@ -39,6 +39,12 @@ impl crate::cluster::BusEvents for App {
     async fn tenant_changed(&self, tenant: &str) {
         lifecycle::tenant_changed(self, tenant).await
     }
+    fn tapped(&self, tenant: &str, room: &str, json: &str) {
+        self.services.taps.deliver(tenant, room, json)
+    }
+    fn tap_watched(&self, tenant: &str, room: &str) {
+        self.services.taps.watched_elsewhere(tenant, room)
+    }
 }
 
 /// What the tenants API asks of the lifecycle.

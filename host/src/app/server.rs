@@ -147,6 +147,9 @@ pub async fn serve(
         relays: Default::default(),
         taps: Default::default(),
     };
+    if let Some(bus) = &bus {
+        services.taps.cluster(bus.hub().clone());
+    }
     let state = App {
         services,
         plugins,

@@ -42,6 +42,11 @@ use hub::RedisHub;
 pub const NOTIFICATION_CHANNEL: &str = "notification";
 pub const CHAIN_CHANNEL: &str = "hookwire:chain";
 pub const TENANT_CHANNEL: &str = "hookwire:tenant";
+/// Tapped msgs (`tenant \u{1} room \u{1} json`), published by the relaying
+/// node while any node has a watcher of that room.
+pub const TAP_CHANNEL: &str = "hookwire:tap";
+/// Watchers of a room (`tenant \u{1} room`), repeated while they watch.
+pub const TAP_WATCH_CHANNEL: &str = "hookwire:tap-watch";
 
 /// How long a `notification` claim is remembered; see [`Bus::claim`].
 const CLAIM_WINDOW: Duration = Duration::from_secs(60);
@@ -56,6 +61,10 @@ pub trait BusEvents: Send + Sync + 'static {
     async fn chain_changed(&self, tenant: &str);
     /// `tenant` was created, changed or deleted on some node.
     async fn tenant_changed(&self, tenant: &str);
+    /// A msg relayed on some node to a room someone taps.
+    fn tapped(&self, tenant: &str, room: &str, json: &str);
+    /// Some node has a watcher of this room (said again while it watches).
+    fn tap_watched(&self, tenant: &str, room: &str);
 }
 
 /// The node's Redis pub/sub: announcements and the `notification` channel.
@@ -173,6 +182,19 @@ impl Bus {
                     // are never queued behind a compile.
                     CHAIN_CHANNEL => bus.reload_chain(&events, text),
                     TENANT_CHANNEL => events.tenant_changed(&text).await,
+                    TAP_CHANNEL => {
+                        let mut parts = text.splitn(3, '\u{1}');
+                        if let (Some(t), Some(r), Some(json)) =
+                            (parts.next(), parts.next(), parts.next())
+                        {
+                            events.tapped(t, r, json);
+                        }
+                    }
+                    TAP_WATCH_CHANNEL => {
+                        if let Some((t, r)) = text.split_once('\u{1}') {
+                            events.tap_watched(t, r);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -214,7 +236,13 @@ impl Bus {
         hub::HubError,
     > {
         let mut streams = Vec::new();
-        for chan in [NOTIFICATION_CHANNEL, CHAIN_CHANNEL, TENANT_CHANNEL] {
+        for chan in [
+            NOTIFICATION_CHANNEL,
+            CHAIN_CHANNEL,
+            TENANT_CHANNEL,
+            TAP_CHANNEL,
+            TAP_WATCH_CHANNEL,
+        ] {
             streams.push(self.hub.subscribe(chan.to_string(), 1024).await?);
         }
         Ok(streams)

@@ -115,7 +115,7 @@ pub async fn rooms(State(state): State<ApiState>, headers: HeaderMap, Query(q): 
 }
 
 /// `GET /admin/monitor/tap?roomId=` (admin key only): the room's `msg`s as
-/// this node relays them, as server-sent events: `msg` with the relayed
+/// they are relayed (by every node of a cluster), as server-sent events: `msg` with the relayed
 /// JSON, `dropped` with `{dropped: n}` once a second when the watcher's rate
 /// ([`TAP_RATE`](crate::protocol::tap::TAP_RATE) a second) or backlog was
 /// passed. Read-only; the stream ends when the node shuts down.
