@@ -4,41 +4,9 @@
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { closeAll, eventually, loginJoin, ok, rid, startServer } from './harness.mjs';
+import { closeAll, eventually, loginJoin, ok, openTap, rid, startServer } from './harness.mjs';
 
 const T = { timeout: 30000 };
-
-/** Opens the tap of `roomId` and collects its events until `close()`. */
-async function openTap(srv, roomId, key = srv.adminKey) {
-  const ctrl = new AbortController();
-  const u = new URL('/admin/monitor/tap', srv.url);
-  u.searchParams.set('roomId', roomId);
-  const res = await fetch(u, { headers: { authorization: `Bearer ${key}` }, signal: ctrl.signal });
-  const events = [];
-  let done;
-  if (res.ok) {
-    done = (async () => {
-      const dec = new TextDecoder();
-      let buf = '';
-      try {
-        for await (const chunk of res.body) {
-          buf += dec.decode(chunk, { stream: true });
-          let at;
-          while ((at = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, at);
-            buf = buf.slice(at + 2);
-            const event = /^event: (.*)$/m.exec(block)?.[1];
-            const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-            if (event) events.push({ event, data: JSON.parse(data) });
-          }
-        }
-      } catch (e) {
-        if (e.name !== 'AbortError') throw e;
-      }
-    })();
-  }
-  return { res, events, close: async () => { ctrl.abort(); await done; } };
-}
 
 describe('live administration', () => {
   let srv;

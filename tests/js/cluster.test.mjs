@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
-  REPO_ROOT, WAIT_MS, closeAll, eventually, login, loginJoin, ok, pushAcks, pushAcksReach, rid, sleep, syncAll, tokenFor,
+  REPO_ROOT, WAIT_MS, closeAll, eventually, login, loginJoin, ok, openTap, pushAcks, pushAcksReach, rid, sleep, syncAll, tokenFor,
 } from './harness.mjs';
 import { startCluster } from './cluster-harness.mjs';
 
@@ -217,28 +217,9 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
 
   test('tap is cluster-wide: a watcher on A sees the msgs relayed on B and C, and only its room', T, async () => {
     const room = rid('r');
-    const ctrl = new AbortController();
-    const u = new URL('/admin/monitor/tap', A.url);
-    u.searchParams.set('roomId', room);
-    const res = await fetch(u, { headers: { authorization: `Bearer ${A.adminKey}` }, signal: ctrl.signal });
-    assert.equal(res.status, 200);
-    const seen = [];
-    const reading = (async () => {
-      const dec = new TextDecoder();
-      let buf = '';
-      try {
-        for await (const chunk of res.body) {
-          buf += dec.decode(chunk, { stream: true });
-          let at;
-          while ((at = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, at);
-            buf = buf.slice(at + 2);
-            const data = /^data: (.*)$/m.exec(block)?.[1];
-            if (/^event: msg$/m.test(block)) seen.push(JSON.parse(data));
-          }
-        }
-      } catch (e) { if (e.name !== 'AbortError') throw e; }
-    })();
+    const tap = await openTap(A, room);
+    assert.equal(tap.res.status, 200);
+    const msgs = () => tap.events.filter((e) => e.event === 'msg').map((e) => e.data);
     const onB = await member(B, room, { label: 'tap-b' });
     const onC = await member(C, room, { label: 'tap-c' });
     const other = await member(B, rid('r'), { label: 'tap-other' });
@@ -248,12 +229,11 @@ describe('cluster: three nodes on one Redis and one MongoDB', () => {
       await onC.emitAck('msg', { data: 'from C', storage: 2 });
       await other.emitAck('msg', { data: 'elsewhere', storage: 2 });
       await new Promise((r) => setTimeout(r, 200));
-      return seen.some((m) => m.data === 'from B') && seen.some((m) => m.data === 'from C');
+      return msgs().some((m) => m.data === 'from B') && msgs().some((m) => m.data === 'from C');
     }, 15000, 'the tap on A saw msgs relayed by B and by C');
-    assert.ok(!seen.some((m) => m.data === 'elsewhere'), 'another room is not in the tap');
-    assert.ok(seen.every((m) => [String(onB.uid), String(onC.uid)].includes(String(m.uid))), JSON.stringify(seen.slice(0, 3)));
-    ctrl.abort();
-    await reading;
+    assert.ok(!msgs().some((m) => m.data === 'elsewhere'), 'another room is not in the tap');
+    assert.ok(msgs().every((m) => [String(onB.uid), String(onC.uid)].includes(String(m.uid))), JSON.stringify(msgs().slice(0, 3)));
+    await tap.close();
     onB.close(); onC.close(); other.close();
   });
 

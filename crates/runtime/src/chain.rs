@@ -107,7 +107,7 @@ impl Policy for PluginChain {
             let wev = to_msg(ev, fold.input(ev.json()));
             let v = p.on_msg_wit(&wctx, &wev).await;
             let v = p.or_pass(v, pass_equivalent::on_msg)?;
-            if let Step::Done(v) = fold.step(v, None) {
+            if let Step::Done(v) = fold.step(v) {
                 return Ok(v);
             }
         }

@@ -63,13 +63,13 @@ impl MsgFold {
         }
     }
 
-    /// One plugin's verdict; `text` is the rewrite's JSON text as the
-    /// plugin returned it.
-    pub fn step(&mut self, verdict: MsgVerdict, text: Option<String>) -> Step<MsgVerdict> {
+    /// One plugin's verdict (a rewrite carries the JSON text the plugin
+    /// returned, when it did).
+    pub fn step(&mut self, verdict: MsgVerdict) -> Step<MsgVerdict> {
         match verdict {
             MsgVerdict::Pass => Step::Next,
             MsgVerdict::Rewrite { msg, json } => {
-                self.current = Some((msg, text.or(json.0)));
+                self.current = Some((msg, json.0));
                 Step::Next
             }
             MsgVerdict::Redirect {
@@ -220,21 +220,21 @@ mod tests {
         );
     }
 
+    /// A rewrite as a wasm plugin answers it: with its JSON text.
+    fn rewrite_with_text(msg: Value) -> MsgVerdict {
+        let json = KnownJson(Some(msg.to_string()));
+        MsgVerdict::Rewrite { msg, json }
+    }
+
     #[test]
     fn on_msg_rewrites_accumulate_and_the_next_plugin_sees_the_last_text() {
         let mut fold = MsgFold::default();
         assert_eq!(fold.input("{\"a\":1}"), "{\"a\":1}");
-        let step = fold.step(
-            MsgVerdict::rewrite(json!({"a": 2})),
-            Some("{\"a\":2}".into()),
-        );
+        let step = fold.step(rewrite_with_text(json!({"a": 2})));
         assert_eq!(step, Step::Next);
         assert_eq!(fold.input("{\"a\":1}"), "{\"a\":2}");
-        assert_eq!(fold.step(MsgVerdict::Pass, None), Step::Next);
-        let step = fold.step(
-            MsgVerdict::rewrite(json!({"a": 3})),
-            Some("{\"a\":3}".into()),
-        );
+        assert_eq!(fold.step(MsgVerdict::Pass), Step::Next);
+        let step = fold.step(rewrite_with_text(json!({"a": 3})));
         assert_eq!(step, Step::Next);
         match fold.finish() {
             MsgVerdict::Rewrite { msg, json } => {
@@ -247,12 +247,10 @@ mod tests {
 
     #[test]
     fn on_msg_all_pass_is_pass() {
-        let (v, asked) = run(
-            vec![MsgVerdict::Pass, MsgVerdict::Pass],
-            |v| MsgFold::default().step(v, None),
-            || MsgFold::default().finish(),
-        );
-        assert_eq!((v, asked), (MsgVerdict::Pass, 2));
+        let mut fold = MsgFold::default();
+        assert_eq!(fold.step(MsgVerdict::Pass), Step::Next);
+        assert_eq!(fold.step(MsgVerdict::Pass), Step::Next);
+        assert_eq!(fold.finish(), MsgVerdict::Pass);
     }
 
     #[test]
@@ -261,16 +259,16 @@ mod tests {
             reason: "spam".into(),
         };
         let mut fold = MsgFold::default();
-        fold.step(MsgVerdict::rewrite(json!({"a": 2})), None);
-        assert_eq!(fold.step(drop.clone(), None), Step::Done(drop));
+        fold.step(MsgVerdict::rewrite(json!({"a": 2})));
+        assert_eq!(fold.step(drop.clone()), Step::Done(drop));
 
         let reply = MsgVerdict::Reply {
             event: "pong".into(),
             data: json!(1),
         };
         let mut fold = MsgFold::default();
-        fold.step(MsgVerdict::rewrite(json!({"a": 2})), None);
-        assert_eq!(fold.step(reply.clone(), None), Step::Done(reply));
+        fold.step(MsgVerdict::rewrite(json!({"a": 2})));
+        assert_eq!(fold.step(reply.clone()), Step::Done(reply));
     }
 
     #[test]
@@ -281,21 +279,21 @@ mod tests {
             msg,
         };
         let mut fold = MsgFold::default();
-        fold.step(MsgVerdict::rewrite(json!({"a": 2})), None);
+        fold.step(MsgVerdict::rewrite(json!({"a": 2})));
         assert_eq!(
-            fold.step(redirect(None), None),
+            fold.step(redirect(None)),
             Step::Done(redirect(Some(json!({"a": 2}))))
         );
 
         let mut fold = MsgFold::default();
-        fold.step(MsgVerdict::rewrite(json!({"a": 2})), None);
+        fold.step(MsgVerdict::rewrite(json!({"a": 2})));
         assert_eq!(
-            fold.step(redirect(Some(json!({"b": 1}))), None),
+            fold.step(redirect(Some(json!({"b": 1})))),
             Step::Done(redirect(Some(json!({"b": 1}))))
         );
 
         let mut fold = MsgFold::default();
-        assert_eq!(fold.step(redirect(None), None), Step::Done(redirect(None)));
+        assert_eq!(fold.step(redirect(None)), Step::Done(redirect(None)));
     }
 
     #[test]
@@ -340,7 +338,7 @@ mod tests {
         assert_eq!(authenticate(pass_equivalent::authenticate()), Step::Next);
         assert_eq!(on_join(pass_equivalent::on_join()), Step::Next);
         let mut fold = MsgFold::default();
-        assert_eq!(fold.step(pass_equivalent::on_msg(), None), Step::Next);
+        assert_eq!(fold.step(pass_equivalent::on_msg()), Step::Next);
         assert_eq!(
             pass_equivalent::storage_mode(StorageMode::Update),
             StorageMode::Update

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::Services;
 use super::answer::{hook_failed, refused, reply};
@@ -156,20 +156,7 @@ async fn kick_older(state: &Services, sess: &Session, uid: &str) {
     {
         tracing::warn!(tenant = %sess.tenant_name, %uid, error = ?e, "kickout may not reach other nodes");
     }
-    let _ = ns
-        .clone()
-        .within(room.clone())
-        .emit(
-            "kickout",
-            &json!({ "uid": uid, "data": "logged in elsewhere" }),
-        )
-        .await;
-    tokio::spawn(async move {
-        tokio::time::sleep(super::session::DISCONNECT_DELAY).await;
-        if let Err(e) = ns.within(room).disconnect().await {
-            tracing::warn!(error = ?e, "disconnecting kicked-out sockets failed on some node");
-        }
-    });
+    super::rooms::kickout(ns, room, uid, "logged in elsewhere").await;
 }
 
 /// The peer address of the socket's connection, as text ("" when unknown).
@@ -278,6 +265,7 @@ mod tests {
     use crate::store::UserRecord;
     use crate::tenant::TenantConfig;
     use async_trait::async_trait;
+    use serde_json::json;
 
     fn login(uid: &str, token: &str) -> AuthRequest {
         auth_request(&json!({"uid": uid, "token": token}), "")

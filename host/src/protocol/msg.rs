@@ -255,7 +255,10 @@ pub async fn msg(
     // The relay goes out from the room's line (see `relay`): after the
     // write committed, behind the room's earlier messages on this node.
     let (to, io_room) = (socket.clone(), sync_room(&room));
-    let tap = (state.taps.any()).then(|| (state.taps.clone(), tenant.clone(), room.clone()));
+    let tap = state
+        .taps
+        .any()
+        .then(|| (state.taps.clone(), tenant.clone(), room.clone()));
     let relay: Relay = Box::pin(async move {
         let _ = to.to(io_room).emit("msg", &*raw).await;
         if let Some((taps, tenant, room)) = tap {

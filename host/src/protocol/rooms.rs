@@ -172,13 +172,22 @@ pub async fn disconnected(state: &Services, sess: &Arc<Session>, socket: &Socket
 
 /// An administrator's kick: every socket of `uid` in namespace `ns`, on
 /// every node, gets `kickout` with `reason` and is disconnected a moment
-/// later (so the event reaches it on every transport). Its rooms hear
-/// `remote_disconnect` as for any disconnect.
+/// later. Its rooms hear `remote_disconnect` as for any disconnect.
 pub async fn kick(state: &Services, ns: &str, uid: &str, reason: &str) {
-    let Some(ns) = state.io.of(ns) else {
-        return;
-    };
-    let room = super::uid_room(uid);
+    if let Some(ns) = state.io.of(ns) {
+        kickout(ns, super::uid_room(uid), uid, reason).await;
+    }
+}
+
+/// Sends `kickout` `{uid, data: reason}` to the sockets in `room` (on every
+/// node) and disconnects them a little later, so the event reaches them on
+/// every transport first.
+pub(super) async fn kickout(
+    ns: socketioxide::operators::BroadcastOperators<crate::cluster::adapter::Adapter>,
+    room: String,
+    uid: &str,
+    reason: &str,
+) {
     let _ = ns
         .clone()
         .within(room.clone())
@@ -187,7 +196,7 @@ pub async fn kick(state: &Services, ns: &str, uid: &str, reason: &str) {
     tokio::spawn(async move {
         tokio::time::sleep(super::session::DISCONNECT_DELAY).await;
         if let Err(e) = ns.within(room).disconnect().await {
-            tracing::warn!(error = ?e, "disconnecting kicked sockets failed on some node");
+            tracing::warn!(error = ?e, "disconnecting kicked-out sockets failed on some node");
         }
     });
 }
