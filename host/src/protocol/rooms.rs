@@ -67,28 +67,27 @@ pub async fn join(
         .policy()
         .on_join(&sess.hook_context(), &req)
         .await;
-    sess.state.lock().joining = false;
-    match verdict {
-        Ok(JoinVerdict::Allow) => {}
-        Ok(JoinVerdict::Deny { reason }) => {
-            let hook = Hook::OnJoin;
-            return reply(
-                socket,
-                ack,
-                "join",
-                &refuse(Refusal::Plugin { hook, reason }),
-            );
-        }
-        Err(e) if hook_failed(&state.metrics, sess, Hook::OnJoin, &e) => {}
-        Err(e) => {
-            let r = Refusal::JoinUnavailable(e.to_string());
-            return reply(socket, ack, "join", &refuse(r));
-        }
+    // A refused join clears `joining` here; an allowed one only once its room
+    // is in the session, under the same lock: the join deadline must never
+    // see neither (it would refuse a join that then succeeds).
+    let refusal = match verdict {
+        Ok(JoinVerdict::Allow) => None,
+        Ok(JoinVerdict::Deny { reason }) => Some(Refusal::Plugin {
+            hook: Hook::OnJoin,
+            reason,
+        }),
+        Err(e) if hook_failed(&state.metrics, sess, Hook::OnJoin, &e) => None,
+        Err(e) => Some(Refusal::JoinUnavailable(e.to_string())),
+    };
+    if let Some(r) = refusal {
+        sess.state.lock().joining = false;
+        return reply(socket, ack, "join", &refuse(r));
     }
 
     socket.join(sync_room(&room));
     let kicker = {
         let mut st = sess.state.lock();
+        st.joining = false;
         // Sockets stay in a room or two: no spare capacity per socket.
         st.rooms.reserve_exact(1);
         st.rooms.push(JoinedRoom {
